@@ -1,0 +1,4 @@
+//! The reference dual-stack client.
+
+pub mod sip;
+pub mod xmpp;

@@ -1,0 +1,6 @@
+//! The reference client's SIP leg: sans-IO user agent plus its tokio shell.
+
+pub mod endpoint;
+pub mod ua;
+
+pub use endpoint::SipEndpoint;

@@ -1,0 +1,9 @@
+//! sixpac: an interop test harness and conformance suite for SIP+XMPP dual-stack clients.
+
+pub mod client;
+pub mod scenario;
+pub mod sip;
+pub mod tap;
+pub mod trace;
+pub mod xml;
+pub mod xmpp;

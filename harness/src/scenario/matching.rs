@@ -1,0 +1,211 @@
+//! The one matcher engine for both protocols: partial XML matching (scansion's rule) and SIP
+//! start-line + header matching. `{any}` matches any value.
+
+use crate::sip::message::{SipMessage, StartLine};
+use crate::xml::{self, Element};
+
+/// The wildcard token.
+pub const ANY: &str = "{any}";
+
+/// Does `text` match `pattern`, where `{any}` stands for any run of characters?
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split(ANY).collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(p) => rest = &rest[p + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Expected attributes and children present, extras ignored, order free.
+pub fn match_xml(expected: &Element, actual: &Element) -> Result<(), String> {
+    if expected.local_name() != actual.local_name() {
+        return Err(format!("expected <{}>, got <{}>", expected.name, actual.name));
+    }
+    if let (Some(e), Some(a)) = (&expected.ns, &actual.ns) {
+        if e != a && e != ANY {
+            return Err(format!("<{}> namespace: expected {e}, got {a}", expected.name));
+        }
+    }
+    for (k, v) in &expected.attrs {
+        if k == "xmlns" || k.starts_with("xmlns:") {
+            continue;
+        }
+        match actual.attr(k) {
+            None => return Err(format!("<{}> lacks attribute {k}='{v}'", actual.name)),
+            Some(got) if !glob(v, got) => {
+                return Err(format!("<{}> attribute {k}: expected '{v}', got '{got}'", actual.name))
+            }
+            Some(_) => {}
+        }
+    }
+    let want = expected.text();
+    let want = want.trim();
+    if !want.is_empty() {
+        let got = actual.text();
+        if !glob(want, got.trim()) {
+            return Err(format!("<{}> text: expected {want:?}, got {:?}", actual.name, got.trim()));
+        }
+    }
+    let exp: Vec<&Element> = expected.elements().collect();
+    let act: Vec<&Element> = actual.elements().collect();
+    let mut used = vec![false; act.len()];
+    assign(&exp, &act, &mut used).map_err(|e| format!("in <{}>: {e}", actual.name))
+}
+
+/// Match each expected child to a distinct actual child, backtracking on conflicts.
+fn assign(exp: &[&Element], act: &[&Element], used: &mut [bool]) -> Result<(), String> {
+    let Some((first, rest)) = exp.split_first() else { return Ok(()) };
+    let mut last_err = format!("no child <{}>", first.name);
+    for (i, a) in act.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        match match_xml(first, a) {
+            Ok(()) => {
+                used[i] = true;
+                if assign(rest, act, used).is_ok() {
+                    return Ok(());
+                }
+                used[i] = false;
+            }
+            Err(e) if a.local_name() == first.local_name() => last_err = e,
+            Err(_) => {}
+        }
+    }
+    Err(last_err)
+}
+
+/// Parse an XML pattern from scenario text (stream scope, so `<message>` is jabber:client).
+pub fn parse_xml_pattern(text: &str) -> Result<Element, String> {
+    xml::parse(text.trim().as_bytes(), &xml::client_stream_scope(), false).map_err(|e| e.to_string())
+}
+
+/// A SIP pattern: start line, listed headers, optional body.
+pub fn match_sip(pattern: &str, actual: &SipMessage) -> Result<(), String> {
+    let pattern = pattern.replace("\r\n", "\n");
+    let pattern = pattern.trim_start_matches('\n');
+    let (head, body) = pattern.split_once("\n\n").unwrap_or((pattern, ""));
+    let mut lines = head.lines();
+    let start = lines.next().unwrap_or("").trim();
+    match_start_line(start, actual.start_line())?;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let (name, want) = line
+            .split_once(':')
+            .ok_or_else(|| format!("pattern line {line:?} is not `Header: value`"))?;
+        let want = want.trim();
+        let got = actual.headers(name);
+        if got.is_empty() {
+            return Err(format!("no {} header", name.trim()));
+        }
+        if !got.iter().any(|g| glob(want, g.trim())) {
+            return Err(format!("{}: expected {want:?}, got {:?}", name.trim(), got));
+        }
+    }
+    let body = body.trim();
+    if !body.is_empty() {
+        let got = String::from_utf8_lossy(actual.body());
+        if body.starts_with('<') {
+            let e = parse_xml_pattern(body)?;
+            let a = xml::parse(got.trim().as_bytes(), &xml::Scope::new(), false)
+                .map_err(|err| format!("body is not XML: {err}"))?;
+            match_xml(&e, &a)?;
+        } else {
+            let norm = |s: &str| s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+            if !glob(&norm(body), norm(&got).trim()) {
+                return Err(format!("body: expected {body:?}, got {:?}", got.trim()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn match_start_line(pattern: &str, actual: &StartLine) -> Result<(), String> {
+    let mut it = pattern.split_whitespace();
+    match actual {
+        StartLine::Response { code, reason, .. } => {
+            let (Some(v), Some(c)) = (it.next(), it.next()) else {
+                return Err(format!("pattern start line {pattern:?} is incomplete"));
+            };
+            if !v.starts_with("SIP/") {
+                return Err(format!("expected a {v} request, got response {code} {reason}"));
+            }
+            if !glob(c, &code.to_string()) {
+                return Err(format!("expected status {c}, got {code} {reason}"));
+            }
+            let want_reason: Vec<&str> = it.collect();
+            if !want_reason.is_empty() && !glob(&want_reason.join(" "), reason.trim()) {
+                return Err(format!("expected reason {:?}, got {reason:?}", want_reason.join(" ")));
+            }
+        }
+        StartLine::Request { method, uri, .. } => {
+            let m = it.next().unwrap_or("");
+            if m.starts_with("SIP/") {
+                return Err(format!("expected a response, got a {method} request"));
+            }
+            if m != method {
+                return Err(format!("expected method {m}, got {method}"));
+            }
+            if let Some(u) = it.next() {
+                if !glob(u, uri) {
+                    return Err(format!("expected Request-URI {u}, got {uri}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(s: &str) -> Element {
+        parse_xml_pattern(s).unwrap()
+    }
+
+    #[test]
+    fn glob_handles_edges() {
+        assert!(glob("{any}", ""));
+        assert!(glob("a{any}c", "abbc"));
+        assert!(!glob("a{any}c", "abb"));
+        assert!(glob("x", "x") && !glob("x", "y"));
+        assert!(glob("{any}@{any}/r", "u@d/r"));
+    }
+
+    #[test]
+    fn xml_partial_match_rules() {
+        let got = el("<message from='a@x/r' to='b@x' type='chat' id='9'><active xmlns='http://jabber.org/protocol/chatstates'/><body>hi</body></message>");
+        assert!(match_xml(&el("<message type='chat'><body>hi</body></message>"), &got).is_ok());
+        assert!(match_xml(&el("<message from='{any}'/>"), &got).is_ok());
+        assert!(match_xml(&el("<message type='normal'/>"), &got).unwrap_err().contains("attribute type"));
+        assert!(match_xml(&el("<message><body>ho</body></message>"), &got).unwrap_err().contains("text"));
+        assert!(match_xml(&el("<message><subject/></message>"), &got).is_err());
+        assert!(match_xml(&el("<presence/>"), &got).is_err());
+        assert!(match_xml(&el("<message><active xmlns='urn:other'/></message>"), &got).is_err());
+    }
+
+    #[test]
+    fn sip_patterns_cover_compact_headers() {
+        let m = SipMessage::parse(b"MESSAGE sip:bob@127.0.0.1:5 SIP/2.0\r\nf: <sip:alice@x>;tag=1\r\nc: text/plain\r\nl: 2\r\n\r\nhi").unwrap();
+        assert!(match_sip("MESSAGE {any} SIP/2.0\nFrom: <sip:alice@x>;tag={any}\nContent-Type: text/plain\n\nhi\n", &m).is_ok());
+        assert!(match_sip("MESSAGE sip:carol@{any} SIP/2.0", &m).is_err());
+        assert!(match_sip("INVITE {any} SIP/2.0", &m).is_err());
+        assert!(match_sip("SIP/2.0 200 OK", &m).unwrap_err().contains("got a MESSAGE request"));
+        assert!(match_sip("MESSAGE {any} SIP/2.0\nSubject: x", &m).unwrap_err().contains("no Subject"));
+        let r = SipMessage::parse(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert!(match_sip("SIP/2.0 200 OK", &r).is_ok());
+        assert!(match_sip("SIP/2.0 2{any}", &r).is_ok());
+        assert!(match_sip("SIP/2.0 404", &r).is_err());
+    }
+}

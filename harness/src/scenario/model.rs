@@ -1,0 +1,87 @@
+//! What a scenario file means, once read.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default deadline of an expectation.
+pub const DEFAULT_WITHIN: Duration = Duration::from_secs(5);
+/// Default window of `receives nothing`.
+pub const DEFAULT_QUIET: Duration = Duration::from_secs(1);
+
+/// How an actor is bound to the reference client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// SIP and XMPP (CUSAX).
+    Dual,
+    /// XMPP only.
+    Xmpp,
+    /// SIP only.
+    Sip,
+}
+
+/// A participant.
+#[derive(Debug, Clone)]
+pub struct ActorDecl {
+    pub name: String,
+    pub kind: ActorKind,
+}
+
+/// Which protocol a raw step uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Sip,
+    Xmpp,
+}
+
+/// One step's action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Log in on every leg the actor has (SIP REGISTER first, then XMPP: CUSAX order).
+    Connect,
+    /// Close the actor's legs.
+    Disconnect,
+    /// Send text as it is (after interpolation).
+    Send { wire: Wire, text: String },
+    /// Wait for a matching frame.
+    Receive { wire: Wire, pattern: String, within: Duration },
+    /// Assert no matching frame arrives in the window.
+    ReceiveNothing { wire: Wire, pattern: String, within: Duration },
+}
+
+/// A step with where it came from.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub actor: String,
+    pub action: Action,
+    /// What the step says, for progress and reports (`bob receives xmpp`).
+    pub label: String,
+    pub line: u64,
+    pub column: u64,
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Path relative to the scenarios root, without extension (`basics/chat`).
+    pub id: String,
+    pub path: PathBuf,
+    pub title: String,
+    pub requirements: Vec<String>,
+    pub tags: Vec<String>,
+    pub profiles: Vec<String>,
+    pub actors: Vec<ActorDecl>,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// The expected-trace file for a profile, beside the scenario file.
+    pub fn expected_trace_path(&self, profile: &str) -> PathBuf {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        self.path.with_file_name(format!("{stem}.{profile}.trace"))
+    }
+
+    /// A file-name-safe form of the id.
+    pub fn file_id(&self) -> String {
+        self.id.replace(['/', '\\'], ".")
+    }
+}

@@ -1,0 +1,362 @@
+//! Reading scenario files: YAML with spans, then checks that name file:line:column.
+
+use super::interpolate::{check_reference, references};
+use super::matching::parse_xml_pattern;
+use super::model::{Action, ActorDecl, ActorKind, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// A scenario file problem, located.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{path}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+    #[source_code]
+    src: miette::NamedSource<String>,
+    #[label("here")]
+    span: Option<miette::SourceSpan>,
+    #[help]
+    help: Option<String>,
+}
+
+/// Where in the file a problem is.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    line: u64,
+    column: u64,
+    offset: Option<usize>,
+}
+
+impl At {
+    fn of(loc: &serde_saphyr::Location) -> At {
+        At {
+            line: loc.line(),
+            column: loc.column(),
+            offset: loc.span().byte_offset().map(|o| o as usize),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a str,
+    source: &'a str,
+}
+
+impl Ctx<'_> {
+    fn error(&self, at: At, message: impl Into<String>, help: Option<String>) -> ScenarioError {
+        let offset = at.offset.or_else(|| offset_of(self.source, at.line, at.column));
+        ScenarioError {
+            path: self.path.to_string(),
+            line: at.line,
+            column: at.column,
+            message: message.into(),
+            src: miette::NamedSource::new(self.path, self.source.to_string()),
+            span: offset.map(|o| miette::SourceSpan::from((o, 1))),
+            help,
+        }
+    }
+}
+
+fn offset_of(source: &str, line: u64, column: u64) -> Option<usize> {
+    if line == 0 {
+        return None;
+    }
+    let start: usize = source.split_inclusive('\n').take(line as usize - 1).map(str::len).sum();
+    Some((start + column.saturating_sub(1) as usize).min(source.len()))
+}
+
+/// A YAML mapping that keeps its entries in file order.
+struct Ordered<K, V>(Vec<(K, V)>);
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for V2<K, V> {
+            type Value = Ordered<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key()? {
+                    out.push((k, m.next_value()?));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V2(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Text(s) => s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawValue {
+    Text(String),
+    Map(BTreeMap<String, Scalar>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    title: String,
+    #[serde(default)]
+    requirements: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    profiles: Vec<Spanned<String>>,
+    actors: Ordered<Spanned<String>, Spanned<String>>,
+    steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
+}
+
+/// Parse `5s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(p) => (&s[..p], &s[p..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+const VERBS: &[&str] = &["sends xmpp", "sends sip", "receives xmpp", "receives sip", "receives nothing"];
+const ACTIONS: &[&str] = &["connect", "disconnect"];
+
+/// Read and check one scenario file. `id` is its path below the scenarios root.
+pub fn parse_scenario(
+    path: &Path,
+    id: &str,
+    source: &str,
+    known_profiles: &[String],
+) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let ctx = Ctx { path: &shown, source };
+    let raw: RawScenario = serde_saphyr::from_str(source).map_err(|e| {
+        let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
+        let msg = e.without_snippet().to_string();
+        let help = msg.contains("unknown field").then(|| {
+            "top-level keys: title, requirements, tags, profiles, actors, steps".to_string()
+        });
+        ctx.error(at, msg, help)
+    })?;
+
+    for p in &raw.profiles {
+        if !known_profiles.contains(&p.value) {
+            return Err(ctx.error(
+                At::of(&p.referenced),
+                format!("unknown profile `{}`", p.value),
+                Some(format!("profiles under fixtures/profiles/: {}", known_profiles.join(", "))),
+            ));
+        }
+    }
+    let mut actors = Vec::new();
+    for (name, kind) in &raw.actors.0 {
+        let k = match kind.value.as_str() {
+            "dual" => ActorKind::Dual,
+            "xmpp" => ActorKind::Xmpp,
+            "sip" => ActorKind::Sip,
+            other => {
+                return Err(ctx.error(
+                    At::of(&kind.referenced),
+                    format!("unknown actor kind `{other}`"),
+                    Some("one of: dual, xmpp, sip".into()),
+                ))
+            }
+        };
+        if name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ctx.error(
+                At::of(&name.referenced),
+                format!("actor name `{}` must be letters, digits or _", name.value),
+                None,
+            ));
+        }
+        actors.push(ActorDecl { name: name.value.clone(), kind: k });
+    }
+    let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
+    let mut steps = Vec::new();
+    for entry in &raw.steps {
+        let [(key, value)] = entry.0.as_slice() else {
+            let at = entry.0.first().map(|(k, _)| At::of(&k.referenced)).unwrap_or(At { line: 1, column: 1, offset: None });
+            return Err(ctx.error(at, "a step is a mapping with exactly one key", Some("e.g. `- alice: connect`".into())));
+        };
+        steps.push(parse_step(&ctx, key, value, &names)?);
+    }
+    Ok(Scenario {
+        id: id.to_string(),
+        path: path.to_path_buf(),
+        title: raw.title,
+        requirements: raw.requirements,
+        tags: raw.tags,
+        profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
+        actors,
+        steps,
+    })
+}
+
+fn parse_step(
+    ctx: &Ctx,
+    key: &Spanned<String>,
+    value: &Spanned<RawValue>,
+    actors: &[String],
+) -> Result<Step, ScenarioError> {
+    let kat = At::of(&key.referenced);
+    let vat = At::of(&value.referenced);
+    let (actor, verb) = key.value.trim().split_once(' ').unwrap_or((key.value.trim(), ""));
+    let verb = verb.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !actors.iter().any(|a| a == actor) {
+        return Err(ctx.error(kat, format!("unknown actor `{actor}`"), Some(format!("declared actors: {}", actors.join(", ")))));
+    }
+    if !verb.is_empty() && !VERBS.contains(&verb.as_str()) {
+        return Err(ctx.error(
+            kat,
+            format!("unknown step `{verb}` for actor {actor}"),
+            Some(format!("steps: `{actor}: <action>` ({}), or `{actor} <verb>` with verb one of: {}", ACTIONS.join(", "), VERBS.join(", "))),
+        ));
+    }
+    let (text, opts) = match &value.value {
+        RawValue::Text(t) => (Some(t.clone()), BTreeMap::new()),
+        RawValue::Map(m) => (None, m.iter().map(|(k, v)| (k.clone(), v.text())).collect::<BTreeMap<_, _>>()),
+    };
+    let allowed: &[&str] = if verb.starts_with("receives") { &["match", "within"] } else { &[] };
+    if let Some(bad) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let help = if allowed.is_empty() { "this step takes text".to_string() } else { format!("keys: {}", allowed.join(", ")) };
+        return Err(ctx.error(vat, format!("unknown option `{bad}` for `{}`", key.value), Some(help)));
+    }
+    let within = match opts.get("within") {
+        Some(w) => Some(parse_duration(w).ok_or_else(|| {
+            ctx.error(vat, format!("`within: {w}` is not a duration"), Some("e.g. 500ms, 2s, 1.5s".into()))
+        })?),
+        None => None,
+    };
+    let body = text.or_else(|| opts.get("match").cloned()).ok_or_else(|| {
+        ctx.error(vat, format!("`{}` needs text or `match:`", key.value), None)
+    })?;
+    for (_, r) in references(&body) {
+        check_reference(&r, actors).map_err(|m| ctx.error(vat, m, None))?;
+    }
+    let wire_of = |w: &str| if w.ends_with("sip") { Wire::Sip } else { Wire::Xmpp };
+    let action = match verb.as_str() {
+        "" => match body.trim() {
+            "connect" => Action::Connect,
+            "disconnect" => Action::Disconnect,
+            other => {
+                return Err(ctx.error(vat, format!("unknown action `{other}`"), Some(format!("actions: {}", ACTIONS.join(", ")))))
+            }
+        },
+        "sends xmpp" | "sends sip" => Action::Send { wire: wire_of(&verb), text: body },
+        "receives nothing" => {
+            let wire = if body.trim_start().starts_with('<') { Wire::Xmpp } else { Wire::Sip };
+            check_pattern(ctx, vat, wire, &body)?;
+            Action::ReceiveNothing { wire, pattern: body, within: within.unwrap_or(DEFAULT_QUIET) }
+        }
+        _ => {
+            let wire = wire_of(&verb);
+            check_pattern(ctx, vat, wire, &body)?;
+            Action::Receive { wire, pattern: body, within: within.unwrap_or(DEFAULT_WITHIN) }
+        }
+    };
+    Ok(Step { actor: actor.to_string(), action, label: key.value.clone(), line: kat.line, column: kat.column })
+}
+
+fn check_pattern(ctx: &Ctx, at: At, wire: Wire, pattern: &str) -> Result<(), ScenarioError> {
+    match wire {
+        Wire::Xmpp => parse_xml_pattern(pattern)
+            .map(|_| ())
+            .map_err(|e| ctx.error(at, format!("XML pattern does not parse: {e}"), None)),
+        Wire::Sip if pattern.trim().is_empty() => Err(ctx.error(at, "SIP pattern needs a start line", None)),
+        Wire::Sip => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Scenario, ScenarioError> {
+        parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()])
+    }
+
+    const GOOD: &str = "title: T\nprofiles: [p]\nactors:\n  alice: dual\n  bob: xmpp\nsteps:\n  - alice: connect\n  - alice sends xmpp: <message to='${bob.jid}'/>\n  - bob receives xmpp: { match: \"<message/>\", within: 2s }\n  - bob receives nothing: \"<presence/>\"\n";
+
+    #[test]
+    fn reads_a_good_file() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.actors.len(), 2);
+        assert_eq!(s.actors[0].name, "alice");
+        assert_eq!(s.steps.len(), 4);
+        assert!(matches!(s.steps[2].action, Action::Receive { within, .. } if within == Duration::from_secs(2)));
+        assert_eq!((s.steps[1].line, s.steps[1].column), (8, 5));
+    }
+
+    #[test]
+    fn misspelled_step_key_is_located() {
+        let bad = GOOD.replace("alice sends xmpp", "alice sennds xmpp");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!((e.line, e.column), (8, 5));
+        assert!(e.to_string().starts_with("t.yaml:8:5: unknown step `sennds xmpp`"), "{e}");
+    }
+
+    #[test]
+    fn other_mistakes_are_located() {
+        let e = parse(&GOOD.replace("title", "titel")).unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        let e = parse(&GOOD.replace("${bob.jid}", "${bob.jdi}")).unwrap_err();
+        assert_eq!(e.line, 8);
+        assert!(e.message.contains("unknown field `jdi`"));
+        let e = parse(&GOOD.replace("within: 2s", "within: soon")).unwrap_err();
+        assert_eq!(e.line, 9);
+        let e = parse(&GOOD.replace("[p]", "[nope]")).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 12));
+        let e = parse(&GOOD.replace("alice: connect", "alice: conect")).unwrap_err();
+        assert!(e.message.contains("unknown action"));
+        let e = parse(&GOOD.replace("\"<message/>\"", "\"<message>\"")).unwrap_err();
+        assert!(e.message.contains("XML pattern"));
+        assert!(parse("title: [").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1h"), None);
+    }
+}

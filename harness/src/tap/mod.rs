@@ -1,0 +1,158 @@
+//! Recording relays in front of server ports. Actors connect to a tap; the tap connects to the
+//! server, forwards every byte unchanged, and records frames into the [`Recorder`].
+
+pub mod cut;
+
+use crate::trace::frame::{Direction, Origin, Proto, Recorder, Transport};
+use cut::StreamCutter;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+/// What a tap relays and to where.
+#[derive(Debug, Clone)]
+pub struct TapSpec {
+    pub server: String,
+    pub proto: Proto,
+    pub transport: Transport,
+    pub upstream: SocketAddr,
+}
+
+/// A running tap; dropping it stops every relay task.
+pub struct Tap {
+    pub spec: TapSpec,
+    pub listen: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Tap {
+    /// Bind on a free loopback port and start relaying.
+    pub async fn start(spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
+        let mut tasks = JoinSet::new();
+        let listen = match spec.transport {
+            Transport::Tcp => {
+                let l = TcpListener::bind("127.0.0.1:0").await?;
+                let addr = l.local_addr()?;
+                tasks.spawn(accept_loop(l, spec.clone(), recorder));
+                addr
+            }
+            Transport::Udp => {
+                let s = UdpSocket::bind("127.0.0.1:0").await?;
+                let addr = s.local_addr()?;
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder));
+                addr
+            }
+        };
+        Ok(Tap { spec, listen, tasks })
+    }
+
+    /// Stop relaying.
+    pub fn stop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
+    let mut conns = JoinSet::new();
+    while let Ok((client, peer)) = listener.accept().await {
+        conns.spawn(tcp_relay(client, peer, spec.clone(), rec.clone()));
+    }
+}
+
+async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>) {
+    let Ok(server) = TcpStream::connect(spec.upstream).await else {
+        return; // dropping the client socket tells the actor the server is unreachable
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    if let Ok(up) = server.local_addr() {
+        rec.alias(up, peer);
+    }
+    let origin = Origin {
+        server: spec.server.clone(),
+        proto: spec.proto,
+        transport: Transport::Tcp,
+        conn: rec.new_conn(),
+        client: peer,
+    };
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone());
+    let down = pump(sr, cw, origin, Direction::ToClient, rec);
+    tokio::join!(up, down);
+}
+
+async fn pump<R, W>(mut from: R, mut to: W, origin: Origin, dir: Direction, rec: Arc<Recorder>)
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let mut cutter = StreamCutter::new(origin.proto);
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Record before forwarding so a frame is in the trace before anyone can react to it.
+        for (kind, bytes) in cutter.push(&buf[..n]) {
+            rec.record(&origin, dir, kind, bytes);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    if let Some((kind, bytes)) = cutter.finish() {
+        rec.record(&origin, dir, kind, bytes);
+    }
+    let _ = to.shutdown().await;
+}
+
+async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>) {
+    let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Origin)> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+        let bytes = buf[..n].to_vec();
+        if !upstreams.contains_key(&peer) {
+            let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else { continue };
+            if up.connect(spec.upstream).await.is_err() {
+                continue;
+            }
+            if let Ok(a) = up.local_addr() {
+                rec.alias(a, peer);
+            }
+            let origin = Origin {
+                server: spec.server.clone(),
+                proto: spec.proto,
+                transport: Transport::Udp,
+                conn: rec.new_conn(),
+                client: peer,
+            };
+            let up = Arc::new(up);
+            tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone()));
+            upstreams.insert(peer, (up, origin));
+        }
+        let (up, origin) = &upstreams[&peer];
+        rec.record(origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone());
+        let _ = up.send(&bytes).await;
+    }
+}
+
+async fn udp_return(up: Arc<UdpSocket>, tap: Arc<UdpSocket>, client: SocketAddr, origin: Origin, rec: Arc<Recorder>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match up.recv(&mut buf).await {
+            Ok(n) => {
+                let bytes = buf[..n].to_vec();
+                rec.record(&origin, Direction::ToClient, cut::datagram(&bytes), bytes.clone());
+                let _ = tap.send_to(&bytes, client).await;
+            }
+            // ICMP unreachable from a not-yet-listening server: keep the relay alive.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}

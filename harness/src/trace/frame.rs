@@ -1,0 +1,144 @@
+//! Frames and the recorder every tap writes into.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Which protocol a tap relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Sip,
+    Xmpp,
+}
+
+/// Which transport a tap relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Which way a frame travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// What a frame's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameKind {
+    Sip,
+    XmppHeader,
+    XmppElement,
+    XmppClose,
+    Whitespace,
+    Opaque,
+    Unparsed(String),
+}
+
+/// One recorded unit of traffic: exact bytes, when, where, which way.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub seq: u64,
+    pub at: Duration,
+    pub server: String,
+    pub proto: Proto,
+    pub transport: Transport,
+    pub conn: u64,
+    pub client: SocketAddr,
+    pub dir: Direction,
+    pub kind: FrameKind,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a tap's frames came from: fixed per connection.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub server: String,
+    pub proto: Proto,
+    pub transport: Transport,
+    pub conn: u64,
+    pub client: SocketAddr,
+}
+
+/// Collects frames from all taps of a server set, in arrival order.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    frames: Mutex<Vec<Frame>>,
+    next_conn: AtomicU64,
+    /// Tap-side upstream socket -> the client it relays for (servers see these addresses).
+    aliases: Mutex<HashMap<SocketAddr, SocketAddr>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder whose clock starts now.
+    pub fn new() -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            frames: Mutex::new(Vec::new()),
+            next_conn: AtomicU64::new(1),
+            aliases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh connection number.
+    pub fn new_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Note that the server will see `upstream` for traffic of `client`.
+    pub fn alias(&self, upstream: SocketAddr, client: SocketAddr) {
+        self.aliases.lock().expect("recorder lock").insert(upstream, client);
+    }
+
+    /// The client an upstream socket relays for.
+    pub fn client_of(&self, upstream: SocketAddr) -> Option<SocketAddr> {
+        self.aliases.lock().expect("recorder lock").get(&upstream).copied()
+    }
+
+    /// Store a frame.
+    pub fn record(&self, origin: &Origin, dir: Direction, kind: FrameKind, bytes: Vec<u8>) {
+        let mut frames = self.frames.lock().expect("recorder lock");
+        let seq = frames.len() as u64 + 1;
+        frames.push(Frame {
+            seq,
+            at: self.start.elapsed(),
+            server: origin.server.clone(),
+            proto: origin.proto,
+            transport: origin.transport,
+            conn: origin.conn,
+            client: origin.client,
+            dir,
+            kind,
+            bytes,
+        });
+    }
+
+    /// Frames whose client address is one of `clients`.
+    pub fn frames_for(&self, clients: &[SocketAddr]) -> Vec<Frame> {
+        let frames = self.frames.lock().expect("recorder lock");
+        frames.iter().filter(|f| clients.contains(&f.client)).cloned().collect()
+    }
+
+    /// Number of frames so far.
+    pub fn len(&self) -> usize {
+        self.frames.lock().expect("recorder lock").len()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

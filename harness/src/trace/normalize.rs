@@ -1,0 +1,356 @@
+//! The normalized trace: frames as text, volatile values replaced by stable symbols numbered by
+//! first appearance, credentials redacted. This is what is diffed and stored as expected.
+
+use super::frame::{Direction, Frame, FrameKind, Proto};
+use crate::sip::message::{same_header, SipMessage};
+use crate::xml::{self, Element, Node};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// What the normalizer knows about the run: names for addresses and literal replacements.
+#[derive(Debug, Clone, Default)]
+pub struct NormalizeContext {
+    /// Heading of the trace (`scenario on profile`).
+    pub title: String,
+    /// Actors in declaration order, with the client addresses each uses.
+    pub actors: Vec<(String, Vec<SocketAddr>)>,
+    /// Known addresses and the symbol to print for them.
+    pub addr_names: Vec<(SocketAddr, String)>,
+    /// Literal text and its stable replacement (generated user names, secrets).
+    pub literals: Vec<(String, String)>,
+}
+
+/// A normalized trace and where each frame starts in it.
+#[derive(Debug, Clone)]
+pub struct NormalizedTrace {
+    pub text: String,
+}
+
+/// Volatile values seen so far, by class, numbered in order of first appearance.
+#[derive(Debug, Default)]
+struct Symbols {
+    seen: HashMap<(String, String), String>,
+    counts: HashMap<String, usize>,
+}
+
+impl Symbols {
+    fn get(&mut self, class: &str, value: &str) -> String {
+        if let Some(s) = self.seen.get(&(class.to_string(), value.to_string())) {
+            return s.clone();
+        }
+        let n = self.counts.entry(class.to_string()).or_insert(0);
+        *n += 1;
+        let sym = format!("{{{class}-{n}}}");
+        self.seen.insert((class.to_string(), value.to_string()), sym.clone());
+        sym
+    }
+}
+
+struct Normalizer<'a> {
+    ctx: &'a NormalizeContext,
+    syms: Symbols,
+}
+
+const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
+
+impl Normalizer<'_> {
+    fn addr_name(&mut self, addr: &str) -> String {
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            if let Some((_, n)) = self.ctx.addr_names.iter().find(|(k, _)| *k == a) {
+                return format!("{{{n}}}");
+            }
+        }
+        self.syms.get("addr", addr)
+    }
+
+    /// Replace `127.0.0.1:port` anywhere in `text` by address names.
+    fn addresses(&mut self, text: &str) -> String {
+        const IP: &str = "127.0.0.1:";
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(p) = rest.find(IP) {
+            out.push_str(&rest[..p]);
+            let after = &rest[p + IP.len()..];
+            let digits = after.chars().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                out.push_str(IP);
+                rest = after;
+                continue;
+            }
+            out.push_str(&self.addr_name(&format!("{IP}{}", &after[..digits])));
+            rest = &after[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn literals(&self, text: &str) -> String {
+        let mut lits: Vec<&(String, String)> = self.ctx.literals.iter().filter(|(k, _)| !k.is_empty()).collect();
+        lits.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        let mut out = text.to_string();
+        for (k, v) in lits {
+            out = out.replace(k.as_str(), v);
+        }
+        out
+    }
+
+    fn final_pass(&mut self, text: &str) -> String {
+        let t = self.literals(text);
+        self.addresses(&t)
+    }
+
+    fn label(&self, addr: SocketAddr) -> String {
+        self.ctx
+            .actors
+            .iter()
+            .find(|(_, addrs)| addrs.contains(&addr))
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| "client".into())
+    }
+
+    fn sip(&mut self, bytes: &[u8]) -> Vec<String> {
+        let msg = match SipMessage::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => return vec![format!("!! unparsed SIP ({e}): {}", escape_bytes(bytes))],
+        };
+        let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
+        let mut lines = vec![self.final_pass(String::from_utf8_lossy(raw_first).trim_end())];
+        for h in msg.header_lines() {
+            let name = msg.name_of(h).to_string();
+            let value = msg.value_of(h);
+            let value = self.sip_value(&name, &value);
+            lines.push(format!("{name}: {}", self.final_pass(&value)));
+        }
+        let body = String::from_utf8_lossy(msg.body());
+        if !body.is_empty() {
+            lines.push(String::new());
+            for l in body.lines() {
+                lines.push(self.final_pass(l));
+            }
+        }
+        if !msg.trailing().is_empty() {
+            lines.push(format!("!! {} bytes after Content-Length", msg.trailing().len()));
+        }
+        lines
+    }
+
+    fn sip_value(&mut self, name: &str, value: &str) -> String {
+        let is = |n: &str| same_header(name, n);
+        if is("Call-ID") {
+            return self.syms.get("call-id", value);
+        }
+        if is("SIP-ETag") || is("SIP-If-Match") {
+            return self.syms.get("etag", value);
+        }
+        if is("Date") || is("Timestamp") {
+            return format!("{{{}}}", name.to_ascii_lowercase());
+        }
+        let mut v = value.to_string();
+        if is("Via") || is("Record-Route") || is("Route") {
+            v = self.param(&v, "branch", |s, x| s.syms.get("branch", x));
+            v = self.param(&v, "rport", |s, x| {
+                if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}")) }
+            });
+        }
+        if is("From") || is("To") {
+            v = self.param(&v, "tag", |s, x| s.syms.get("tag", x));
+        }
+        if is("Authorization") || is("Proxy-Authorization") || is("WWW-Authenticate") || is("Proxy-Authenticate") {
+            for k in DIGEST_SECRETS {
+                v = self.param(&v, k, |_, _| "{redacted}".into());
+            }
+        }
+        v
+    }
+
+    /// Replace the value of every `name=value` parameter (`;`, `,` or space separated).
+    fn param(&mut self, text: &str, name: &str, mut f: impl FnMut(&mut Self, &str) -> String) -> String {
+        let mut out = String::new();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < text.len() {
+            let at_boundary = i == 0 || matches!(bytes[i - 1], b';' | b',' | b' ' | b'\t');
+            let key_end = i + name.len();
+            if at_boundary
+                && text.len() > key_end
+                && text[i..key_end].eq_ignore_ascii_case(name)
+                && bytes[key_end] == b'='
+            {
+                let vstart = key_end + 1;
+                let (vend, quoted) = if bytes.get(vstart) == Some(&b'"') {
+                    (text[vstart + 1..].find('"').map(|p| vstart + 2 + p).unwrap_or(text.len()), true)
+                } else {
+                    let len = text[vstart..]
+                        .find(|c: char| matches!(c, ';' | ',' | '>' | ' ' | '\t'))
+                        .unwrap_or(text.len() - vstart);
+                    (vstart + len, false)
+                };
+                let inner = if quoted { &text[vstart + 1..vend.saturating_sub(1).max(vstart + 1)] } else { &text[vstart..vend] };
+                let rep = f(self, inner);
+                out.push_str(&text[i..vstart]);
+                if quoted {
+                    out.push_str(&format!("\"{rep}\""));
+                } else {
+                    out.push_str(&rep);
+                }
+                i = vend;
+                continue;
+            }
+            let ch = text[i..].chars().next().expect("in bounds");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+        out
+    }
+
+    fn jid(&mut self, jid: &str) -> String {
+        match jid.split_once('/') {
+            Some((bare, res)) => format!("{bare}/{}", self.syms.get("resource", res)),
+            None => jid.to_string(),
+        }
+    }
+
+    fn element(&mut self, el: &mut Element, header: bool) {
+        let sasl = el.ns.as_deref() == Some("urn:ietf:params:xml:ns:xmpp-sasl");
+        let caps = el.ns.as_deref() == Some("http://jabber.org/protocol/caps");
+        for (k, v) in el.attrs.iter_mut() {
+            *v = match k.as_str() {
+                "id" if header => self.syms.get("stream-id", v),
+                "id" => self.syms.get("id", v),
+                "to" | "from" | "jid" => self.jid(v),
+                "stamp" => "{stamp}".into(),
+                "ver" if caps => self.syms.get("caps-ver", v),
+                _ => continue,
+            };
+        }
+        if sasl && !el.text().trim().is_empty() {
+            el.children = vec![Node::Text("{sasl}".into())];
+            return;
+        }
+        if el.local_name() == "jid" {
+            let t = el.text();
+            el.children = vec![Node::Text(self.jid(t.trim()))];
+            return;
+        }
+        for c in el.children.iter_mut() {
+            if let Node::Element(e) = c {
+                self.element(e, false);
+            }
+        }
+    }
+
+    fn xmpp(&mut self, kind: &FrameKind, bytes: &[u8]) -> Vec<String> {
+        let header = *kind == FrameKind::XmppHeader;
+        let scope = if header { xml::Scope::new() } else { xml::client_stream_scope() };
+        match xml::parse(bytes, &scope, header) {
+            Ok(mut el) => {
+                self.element(&mut el, header);
+                let text = if header { el.start_tag() } else { el.to_xml() };
+                let prolog = if String::from_utf8_lossy(bytes).trim_start().starts_with("<?xml") { "<?xml?>" } else { "" };
+                vec![self.final_pass(&format!("{prolog}{text}"))]
+            }
+            Err(e) => vec![format!("!! unparsed XML ({e}): {}", escape_bytes(bytes))],
+        }
+    }
+
+    fn frame(&mut self, f: &Frame) -> Vec<String> {
+        match &f.kind {
+            FrameKind::Sip => self.sip(&f.bytes),
+            FrameKind::XmppHeader | FrameKind::XmppElement => self.xmpp(&f.kind, &f.bytes),
+            FrameKind::XmppClose => vec!["</stream:stream>".into()],
+            FrameKind::Whitespace => vec![format!("(keepalive, {} bytes)", f.bytes.len())],
+            FrameKind::Opaque => vec![format!("(opaque, {} bytes)", f.bytes.len())],
+            FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
+        }
+    }
+}
+
+/// Bytes as printable text, non-printables escaped, for reporting garbage.
+pub fn escape_bytes(b: &[u8]) -> String {
+    let mut s = String::new();
+    for c in b.iter().take(512) {
+        match *c {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(*c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > 512 {
+        s.push_str(&format!("... ({} bytes)", b.len()));
+    }
+    s
+}
+
+/// Render frames as a normalized trace: one section per connection, frames in arrival order.
+pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
+    let mut n = Normalizer { ctx, syms: Symbols::default() };
+    let actor_rank = |addr: SocketAddr| {
+        ctx.actors.iter().position(|(_, a)| a.contains(&addr)).unwrap_or(usize::MAX)
+    };
+    let mut conns: Vec<(usize, u8, u64, u64)> = Vec::new(); // (actor, proto, first seq, conn)
+    for f in frames {
+        if !conns.iter().any(|c| c.3 == f.conn) {
+            let proto = match f.proto { Proto::Sip => 0, Proto::Xmpp => 1 };
+            conns.push((actor_rank(f.client), proto, f.seq, f.conn));
+        }
+    }
+    conns.sort();
+    let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
+    let mut number = 0;
+    for (_, _, _, conn) in conns {
+        let mut it = frames.iter().filter(|f| f.conn == conn).peekable();
+        let Some(first) = it.peek() else { continue };
+        let who = n.label(first.client);
+        let proto = match first.proto { Proto::Sip => "sip", Proto::Xmpp => "xmpp" };
+        let transport = match first.transport { crate::trace::frame::Transport::Udp => "udp", _ => "tcp" };
+        out.push_str(&format!("\n== {who} {proto}/{transport} via {}\n", first.server));
+        for f in it {
+            number += 1;
+            let arrow = match f.dir {
+                Direction::ToServer => format!("{who} -> {}", f.server),
+                Direction::ToClient => format!("{} -> {who}", f.server),
+            };
+            out.push_str(&format!("{number:03} {arrow}\n"));
+            for line in n.frame(f) {
+                out.push_str("    ");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    NormalizedTrace { text: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::frame::{Origin, Recorder, Transport};
+
+    #[test]
+    fn volatile_values_become_symbols_and_secrets_vanish() {
+        let rec = Recorder::new();
+        let alice: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let o = Origin { server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1, client: alice };
+        let reg = b"REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;rport=40009;branch=z9hG4bKabc\r\nFrom: <sip:alice_x1@example.test>;tag=t9\r\ni: cid1\r\nAuthorization: Digest username=\"alice_x1\", nonce=\"N\", response=\"R\", nc=00000001\r\nContent-Length: 0\r\n\r\n";
+        rec.record(&o, Direction::ToServer, FrameKind::Sip, reg.to_vec());
+        let ox = Origin { server: "prosody".into(), proto: Proto::Xmpp, transport: Transport::Tcp, conn: 2, client: alice };
+        rec.record(&ox, Direction::ToServer, FrameKind::XmppElement, b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>c2VjcmV0</auth>".to_vec());
+        rec.record(&ox, Direction::ToClient, FrameKind::XmppElement, b"<message id='a1' to='alice_x1@example.test/res9'><body>hi</body></message>".to_vec());
+        let ctx = NormalizeContext {
+            title: "t".into(),
+            actors: vec![("alice".into(), vec![alice])],
+            addr_names: vec![(alice, "alice.sip".into())],
+            literals: vec![("alice_x1".into(), "alice".into())],
+        };
+        let t = normalize(&rec.frames_for(&[alice]), &ctx).text;
+        assert!(t.contains("Via: SIP/2.0/UDP {alice.sip};rport={addr-1};branch={branch-1}"), "{t}");
+        assert!(t.contains("From: <sip:alice@example.test>;tag={tag-1}"), "{t}");
+        assert!(t.contains("i: {call-id-1}"), "{t}");
+        assert!(t.contains("nonce=\"{redacted}\", response=\"{redacted}\", nc=00000001"), "{t}");
+        assert!(t.contains(">{sasl}</auth>"), "{t}");
+        assert!(t.contains("<message id='{id-1}' to='alice@example.test/{resource-1}'>"), "{t}");
+        assert!(!t.contains("c2VjcmV0") && !t.contains("t9"), "{t}");
+    }
+}

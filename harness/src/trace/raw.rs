@@ -1,0 +1,45 @@
+//! The raw trace file: every frame's exact bytes behind a one-line heading.
+//!
+//! Format, per frame: `#frame seq=N t=SECONDS server=S proto=P transport=T conn=C client=ADDR
+//! dir=to-server|to-client kind=K len=LEN` + `\n` + exactly LEN bytes + `\n`.
+
+use super::frame::{Direction, Frame, FrameKind};
+use std::io::Write;
+
+fn kind_name(k: &FrameKind) -> String {
+    match k {
+        FrameKind::Sip => "sip".into(),
+        FrameKind::XmppHeader => "xmpp-header".into(),
+        FrameKind::XmppElement => "xmpp-element".into(),
+        FrameKind::XmppClose => "xmpp-close".into(),
+        FrameKind::Whitespace => "whitespace".into(),
+        FrameKind::Opaque => "opaque".into(),
+        FrameKind::Unparsed(why) => format!("unparsed:{:?}", why),
+    }
+}
+
+/// Write frames in arrival order.
+pub fn write(frames: &[Frame], out: &mut impl Write) -> std::io::Result<()> {
+    for f in frames {
+        let dir = match f.dir {
+            Direction::ToServer => "to-server",
+            Direction::ToClient => "to-client",
+        };
+        writeln!(
+            out,
+            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} dir={dir} kind={} len={}",
+            f.seq,
+            f.at.as_secs_f64(),
+            f.server,
+            serde_json::to_value(f.proto).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(f.transport).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            f.conn,
+            f.client,
+            kind_name(&f.kind),
+            f.bytes.len()
+        )?;
+        out.write_all(&f.bytes)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! XMPP wire format: stream framing.
+
+pub mod framing;
+
+pub use framing::{XmppFrameKind, XmppFramer, XmppRawFrame};
