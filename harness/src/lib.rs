@@ -1,7 +1,10 @@
 //! sixpac: an interop test harness and conformance suite for SIP+XMPP dual-stack clients.
 
 pub mod client;
+pub mod report;
+pub mod runner;
 pub mod scenario;
+pub mod servers;
 pub mod sip;
 pub mod tap;
 pub mod trace;

@@ -271,6 +271,7 @@ fn parse_step(
     for (_, r) in references(&body) {
         check_reference(&r, actors).map_err(|m| ctx.error(vat, m, None))?;
     }
+    let label = if verb.is_empty() { format!("{actor}: {}", body.trim()) } else { key.value.clone() };
     let wire_of = |w: &str| if w.ends_with("sip") { Wire::Sip } else { Wire::Xmpp };
     let action = match verb.as_str() {
         "" => match body.trim() {
@@ -292,7 +293,7 @@ fn parse_step(
             Action::Receive { wire, pattern: body, within: within.unwrap_or(DEFAULT_WITHIN) }
         }
     };
-    Ok(Step { actor: actor.to_string(), action, label: key.value.clone(), line: kat.line, column: kat.column })
+    Ok(Step { actor: actor.to_string(), action, label, line: kat.line, column: kat.column })
 }
 
 fn check_pattern(ctx: &Ctx, at: At, wire: Wire, pattern: &str) -> Result<(), ScenarioError> {

@@ -108,6 +108,11 @@ impl Recorder {
         self.aliases.lock().expect("recorder lock").get(&upstream).copied()
     }
 
+    /// Every (upstream, client) pair the taps have opened.
+    pub fn aliases(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.aliases.lock().expect("recorder lock").iter().map(|(u, c)| (*u, *c)).collect()
+    }
+
     /// Store a frame.
     pub fn record(&self, origin: &Origin, dir: Direction, kind: FrameKind, bytes: Vec<u8>) {
         let mut frames = self.frames.lock().expect("recorder lock");

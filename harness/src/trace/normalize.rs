@@ -211,6 +211,8 @@ impl Normalizer<'_> {
     }
 
     fn element(&mut self, el: &mut Element, header: bool) {
+        // Attribute order carries no meaning in XML, and Prosody emits it in hash order.
+        el.attrs.sort_by(|a, b| a.0.cmp(&b.0));
         let sasl = el.ns.as_deref() == Some("urn:ietf:params:xml:ns:xmpp-sasl");
         let caps = el.ns.as_deref() == Some("http://jabber.org/protocol/caps");
         for (k, v) in el.attrs.iter_mut() {
@@ -223,7 +225,8 @@ impl Normalizer<'_> {
                 _ => continue,
             };
         }
-        if sasl && !el.text().trim().is_empty() {
+        let secret = matches!(el.local_name(), "auth" | "challenge" | "response" | "success");
+        if sasl && secret && !el.text().trim().is_empty() {
             el.children = vec![Node::Text("{sasl}".into())];
             return;
         }
@@ -236,6 +239,12 @@ impl Normalizer<'_> {
             if let Node::Element(e) = c {
                 self.element(e, false);
             }
+        }
+        if unordered(el) {
+            el.children.sort_by_cached_key(|c| match c {
+                Node::Element(e) => e.to_xml(),
+                Node::Text(t) => t.clone(),
+            });
         }
     }
 
@@ -263,6 +272,17 @@ impl Normalizer<'_> {
             FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
         }
     }
+}
+
+/// Containers whose children are a set, not a sequence (servers emit them in hash order):
+/// stream features (RFC 6120 §4.3.2), SASL mechanisms, disco#info results.
+fn unordered(el: &Element) -> bool {
+    matches!(
+        (el.local_name(), el.ns.as_deref()),
+        ("features", Some("http://etherx.jabber.org/streams"))
+            | ("mechanisms", Some("urn:ietf:params:xml:ns:xmpp-sasl"))
+            | ("query", Some("http://jabber.org/protocol/disco#info"))
+    )
 }
 
 /// Bytes as printable text, non-printables escaped, for reporting garbage.
@@ -351,6 +371,11 @@ mod tests {
         assert!(t.contains("nonce=\"{redacted}\", response=\"{redacted}\", nc=00000001"), "{t}");
         assert!(t.contains(">{sasl}</auth>"), "{t}");
         assert!(t.contains("<message id='{id-1}' to='alice@example.test/{resource-1}'>"), "{t}");
+        // attributes sorted, unordered containers sorted
+        let rec2 = Recorder::new();
+        rec2.record(&ox, Direction::ToClient, FrameKind::XmppElement, b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'><z/><a y='1' b='2'/></stream:features>".to_vec());
+        let t2 = normalize(&rec2.frames_for(&[alice]), &ctx).text;
+        assert!(t2.contains("<a b='2' y='1'/><z/></stream:features>"), "{t2}");
         assert!(!t.contains("c2VjcmV0") && !t.contains("t9"), "{t}");
     }
 }

@@ -185,7 +185,14 @@ impl XmppFramer {
                 }
             } else {
                 let self_closing = buf[gt - 1] == b'/';
-                if depth == 0 && !self.in_stream && !self_closing {
+                let name_len = buf[lt + 1..gt]
+                    .iter()
+                    .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
+                    .unwrap_or(gt - lt - 1);
+                let name = &buf[lt + 1..lt + 1 + name_len];
+                // A stream header may come again on the same connection (after SASL or TLS).
+                let is_stream = name == b"stream" || name.ends_with(b":stream");
+                if depth == 0 && (!self.in_stream || is_stream) && !self_closing {
                     return Scan::Frame(XmppFrameKind::StreamHeader, gt + 1);
                 }
                 if self_closing && depth == 0 {
@@ -212,7 +219,8 @@ mod tests {
     fn cuts_header_elements_and_close_even_across_pushes() {
         let stream = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' a='>'>\
             <stream:features><mechanisms><mechanism>PLAIN</mechanism></mechanisms></stream:features> \
-            <presence/><message><body><![CDATA[</message>]]></body></message></stream:stream>";
+            <presence/><message><body><![CDATA[</message>]]></body></message>\
+            <?xml version='1.0'?><stream:stream xmlns='jabber:client'><a/></stream:stream>";
         for chunk in [1usize, 3, 7, 1000] {
             let mut f = XmppFramer::new();
             let mut frames = Vec::new();
@@ -227,6 +235,8 @@ mod tests {
                     XmppFrameKind::StreamHeader,
                     XmppFrameKind::Element,
                     XmppFrameKind::Element,
+                    XmppFrameKind::Element,
+                    XmppFrameKind::StreamHeader,
                     XmppFrameKind::Element,
                     XmppFrameKind::StreamClose
                 ],

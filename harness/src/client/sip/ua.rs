@@ -501,7 +501,7 @@ mod tests {
     fn answers_a_407_with_proxy_authorization_and_new_cseq() {
         let mut ua = ua();
         let now = Instant::now();
-        let text = "MESSAGE sip:bob@example.test SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;rport;branch=z9hG4bKa\nFrom: <sip:alice@example.test>;tag=1\nTo: <sip:bob@example.test>\nCall-ID: c1\nCSeq: 7 MESSAGE\nContent-Type: text/plain\n\nhello\n";
+        let text = "MESSAGE sip:bob@example.test SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;rport;branch=z9hG4bK-old\nFrom: <sip:alice@example.test>;tag=1\nTo: <sip:bob@example.test>\nCall-ID: c1\nCSeq: 7 MESSAGE\nContent-Type: text/plain\n\nhello\n";
         let id = ua.send(now, &prepare_outgoing(text)).unwrap().unwrap();
         let first = ua.poll_transmit().unwrap().bytes;
         assert!(String::from_utf8_lossy(&first).ends_with("Content-Length: 5\r\n\r\nhello"));
@@ -509,7 +509,7 @@ mod tests {
         ua.handle_input(now, "127.0.0.1:5060".parse().unwrap(), &challenge);
         let retry = String::from_utf8(ua.poll_transmit().unwrap().bytes).unwrap();
         assert!(retry.contains("CSeq: 8 MESSAGE\r\nProxy-Authorization: Digest username=\"alice\""), "{retry}");
-        assert!(!retry.contains("branch=z9hG4bKa"));
+        assert!(!retry.contains("branch=z9hG4bK-old"));
         assert!(retry.ends_with("\r\n\r\nhello"));
         let ok = reply(retry.as_bytes(), 200, "");
         ua.handle_input(now, "127.0.0.1:5060".parse().unwrap(), &ok);

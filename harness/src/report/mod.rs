@@ -1,0 +1,147 @@
+//! Reports: the run directory with JUnit, summary.json, traces and server logs; terminal output.
+
+pub mod junit;
+
+use crate::runner::{Outcome, Verdict};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Facts about one started server, for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerFacts {
+    pub profile: String,
+    pub name: String,
+    pub kind: String,
+    pub ready_ms: u128,
+}
+
+/// UTC `YYYYMMDDTHHMMSSZ` without a date crate (days-from-civil inverse, H. Hinnant).
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The report directory of one run.
+pub struct RunReport {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+impl RunReport {
+    /// Create `<parent>/<run-id>/` and point `<parent>/latest` at it.
+    pub fn create(parent: &Path) -> std::io::Result<RunReport> {
+        let id = format!("{}-{}", utc_stamp(SystemTime::now()), std::process::id());
+        let dir = parent.join(&id);
+        std::fs::create_dir_all(dir.join("traces"))?;
+        let latest = parent.join("latest");
+        let _ = std::fs::remove_file(&latest);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&id, &latest)?;
+        Ok(RunReport { id, dir })
+    }
+
+    /// Directory for a profile's server logs.
+    pub fn logs_dir(&self, profile: &str) -> PathBuf {
+        self.dir.join("logs").join(profile)
+    }
+
+    /// Write the raw and normalized traces of one outcome.
+    pub fn write_traces(&self, o: &Outcome) -> std::io::Result<()> {
+        let base = format!("{}.{}", o.scenario.replace('/', "."), o.profile);
+        let mut raw = std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?;
+        crate::trace::raw::write(&o.frames, &mut raw)?;
+        std::fs::write(self.dir.join("traces").join(format!("{base}.trace")), &o.normalized)
+    }
+
+    /// Write junit.xml and summary.json.
+    pub fn finish(&self, outcomes: &[Outcome], servers: &[ServerFacts], backend: &str, exit_code: i32, wall: f64) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("junit.xml"), junit::render(outcomes))?;
+        let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
+        let results: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                let base = format!("traces/{}.{}", o.scenario.replace('/', "."), o.profile);
+                serde_json::json!({
+                    "scenario": o.scenario,
+                    "title": o.title,
+                    "profile": o.profile,
+                    "verdict": o.verdict,
+                    "message": o.message,
+                    "diff": o.diff,
+                    "requirements": o.requirements,
+                    "duration_ms": o.duration.as_millis(),
+                    "frames": o.frames.len(),
+                    "trace": format!("{base}.trace"),
+                    "raw": format!("{base}.raw"),
+                })
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "run_id": self.id,
+            "sixpac_version": env!("CARGO_PKG_VERSION"),
+            "backend": backend,
+            "wall_seconds": wall,
+            "exit_code": exit_code,
+            "totals": {
+                "pass": count(Verdict::Pass),
+                "fail": count(Verdict::Fail),
+                "inconclusive": count(Verdict::Inconclusive),
+                "error": count(Verdict::Error),
+            },
+            "servers": servers,
+            "results": results,
+        });
+        let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
+        std::fs::write(self.dir.join("summary.json"), text)
+    }
+}
+
+/// The end-of-run table for the terminal.
+pub fn summary_table(outcomes: &[Outcome], servers: &[ServerFacts]) -> String {
+    let w = outcomes.iter().map(|o| o.scenario.len()).max().unwrap_or(8).max(8);
+    let pw = outcomes.iter().map(|o| o.profile.len()).max().unwrap_or(7).max(7);
+    let mut out = format!("\n{:<w$}  {:<pw$}  {:<12}  {:>8}\n", "scenario", "profile", "verdict", "time");
+    for o in outcomes {
+        out.push_str(&format!(
+            "{:<w$}  {:<pw$}  {:<12}  {:>7.2}s\n",
+            o.scenario,
+            o.profile,
+            o.verdict.as_str(),
+            o.duration.as_secs_f64()
+        ));
+    }
+    let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
+    out.push_str(&format!(
+        "\n{} passed, {} failed, {} inconclusive, {} errors\n",
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::Inconclusive),
+        count(Verdict::Error)
+    ));
+    for s in servers {
+        out.push_str(&format!("server {} ({}, {}) ready in {} ms\n", s.name, s.kind, s.profile, s.ready_ms));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_662_245)), "20261126T030405Z");
+    }
+}

@@ -1,0 +1,226 @@
+//! Running scenarios: accounts, actors, steps with deadlines, trace comparison, verdicts.
+
+pub mod actor;
+
+use crate::client::sip::ua::{new_branch, token};
+use crate::scenario::{Action, Scenario, Wire};
+use crate::servers::ServerSet;
+use crate::trace::frame::{Frame, Proto, Transport};
+use crate::trace::normalize::{normalize, NormalizeContext};
+use actor::{Account, Actor, Endpoints, StepError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How one scenario on one profile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Inconclusive,
+    Fail,
+    Error,
+}
+
+impl Verdict {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// Deadline for `connect` (REGISTER with challenge, then SASL and bind).
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// Deadline for closing streams at the end of a scenario.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The result of one scenario × profile.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub scenario: String,
+    pub title: String,
+    pub profile: String,
+    pub requirements: Vec<String>,
+    pub verdict: Verdict,
+    pub message: String,
+    pub diff: Option<String>,
+    pub duration: Duration,
+    pub frames: Vec<Frame>,
+    pub normalized: String,
+    pub expected_path: PathBuf,
+}
+
+/// Run options that change verdict handling.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Write the expected traces instead of comparing.
+    pub accept: bool,
+}
+
+fn fresh(kind: &str) -> String {
+    match kind {
+        "branch" => new_branch(),
+        "tag" => token(10),
+        "call_id" => token(20),
+        _ => token(8),
+    }
+}
+
+/// Run one scenario against a started server set.
+/// Fresh, unique accounts for a scenario's actors, in declaration order.
+pub fn plan_accounts(sc: &Scenario, domain: &str) -> Vec<Account> {
+    sc.actors
+        .iter()
+        .map(|a| Account { user: format!("{}_{}", a.name, token(8)), password: token(16), domain: domain.into() })
+        .collect()
+}
+
+/// Run one scenario against a started server set, with the accounts planned for it.
+pub async fn run_scenario(
+    sc: &Scenario,
+    accounts: &[Account],
+    set: &mut ServerSet,
+    opts: RunOptions,
+    mut progress: impl FnMut(&str),
+) -> Outcome {
+    let started = Instant::now();
+    let mut outcome = Outcome {
+        scenario: sc.id.clone(),
+        title: sc.title.clone(),
+        profile: set.profile.name.clone(),
+        requirements: sc.requirements.clone(),
+        verdict: Verdict::Pass,
+        message: String::new(),
+        diff: None,
+        duration: Duration::ZERO,
+        frames: Vec::new(),
+        normalized: String::new(),
+        expected_path: sc.expected_trace_path(&set.profile.name),
+    };
+    let ep = Endpoints {
+        xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
+        sip: set.endpoint(Proto::Sip, Transport::Udp),
+    };
+    let mut actors: Vec<Actor> = sc
+        .actors
+        .iter()
+        .zip(accounts)
+        .map(|(decl, account)| Actor::new(&decl.name, decl.kind, account.clone()))
+        .collect();
+
+    let mut failure: Option<(usize, StepError)> = None;
+    for (i, step) in sc.steps.iter().enumerate() {
+        progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
+        let values: HashMap<String, String> = actors.iter().flat_map(|a| a.values()).collect();
+        let idx = actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
+        let actor = &mut actors[idx];
+        let interp = |t: &str| crate::scenario::interpolate::interpolate(t, &values, fresh).map_err(StepError::Fail);
+        let result = match &step.action {
+            Action::Connect => actor.connect(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
+            Action::Send { wire, text } => match interp(text) {
+                Ok(t) => actor.send(*wire, t).await,
+                Err(e) => Err(e),
+            },
+            Action::Receive { wire, pattern, within } => match interp(pattern) {
+                Ok(p) => actor.receive(*wire, &p, Instant::now() + *within).await,
+                Err(e) => Err(e),
+            },
+            Action::ReceiveNothing { wire, pattern, within } => match interp(pattern) {
+                Ok(p) => actor.receive_nothing(*wire, &p, Instant::now() + *within).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = result {
+            failure = Some((i, e));
+            break;
+        }
+    }
+    for a in &mut actors {
+        let _ = a.disconnect(Instant::now() + CLOSE_DEADLINE).await;
+    }
+    let crashed = set.check_alive().err();
+
+    let mut clients: Vec<std::net::SocketAddr> = Vec::new();
+    let mut ctx = NormalizeContext {
+        title: format!("{} on {}", sc.id, set.profile.name),
+        addr_names: set.addr_names(),
+        ..Default::default()
+    };
+    let aliases = set.recorder.aliases();
+    for a in &actors {
+        let addrs: Vec<_> = a.addrs.iter().map(|(s, _)| *s).collect();
+        for (addr, wire) in &a.addrs {
+            let leg = match wire { Wire::Sip => "sip", Wire::Xmpp => "xmpp" };
+            ctx.addr_names.push((*addr, format!("{}.{leg}", a.name)));
+            for (up, client) in &aliases {
+                if client == addr {
+                    ctx.addr_names.push((*up, format!("{}.{leg}~tap", a.name)));
+                }
+            }
+        }
+        ctx.literals.push((a.account.user.clone(), a.name.clone()));
+        ctx.literals.push((a.account.password.clone(), "{password}".into()));
+        clients.extend(addrs.iter().copied());
+        ctx.actors.push((a.name.clone(), addrs));
+    }
+    drop(actors);
+    outcome.frames = set.recorder.frames_for(&clients);
+    outcome.normalized = normalize(&outcome.frames, &ctx).text;
+    outcome.duration = started.elapsed();
+
+    if let Some(e) = crashed {
+        outcome.verdict = Verdict::Error;
+        outcome.message = e.to_string();
+        return outcome;
+    }
+    if let Some((i, e)) = failure {
+        let step = &sc.steps[i];
+        let at = format!("{}:{}:{}", sc.path.display(), step.line, step.column);
+        let (v, m) = match e {
+            StepError::Fail(m) => (Verdict::Fail, m),
+            StepError::Error(m) => (Verdict::Error, m),
+        };
+        outcome.verdict = v;
+        outcome.message = format!("step {} `{}` ({at}): {m}", i + 1, step.label);
+        return outcome;
+    }
+    compare_with_expected(&mut outcome, opts);
+    outcome
+}
+
+fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions) {
+    let path = &outcome.expected_path;
+    if opts.accept {
+        match std::fs::write(path, &outcome.normalized) {
+            Ok(()) => outcome.message = format!("expected trace written to {}", path.display()),
+            Err(e) => {
+                outcome.verdict = Verdict::Error;
+                outcome.message = format!("cannot write {}: {e}", path.display());
+            }
+        }
+        return;
+    }
+    match std::fs::read_to_string(path) {
+        Err(_) => {
+            outcome.verdict = Verdict::Fail;
+            outcome.message = format!(
+                "no expected trace at {}; review the trace in the report and run with --accept",
+                path.display()
+            );
+        }
+        Ok(expected) => {
+            if let Some(m) = crate::trace::diff::compare(&expected, &outcome.normalized) {
+                outcome.verdict = Verdict::Fail;
+                outcome.message = format!("trace differs from {} at {}", path.display(), m.frame);
+                outcome.diff = Some(m.diff);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Profiles: which real servers serve a run, declared as data under `fixtures/profiles/`.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The server programs sixpac knows how to start, provision and probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    Prosody,
+    Kamailio,
+}
+
+impl ServerKind {
+    /// Which protocol the server serves to actors.
+    pub fn serves(self) -> crate::trace::frame::Proto {
+        match self {
+            ServerKind::Prosody => crate::trace::frame::Proto::Xmpp,
+            ServerKind::Kamailio => crate::trace::frame::Proto::Sip,
+        }
+    }
+
+    /// The binary whose presence the process backend needs.
+    pub fn binary(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Kamailio => "kamailio",
+        }
+    }
+
+    /// The Debian packages that provide it.
+    pub fn packages(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Kamailio => "kamailio kamailio-presence-modules",
+        }
+    }
+}
+
+/// One server of a profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerDecl {
+    pub name: String,
+    pub kind: ServerKind,
+    /// Config template, relative to the fixtures directory.
+    pub config: PathBuf,
+}
+
+/// A profile file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub domain: String,
+    pub servers: Vec<ServerDecl>,
+}
+
+/// Why profiles could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Every profile under `fixtures/profiles/`, sorted by name.
+pub fn load_profiles(fixtures: &Path) -> Result<Vec<Profile>, ProfileError> {
+    let dir = fixtures.join("profiles");
+    let io = |source| ProfileError::Io { path: dir.display().to_string(), source };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ProfileError::Io { path: path.display().to_string(), source })?;
+        let p: Profile = serde_saphyr::from_str(&text).map_err(|e| ProfileError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if p.name != stem {
+            return Err(ProfileError::Invalid {
+                path: path.display().to_string(),
+                message: format!("name `{}` must match the file name `{stem}`", p.name),
+            });
+        }
+        out.push(p);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

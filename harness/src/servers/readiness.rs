@@ -1,0 +1,51 @@
+//! Protocol-level readiness probes: a server is ready when it answers its protocol.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// One XMPP probe: open a stream and wait for `<stream:features>`.
+pub async fn xmpp_answers(addr: SocketAddr, domain: &str, wait: Duration) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let hdr = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='{domain}' version='1.0'>"
+        );
+        s.write_all(hdr.as_bytes()).await.ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&got).contains("features") {
+                let _ = s.write_all(b"</stream:stream>").await;
+                return Some(());
+            }
+        }
+    };
+    tokio::time::timeout(wait, attempt).await.ok().flatten().is_some()
+}
+
+/// One SIP probe: OPTIONS over UDP, any response counts.
+pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> bool {
+    let attempt = async {
+        let s = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+        let local = s.local_addr().ok()?;
+        let branch = crate::client::sip::ua::new_branch();
+        let msg = format!(
+            "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=p\r\nTo: <sip:{addr}>\r\n\
+             Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.send_to(msg.as_bytes(), addr).await.ok()?;
+        let mut buf = [0u8; 4096];
+        let (n, _) = s.recv_from(&mut buf).await.ok()?;
+        buf[..n].starts_with(b"SIP/2.0 ").then_some(())
+    };
+    tokio::time::timeout(wait, attempt).await.ok().flatten().is_some()
+}
