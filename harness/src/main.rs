@@ -105,6 +105,8 @@ fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>), u8> {
         match parse_scenario(&path, &id, &text, &names) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
+                // One greppable line first, then the snippet.
+                eprintln!("error: {e}");
                 eprintln!("{:?}", miette::Report::new(e));
                 bad = true;
             }

@@ -149,7 +149,8 @@ pub async fn run_scenario(
 
     let mut clients: Vec<std::net::SocketAddr> = Vec::new();
     let mut ctx = NormalizeContext {
-        title: format!("{} on {}", sc.id, set.profile.name),
+        // The title, not the path: moving a scenario file does not change its trace.
+        title: format!("{} on {}", sc.title, set.profile.name),
         addr_names: set.addr_names(),
         ..Default::default()
     };

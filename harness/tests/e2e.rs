@@ -1,0 +1,214 @@
+//! End-to-end: the `sixpac` binary against real Prosody and Kamailio.
+//!
+//! These need the servers installed. With `CI=true` a missing server fails the test; elsewhere
+//! the test says it is skipping and returns.
+
+use sixpac::xml;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn servers_available() -> bool {
+    let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl"]
+        .into_iter()
+        .filter(|b| !sixpac::servers::process::binary_exists(b))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but server binaries are missing: {missing:?}; .ci/run must install them");
+    }
+    eprintln!("SKIP: server binaries missing: {missing:?}");
+    false
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sixpac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sixpac")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn default_suite_passes_with_junit_and_traces() {
+    if !servers_available() {
+        return;
+    }
+    let reports = scratch("suite");
+    let out = sixpac(&["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let latest = reports.join("latest");
+    let junit = std::fs::read_to_string(latest.join("junit.xml")).unwrap();
+    let doc = xml::parse(junit.as_bytes(), &xml::Scope::new(), false).expect("junit.xml is well-formed XML");
+    let cases: Vec<_> = doc.elements().flat_map(|s| s.elements()).filter(|c| c.name == "testcase").collect();
+    let scenario_count = sixpac::scenario::discover(&root().join("scenarios")).unwrap().len();
+    assert_eq!(cases.len(), scenario_count, "one testcase per scenario x profile");
+    assert!(cases.iter().all(|c| c.child("failure").is_none() && c.child("error").is_none()));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["totals"]["pass"], scenario_count);
+    for r in summary["results"].as_array().unwrap() {
+        for k in ["trace", "raw"] {
+            let p = latest.join(r[k].as_str().unwrap());
+            assert!(std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false), "{} missing", p.display());
+        }
+    }
+    assert!(latest.join("logs/prosody+kamailio/kamailio.log").exists());
+}
+
+#[test]
+fn a_message_that_never_comes_fails_within_its_deadline() {
+    if !servers_available() {
+        return;
+    }
+    let reports = scratch("negative");
+    let started = Instant::now();
+    let scen = root().join("harness/tests/scenarios/negative");
+    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no matching frame within 2."), "{}", text(&out));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let junit = std::fs::read_to_string(reports.join("latest/junit.xml")).unwrap();
+    assert!(junit.contains("<failure message="), "{junit}");
+}
+
+#[test]
+fn a_changed_expected_trace_fails_with_a_diff_naming_the_frame_and_accept_restores_it() {
+    if !servers_available() {
+        return;
+    }
+    let dir = scratch("mismatch");
+    let scen = dir.join("scenarios");
+    std::fs::create_dir_all(&scen).unwrap();
+    for f in ["sip-message.yaml", "sip-message.prosody+kamailio.trace"] {
+        std::fs::copy(root().join("scenarios/basics").join(f), scen.join(f)).unwrap();
+    }
+    let trace = scen.join("sip-message.prosody+kamailio.trace");
+    let original = std::fs::read_to_string(&trace).unwrap();
+    assert!(original.contains("    Max-Forwards: 70\n"));
+    std::fs::write(&trace, original.replacen("    Max-Forwards: 70\n", "    Max-Forwards: 69\n", 1)).unwrap();
+    let args = |extra: &'static str| {
+        let mut v = vec!["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()];
+        if !extra.is_empty() {
+            v.push(extra);
+        }
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| sixpac(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args(""));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("at frame 001 alice -> kamailio"), "{t}");
+    assert!(t.contains("-    Max-Forwards: 69") && t.contains("+    Max-Forwards: 70"), "{t}");
+    let out = run(args("--accept"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&trace).unwrap(), original);
+    let out = run(args(""));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_misspelled_step_key_exits_2_with_its_location_before_any_server_starts() {
+    let dir = scratch("bad");
+    let scen = root().join("harness/tests/scenarios/bad");
+    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.join("r").to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("misspelled.yaml:8:5: unknown step `sennds xmpp`"), "{t}");
+    assert!(!t.contains("starting"), "a server was started: {t}");
+    assert!(!dir.join("r").exists(), "no report is made for a usage error");
+}
+
+fn procs_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+#[test]
+fn sigint_during_a_run_leaves_no_server_behind() {
+    if !servers_available() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("sigint");
+    let scen = root().join("harness/tests/scenarios/slow");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let needle = format!("sixpac-{pid}-");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(l)) = lines.next() else { break };
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("step 2/2") {
+            break;
+        }
+    }
+    assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
+    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
+    unsafe { libc_kill(pid as i32, 2) };
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "sixpac did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let left = procs_mentioning(&needle);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
