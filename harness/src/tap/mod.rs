@@ -62,22 +62,27 @@ async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
     }
 }
 
+/// A new client of a tap: note which upstream socket speaks for it, and name its connection.
+fn register_client(
+    spec: &TapSpec,
+    rec: &Recorder,
+    transport: Transport,
+    client: SocketAddr,
+    upstream: std::io::Result<SocketAddr>,
+) -> Origin {
+    if let Ok(up) = upstream {
+        rec.alias(up, client);
+    }
+    Origin { server: spec.server.clone(), proto: spec.proto, transport, conn: rec.new_conn(), client }
+}
+
 async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>) {
     let Ok(server) = TcpStream::connect(spec.upstream).await else {
         return; // dropping the client socket tells the actor the server is unreachable
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    if let Ok(up) = server.local_addr() {
-        rec.alias(up, peer);
-    }
-    let origin = Origin {
-        server: spec.server.clone(),
-        proto: spec.proto,
-        transport: Transport::Tcp,
-        conn: rec.new_conn(),
-        client: peer,
-    };
+    let origin = register_client(&spec, &rec, Transport::Tcp, peer, server.local_addr());
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone());
@@ -122,16 +127,7 @@ async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>) {
             if up.connect(spec.upstream).await.is_err() {
                 continue;
             }
-            if let Ok(a) = up.local_addr() {
-                rec.alias(a, peer);
-            }
-            let origin = Origin {
-                server: spec.server.clone(),
-                proto: spec.proto,
-                transport: Transport::Udp,
-                conn: rec.new_conn(),
-                client: peer,
-            };
+            let origin = register_client(&spec, &rec, Transport::Udp, peer, up.local_addr());
             let up = Arc::new(up);
             tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone()));
             upstreams.insert(peer, (up, origin));
