@@ -163,13 +163,9 @@ fn procs_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
-#[test]
-fn sigint_during_a_run_leaves_no_server_behind() {
-    if !servers_available() {
-        return;
-    }
+/// Start a run that waits 60 s in its last step; return once the servers are up and waiting.
+fn start_waiting_run(dir: &Path) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let dir = scratch("sigint");
     let scen = root().join("harness/tests/scenarios/slow");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
         .args(["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
@@ -179,8 +175,7 @@ fn sigint_during_a_run_leaves_no_server_behind() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let needle = format!("sixpac-{pid}-");
+    let needle = format!("sixpac-{}-", child.id());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = String::new();
@@ -194,7 +189,29 @@ fn sigint_during_a_run_leaves_no_server_behind() {
     }
     assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
-    unsafe { libc_kill(pid as i32, 2) };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, needle)
+}
+
+fn wait_gone(needle: &str, within: Duration) -> Vec<String> {
+    let until = Instant::now() + within;
+    loop {
+        let left = procs_mentioning(needle);
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_during_a_run_leaves_no_server_behind() {
+    if !servers_available() {
+        return;
+    }
+    let (mut child, needle) = start_waiting_run(&scratch("sigint"));
+    unsafe { libc_kill(child.id() as i32, 2) };
     let until = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -206,6 +223,24 @@ fn sigint_during_a_run_leaves_no_server_behind() {
     assert_eq!(status.code(), Some(130));
     let left = procs_mentioning(&needle);
     assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn kill_9_of_sixpac_still_takes_the_servers_down() {
+    if !servers_available() {
+        return;
+    }
+    let (mut child, needle) = start_waiting_run(&scratch("sigkill"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = wait_gone(&needle, Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    // The run's temp directory cannot be removed by a killed process; sweep it here.
+    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&needle) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 extern "C" {

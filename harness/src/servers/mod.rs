@@ -190,7 +190,8 @@ async fn wait_ready(p: &mut ProcessServer, domain: &str, started: Instant) -> Re
         if let Some(status) = p.exited() {
             return Err(InfraError::Crashed { server: p.name.clone(), status, log: p.log_tail(15) });
         }
-        let probe = Duration::from_millis(300);
+        // Short probes: a UDP probe sent before the socket exists is lost, not refused.
+        let probe = Duration::from_millis(100);
         let ok = match (p.ports.xmpp, p.ports.sip) {
             (Some(port), _) => readiness::xmpp_answers(SocketAddr::from(([127, 0, 0, 1], port)), domain, probe).await,
             (_, Some(port)) => readiness::sip_answers(SocketAddr::from(([127, 0, 0, 1], port)), probe).await,

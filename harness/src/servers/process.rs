@@ -161,10 +161,11 @@ impl ProcessServer {
         {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
-            // If sixpac itself is killed outright, take the server's main process with it.
+            // If sixpac itself is killed outright, the server gets SIGTERM: Kamailio's main
+            // process then stops its own workers, which a SIGKILL would orphan.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                     Ok(())
                 });
             }
