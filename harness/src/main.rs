@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
-    /// Container when a Docker engine answers (not yet built), else process.
+    /// Today the same as process; will prefer containers once that backend exists.
     Auto,
     /// Debian's server binaries as local processes on loopback.
     Process,

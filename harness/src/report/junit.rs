@@ -16,7 +16,6 @@ pub fn render(outcomes: &[Outcome]) -> String {
         count(Verdict::Inconclusive)
     ));
     let mut profiles: Vec<&str> = outcomes.iter().map(|o| o.profile.as_str()).collect();
-    profiles.dedup();
     profiles.sort();
     profiles.dedup();
     for p in profiles {

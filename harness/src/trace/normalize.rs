@@ -181,7 +181,7 @@ impl Normalizer<'_> {
                     (text[vstart + 1..].find('"').map(|p| vstart + 2 + p).unwrap_or(text.len()), true)
                 } else {
                     let len = text[vstart..]
-                        .find(|c: char| matches!(c, ';' | ',' | '>' | ' ' | '\t'))
+                        .find([';', ',', '>', ' ', '\t'])
                         .unwrap_or(text.len() - vstart);
                     (vstart + len, false)
                 };

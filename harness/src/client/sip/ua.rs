@@ -308,7 +308,8 @@ impl SipUa {
             self.events.push_back(SipEvent::TimedOut { tx: *id });
         }
         self.clients.retain(|t| {
-            !timed_out.contains(&t.id) && !(matches!(t.state, TxState::Completed { .. }) && t.retransmit_at.is_none() && t.timeout_at <= now)
+            let expired = matches!(t.state, TxState::Completed { .. }) && t.timeout_at <= now;
+            !timed_out.contains(&t.id) && !expired
         });
         self.servers.retain(|s| s.until > now);
     }
