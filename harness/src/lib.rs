@@ -7,6 +7,7 @@ pub mod scenario;
 pub mod servers;
 pub mod sip;
 pub mod tap;
+pub mod torture;
 pub mod trace;
 pub mod xml;
 pub mod xmpp;

@@ -74,6 +74,15 @@ enum Cmd {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Classify the RFC 4475 torture messages (offline: the parser alone).
+    Torture {
+        /// Folder with the 49 .dat files extracted from RFC 4475's appendix.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Parse only; start no server. (On-wire mode is not built yet.)
+        #[arg(long)]
+        offline: bool,
+    },
     /// Check scenario files without starting anything.
     Check {
         #[command(flatten)]
@@ -306,6 +315,24 @@ fn main() -> ExitCode {
                     EXIT_PASS
                 }
                 Err(c) => c,
+            }
+        }
+        Cmd::Torture { corpus, offline } => {
+            if !offline {
+                eprintln!("error: only --offline is available yet");
+                EXIT_USAGE
+            } else {
+                match sixpac::torture::classify_dir(&corpus) {
+                    Err(e) => {
+                        eprintln!("error: cannot read {}: {e}", corpus.display());
+                        EXIT_USAGE
+                    }
+                    Ok((classified, missing)) => {
+                        let (table, right) = sixpac::torture::offline_report(&classified, &missing);
+                        print!("{table}");
+                        if right == sixpac::torture::EXPECTED.len() { EXIT_PASS } else { EXIT_FAIL }
+                    }
+                }
             }
         }
         Cmd::Check { paths } => {

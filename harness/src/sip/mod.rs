@@ -2,5 +2,6 @@
 
 pub mod digest;
 pub mod message;
+pub mod validate;
 
 pub use message::SipMessage;
