@@ -134,3 +134,40 @@ pub fn problems(msg: &SipMessage) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probs(head: &str) -> Vec<String> {
+        let raw = format!("{}\r\nContent-Length: 0\r\n\r\n", head.replace('\n', "\r\n"));
+        problems(&SipMessage::parse(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_plain_request_has_no_problems() {
+        let p = probs("OPTIONS sip:u?x@example.com SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nFrom: \"A, B\" <sip:a@x>;tag=1\nTo: Bob <sip:b@x>\nCSeq: 1 OPTIONS\nMax-Forwards: 70");
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn each_grammar_problem_is_named() {
+        let has = |head: &str, what: &str| {
+            let p = probs(head);
+            assert!(p.iter().any(|x| x.contains(what)), "{head:?} -> {p:?}");
+        };
+        has("OPTIONS sip:u@x SIP/3.0", "version");
+        has("OPTIONS <sip:u@x> SIP/2.0", "enclosed in <>");
+        has("OPTIONS sip:u@x?Route=y SIP/2.0", "escaped headers");
+        has("OPTIONS sip:u@x SIP/2.0\nCSeq: 1 INVITE", "does not match");
+        has("OPTIONS sip:u@x SIP/2.0\nCSeq: 99999999999 OPTIONS", "CSeq number");
+        has("OPTIONS sip:u@x SIP/2.0\nMax-Forwards: 256", "Max-Forwards");
+        has("OPTIONS sip:u@x SIP/2.0\nTo: \"open <sip:b@x>", "unterminated");
+        has("OPTIONS sip:u@x SIP/2.0\nTo: A, B <sip:b@x>", "non-token");
+        has("OPTIONS sip:u@x SIP/2.0\nTo: < sip:b@x >", "whitespace inside");
+        has("OPTIONS sip:u@x SIP/2.0\nContact: sip:b@x?R=1", "enclosed in <>");
+        has("OPTIONS sip:u@x SIP/2.0\nVia: SIP/2.0/UDP h;;", "Via");
+        has("OPTIONS sip:u@x SIP/2.0\nDate: Fri, 01 Jan 2010 16:00:00 EST", "GMT");
+        has("SIP/2.0 200 OK\nWarning: 1812 x \"y\"", "Warning");
+    }
+}
