@@ -200,19 +200,10 @@ async fn run(
                 infra_failed = true;
                 for s in mine {
                     n += 1;
-                    outcomes.push(Outcome {
-                        scenario: s.id.clone(),
-                        title: s.title.clone(),
-                        profile: profile.name.clone(),
-                        requirements: s.requirements.clone(),
-                        verdict: Verdict::Error,
-                        message: e.to_string(),
-                        diff: None,
-                        duration: std::time::Duration::ZERO,
-                        frames: Vec::new(),
-                        normalized: String::new(),
-                        expected_path: s.expected_trace_path(&profile.name),
-                    });
+                    let mut o = Outcome::new(s, &profile.name);
+                    o.verdict = Verdict::Error;
+                    o.message = e.to_string();
+                    outcomes.push(o);
                 }
                 continue;
             }

@@ -56,6 +56,25 @@ pub struct Outcome {
     pub expected_path: PathBuf,
 }
 
+impl Outcome {
+    /// A passing outcome with nothing recorded yet, to be filled in by the run.
+    pub fn new(sc: &Scenario, profile: &str) -> Outcome {
+        Outcome {
+            scenario: sc.id.clone(),
+            title: sc.title.clone(),
+            profile: profile.into(),
+            requirements: sc.requirements.clone(),
+            verdict: Verdict::Pass,
+            message: String::new(),
+            diff: None,
+            duration: Duration::ZERO,
+            frames: Vec::new(),
+            normalized: String::new(),
+            expected_path: sc.expected_trace_path(profile),
+        }
+    }
+}
+
 /// Run options that change verdict handling.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -90,19 +109,7 @@ pub async fn run_scenario(
     mut progress: impl FnMut(&str),
 ) -> Outcome {
     let started = Instant::now();
-    let mut outcome = Outcome {
-        scenario: sc.id.clone(),
-        title: sc.title.clone(),
-        profile: set.profile.name.clone(),
-        requirements: sc.requirements.clone(),
-        verdict: Verdict::Pass,
-        message: String::new(),
-        diff: None,
-        duration: Duration::ZERO,
-        frames: Vec::new(),
-        normalized: String::new(),
-        expected_path: sc.expected_trace_path(&set.profile.name),
-    };
+    let mut outcome = Outcome::new(sc, &set.profile.name);
     let ep = Endpoints {
         xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
         sip: set.endpoint(Proto::Sip, Transport::Udp),

@@ -14,12 +14,32 @@ pub enum Proto {
     Xmpp,
 }
 
+impl Proto {
+    /// Lower-case name, as traces print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Sip => "sip",
+            Proto::Xmpp => "xmpp",
+        }
+    }
+}
+
 /// Which transport a tap relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
+}
+
+impl Transport {
+    /// Lower-case name, as traces print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
 }
 
 /// Which way a frame travelled.

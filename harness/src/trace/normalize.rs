@@ -323,9 +323,12 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         let mut it = frames.iter().filter(|f| f.conn == conn).peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client);
-        let proto = match first.proto { Proto::Sip => "sip", Proto::Xmpp => "xmpp" };
-        let transport = match first.transport { crate::trace::frame::Transport::Udp => "udp", _ => "tcp" };
-        out.push_str(&format!("\n== {who} {proto}/{transport} via {}\n", first.server));
+        out.push_str(&format!(
+            "\n== {who} {}/{} via {}\n",
+            first.proto.name(),
+            first.transport.name(),
+            first.server
+        ));
         for f in it {
             number += 1;
             let arrow = match f.dir {

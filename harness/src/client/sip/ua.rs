@@ -268,13 +268,11 @@ impl SipUa {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let clients = self.clients.iter().flat_map(|t| {
-            let done = match t.state {
-                TxState::Completed { until } => Some(until),
-                _ => None,
-            };
-            [t.retransmit_at, Some(t.timeout_at), done].into_iter().flatten()
+        let clients = self.clients.iter().flat_map(|t| match t.state {
+            TxState::Completed { until } => [Some(until), None],
+            _ => [t.retransmit_at, Some(t.timeout_at)],
         });
+        let clients = clients.flatten();
         clients.chain(self.servers.iter().map(|s| s.until)).min()
     }
 
@@ -282,12 +280,8 @@ impl SipUa {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut timed_out = Vec::new();
         for t in &mut self.clients {
-            if let TxState::Completed { until } = t.state {
-                if now >= until {
-                    t.timeout_at = now; // mark for removal below without an event
-                    t.retransmit_at = None;
-                }
-                continue;
+            if matches!(t.state, TxState::Completed { .. }) {
+                continue; // Timer K: removed below once it runs out, without an event
             }
             if now >= t.timeout_at {
                 timed_out.push(t.id);
@@ -308,7 +302,7 @@ impl SipUa {
             self.events.push_back(SipEvent::TimedOut { tx: *id });
         }
         self.clients.retain(|t| {
-            let expired = matches!(t.state, TxState::Completed { .. }) && t.timeout_at <= now;
+            let expired = matches!(t.state, TxState::Completed { until } if until <= now);
             !timed_out.contains(&t.id) && !expired
         });
         self.servers.retain(|s| s.until > now);
@@ -373,7 +367,6 @@ impl SipUa {
         let t = &mut self.clients[idx];
         t.state = TxState::Completed { until: now + T4 };
         t.retransmit_at = None;
-        t.timeout_at = now + T4 + Duration::from_millis(1);
         self.events.push_back(SipEvent::Final { tx: t.id, response: msg });
     }
 
