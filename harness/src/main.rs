@@ -6,7 +6,8 @@ use sixpac::runner::{plan_accounts, run_scenario, Outcome, RunOptions, Verdict};
 use sixpac::servers::Account;
 use sixpac::scenario::{discover, parse_scenario, Scenario};
 use sixpac::servers::profile::{load_profiles, Profile};
-use sixpac::servers::{missing_binaries, ServerSet};
+use sixpac::servers::external::ServersFile;
+use sixpac::servers::{container, images, missing_binaries, Backend, ServerSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -26,14 +27,14 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// Today the same as process; will prefer containers once that backend exists.
+enum BackendChoice {
+    /// Container when a Docker engine answers, else process when the binaries exist.
     Auto,
     /// Debian's server binaries as local processes on loopback.
     Process,
-    /// Servers in Docker containers (not yet available).
+    /// sixpac's images under Docker (built when missing), host networking.
     Container,
-    /// Servers that are already running (not yet available).
+    /// Servers already up, described by --servers FILE; nothing is started or stopped.
     External,
 }
 
@@ -53,9 +54,12 @@ enum Cmd {
     Run {
         #[command(flatten)]
         paths: Paths,
-        /// How servers are started.
+        /// How servers are had.
         #[arg(long, value_enum, default_value = "auto")]
-        backend: Backend,
+        backend: BackendChoice,
+        /// Servers file for --backend external (see fixtures/compose/servers.yaml).
+        #[arg(long)]
+        servers: Option<PathBuf>,
         /// Only these profiles (repeatable); default: every profile some scenario names.
         #[arg(long = "profile")]
         profiles: Vec<String>,
@@ -87,6 +91,32 @@ enum Cmd {
     Check {
         #[command(flatten)]
         paths: Paths,
+    },
+    /// Server images for the container backend.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCmd,
+    },
+    /// Remove every container sixpac left behind (by label), e.g. after `kill -9`.
+    Clean,
+}
+
+#[derive(Subcommand)]
+enum ImagesCmd {
+    /// Build every image under fixtures/images (making the Debian base first if needed).
+    Build {
+        /// Directory holding the image recipes.
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
+        /// Rebuild images that are already current.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the images with their ids and recorded package versions.
+    List {
+        /// Directory holding the image recipes.
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
     },
 }
 
@@ -131,9 +161,102 @@ fn note(msg: &str) {
     eprintln!("sixpac: {msg}");
 }
 
+/// Settle which backend serves the run, building missing images for the container backend.
+async fn choose_backend(
+    choice: BackendChoice,
+    servers: Option<PathBuf>,
+    fixtures: &Path,
+    profiles: &[&Profile],
+) -> Result<Backend, u8> {
+    if servers.is_some() && choice != BackendChoice::External {
+        eprintln!("error: --servers is only for --backend external");
+        return Err(EXIT_USAGE);
+    }
+    let missing: Vec<String> = profiles.iter().flat_map(|p| missing_binaries(p)).collect();
+    let backend = match choice {
+        BackendChoice::External => {
+            let Some(path) = servers else {
+                eprintln!("error: --backend external needs --servers FILE (see fixtures/compose/servers.yaml)");
+                return Err(EXIT_USAGE);
+            };
+            return ServersFile::load(&path).map(Backend::External).map_err(|e| {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            });
+        }
+        BackendChoice::Process => Backend::Process,
+        BackendChoice::Container => match container::engine_answers() {
+            Ok(_) => Backend::Container,
+            Err(why) => {
+                eprintln!("error: --backend container: no Docker engine answers ({why})");
+                return Err(EXIT_INFRA);
+            }
+        },
+        BackendChoice::Auto => match container::engine_answers() {
+            Ok(v) => {
+                note(&format!("backend auto: Docker engine {v} answers, using containers"));
+                Backend::Container
+            }
+            Err(why) if missing.is_empty() => {
+                note(&format!("backend auto: no Docker engine ({why}); using local processes"));
+                Backend::Process
+            }
+            Err(why) => {
+                eprintln!(
+                    "error: no backend can run: no Docker engine answers ({why}), and the process backend needs {}.\n\
+                     Install Docker (then `sixpac images build`), or the servers: apt-get install {}",
+                    missing.join(", "),
+                    missing_packages(profiles).join(" ")
+                );
+                return Err(EXIT_INFRA);
+            }
+        },
+    };
+    if matches!(backend, Backend::Process) && !missing.is_empty() {
+        eprintln!("error: the process backend needs: {}", missing.join(", "));
+        return Err(EXIT_INFRA);
+    }
+    if matches!(backend, Backend::Container) {
+        let wanted: Vec<&str> = profiles.iter().flat_map(|p| p.servers.iter().map(|s| s.kind.binary())).collect();
+        let recipes = match images::recipes(fixtures) {
+            Ok(r) => r.into_iter().filter(|r| wanted.contains(&r.name.as_str())).collect::<Vec<_>>(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_USAGE);
+            }
+        };
+        let built = tokio::task::spawn_blocking(move || images::ensure(&recipes, false, &mut |m| note(m))).await;
+        match built {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_INFRA);
+            }
+            Err(e) => {
+                eprintln!("error: image build task: {e}");
+                return Err(EXIT_INFRA);
+            }
+        }
+    }
+    Ok(backend)
+}
+
+fn missing_packages(profiles: &[&Profile]) -> Vec<String> {
+    let mut pkgs: Vec<String> = profiles
+        .iter()
+        .flat_map(|p| p.servers.iter())
+        .filter(|s| !sixpac::servers::process::binary_exists(s.kind.binary()))
+        .flat_map(|s| s.kind.packages().split(' ').map(str::to_string))
+        .collect();
+    pkgs.sort();
+    pkgs.dedup();
+    pkgs
+}
+
 async fn run(
     paths: Paths,
-    backend: Backend,
+    choice: BackendChoice,
+    servers: Option<PathBuf>,
     only: Vec<String>,
     filter: Option<String>,
     accept: bool,
@@ -156,13 +279,26 @@ async fn run(
         eprintln!("error: no scenario matches in {}", paths.scenarios.display());
         return EXIT_USAGE;
     }
-    match backend {
-        Backend::Container | Backend::External => {
-            eprintln!("error: this backend is not available yet; use --backend process");
-            return EXIT_USAGE;
+    let mut only = only;
+    if let Some(path) = servers.as_ref().filter(|_| choice == BackendChoice::External) {
+        // The servers file names the profile whose expected traces apply.
+        if let Ok(f) = ServersFile::load(path) {
+            if !profiles.iter().any(|p| p.name == f.profile) {
+                eprintln!("error: {}: unknown profile `{}`", path.display(), f.profile);
+                return EXIT_USAGE;
+            }
+            only = vec![f.profile.clone()];
         }
-        Backend::Auto | Backend::Process => {}
     }
+    let chosen: Vec<&Profile> = profiles
+        .iter()
+        .filter(|p| only.is_empty() || only.contains(&p.name))
+        .filter(|p| scenarios.iter().any(|s| s.profiles.contains(&p.name)))
+        .collect();
+    let backend = match choose_backend(choice, servers, &paths.fixtures, &chosen).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let report = match RunReport::create(&report_dir) {
         Ok(r) => r,
         Err(e) => {
@@ -185,15 +321,20 @@ async fn run(
         if mine.is_empty() {
             continue;
         }
-        let missing = missing_binaries(profile);
-        if !missing.is_empty() {
-            eprintln!("error: the process backend needs: {}", missing.join(", "));
-            return EXIT_INFRA;
-        }
         let tag = profile.name.clone();
-        let accounts: Vec<Vec<Account>> = mine.iter().map(|s| plan_accounts(s, &profile.domain)).collect();
+        let accounts: Result<Vec<Vec<Account>>, String> = match &backend {
+            Backend::External(f) => mine.iter().map(|s| f.accounts_for(s.actors.len())).collect(),
+            _ => Ok(mine.iter().map(|s| plan_accounts(s, &profile.domain)).collect()),
+        };
+        let accounts = match accounts {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: [{tag}] {e}");
+                return EXIT_USAGE;
+            }
+        };
         let flat: Vec<Account> = accounts.iter().flatten().cloned().collect();
-        let mut set = match ServerSet::start(profile, &paths.fixtures, &flat, |m| note(&format!("[{tag}] {m}"))).await {
+        let mut set = match ServerSet::start(profile, &paths.fixtures, &flat, &backend, |m| note(&format!("[{tag}] {m}"))).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: [{tag}] {e}");
@@ -209,11 +350,23 @@ async fn run(
             }
         };
         for s in &set.servers {
+            let started = s.process.is_some();
             facts.push(ServerFacts {
                 profile: profile.name.clone(),
-                name: s.process.name.clone(),
-                kind: s.process.kind.binary().into(),
-                ready_ms: s.ready_in.as_millis(),
+                name: s.name.clone(),
+                kind: s.kind.binary().into(),
+                backend: set.backend.into(),
+                ready_ms: started.then(|| s.ready_in.as_millis()),
+                version: s.version.clone(),
+                image: s.image.clone(),
+                packages: s
+                    .image
+                    .as_ref()
+                    .map(|_| images::package_labels(&images::tag_for(s.kind.binary())))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(p, v)| format!("{p}={v}"))
+                    .collect(),
             });
         }
         for (sc, acc) in mine.into_iter().zip(&accounts) {
@@ -243,7 +396,7 @@ async fn run(
         EXIT_PASS
     };
     print!("{}", summary_table(&outcomes, &facts));
-    if let Err(e) = report.finish(&outcomes, &facts, "process", code as i32, wall.elapsed().as_secs_f64()) {
+    if let Err(e) = report.finish(&outcomes, &facts, backend.name(), code as i32, wall.elapsed().as_secs_f64()) {
         eprintln!("error: writing report: {e}");
         return EXIT_INFRA;
     }
@@ -282,11 +435,11 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Cmd::Run { paths, backend, profiles, filter, accept, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, profiles, filter, accept, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.
@@ -326,6 +479,68 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
+            let fixtures = locate(fixtures);
+            match images::recipes(&fixtures) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_USAGE
+                }
+                Ok(recipes) => match container::engine_answers() {
+                    Err(why) => {
+                        eprintln!("error: no Docker engine answers ({why})");
+                        EXIT_INFRA
+                    }
+                    Ok(_) => match images::ensure(&recipes, force, &mut |m| note(m)) {
+                        Ok(ids) => {
+                            for (name, id) in ids {
+                                println!("{:<28} {id}", images::tag_for(&name));
+                            }
+                            EXIT_PASS
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            EXIT_INFRA
+                        }
+                    },
+                },
+            }
+        }
+        Cmd::Images { command: ImagesCmd::List { fixtures } } => match images::recipes(&locate(fixtures)) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+            Ok(recipes) => {
+                for r in recipes {
+                    let state = match container::image_id(&r.tag) {
+                        None => "missing".to_string(),
+                        Some(id) if images::is_current(&r) => id,
+                        Some(id) => format!("{id} (stale: Dockerfile changed)"),
+                    };
+                    let pkgs: Vec<String> = images::package_labels(&r.tag).into_iter().map(|(p, v)| format!("{p}={v}")).collect();
+                    println!("{:<28} {state}  {}", r.tag, pkgs.join(" "));
+                }
+                EXIT_PASS
+            }
+        },
+        Cmd::Clean => match container::clean() {
+            Ok(names) => {
+                println!("removed {} container(s){}{}", names.len(), if names.is_empty() { "" } else { ": " }, names.join(", "));
+                let stale = sixpac::servers::stale_run_dirs();
+                for d in &stale {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+                if !stale.is_empty() {
+                    println!("removed {} run directory(ies) of dead sixpac processes", stale.len());
+                }
+                EXIT_PASS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_INFRA
+            }
+        },
         Cmd::Check { paths } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             match load_all(&paths) {

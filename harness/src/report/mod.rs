@@ -12,7 +12,17 @@ pub struct ServerFacts {
     pub profile: String,
     pub name: String,
     pub kind: String,
-    pub ready_ms: u128,
+    /// How it was had: process, container or external.
+    pub backend: String,
+    /// Start-to-ready; absent for external servers, which sixpac did not start.
+    pub ready_ms: Option<u128>,
+    /// The version the server itself reports on the wire.
+    pub version: Option<String>,
+    /// The container image id, for the container backend.
+    pub image: Option<String>,
+    /// Debian package versions recorded on the image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 /// UTC `YYYYMMDDTHHMMSSZ` without a date crate (days-from-civil inverse, H. Hinnant).
@@ -129,7 +139,19 @@ pub fn summary_table(outcomes: &[Outcome], servers: &[ServerFacts]) -> String {
         count(Verdict::Error)
     ));
     for s in servers {
-        out.push_str(&format!("server {} ({}, {}) ready in {} ms\n", s.name, s.kind, s.profile, s.ready_ms));
+        let ready = s.ready_ms.map(|ms| format!("ready in {ms} ms")).unwrap_or_else(|| "already up".into());
+        out.push_str(&format!(
+            "server {} ({}, {}, {}) {ready}; reports {}",
+            s.name,
+            s.kind,
+            s.profile,
+            s.backend,
+            s.version.as_deref().unwrap_or("no version")
+        ));
+        if let Some(id) = &s.image {
+            out.push_str(&format!("; image {}", id.trim_start_matches("sha256:").get(..12).unwrap_or(id)));
+        }
+        out.push('\n');
     }
     out
 }

@@ -39,6 +39,7 @@ pub struct Actor {
     sip_inbox: Vec<SipMessage>,
     xmpp_inbox: Vec<Element>,
     xmpp_closed: bool,
+    sip_registered: bool,
     /// Every local address the actor's legs used (to pick its frames from the recorder).
     pub addrs: Vec<(SocketAddr, Wire)>,
 }
@@ -60,6 +61,7 @@ impl Actor {
             sip_inbox: Vec::new(),
             xmpp_inbox: Vec::new(),
             xmpp_closed: false,
+            sip_registered: false,
             addrs: Vec::new(),
         }
     }
@@ -101,6 +103,7 @@ impl Actor {
             if resp.status() != Some(200) {
                 return fail(format!("REGISTER answered {}", first_line(resp.raw())));
             }
+            self.sip_registered = true;
         }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Xmpp) {
             let server = ep.xmpp.ok_or_else(|| StepError::Error("profile has no XMPP server".into()))?;
@@ -136,7 +139,9 @@ impl Actor {
         Ok(())
     }
 
-    /// Close the XMPP stream and wait for the server's close.
+    /// Leave in the reverse of CUSAX order: close the XMPP stream and wait for the server's
+    /// close, then remove the SIP binding (REGISTER with Expires: 0, RFC 3261 §10.2.2), so a
+    /// reused account starts the next scenario with no stale contact.
     pub async fn disconnect(&mut self, deadline: Instant) -> Result<(), StepError> {
         if let Some(x) = &self.xmpp {
             if !self.xmpp_closed {
@@ -146,6 +151,15 @@ impl Actor {
                         return fail("server did not close the XMPP stream");
                     }
                 }
+            }
+        }
+        if self.sip_registered {
+            self.sip_registered = false;
+            let sip = self.sip.as_ref().ok_or_else(|| StepError::Error("SIP leg gone".into()))?;
+            let tx = sip.register(0).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
+            let resp = self.wait_final(tx, deadline).await?;
+            if resp.status() != Some(200) {
+                return fail(format!("un-REGISTER answered {}", first_line(resp.raw())));
             }
         }
         Ok(())

@@ -1,18 +1,24 @@
-//! Real servers for a profile: start, probe, provision accounts, put taps in front, tear down.
+//! Real servers for a profile: start (as processes or containers) or find (external), probe,
+//! provision accounts, put taps in front, tear down.
 
+pub mod container;
+pub mod external;
+pub mod images;
+pub mod prepare;
 pub mod process;
 pub mod profile;
 pub mod readiness;
 
 use crate::tap::{Tap, TapSpec};
 use crate::trace::frame::{Proto, Recorder, Transport};
-use process::ProcessServer;
-use profile::Profile;
+use container::ContainerSpec;
+use external::ServersFile;
+use process::{Launcher, ProcessServer};
+use profile::{Profile, ServerKind};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 /// Infrastructure trouble: verdict `error`, exit code 3.
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
@@ -39,19 +45,51 @@ pub struct Account {
 /// How long a server may take to answer its protocol after start.
 pub const READY_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A started server with its measured start-to-ready time.
+/// How a profile's servers are had.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Debian's binaries on this host.
+    Process,
+    /// sixpac's images under Docker, host networking.
+    Container,
+    /// Servers already up, as a servers file describes them.
+    External(ServersFile),
+}
+
+impl Backend {
+    /// The name used on the command line and in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Process => "process",
+            Backend::Container => "container",
+            Backend::External(_) => "external",
+        }
+    }
+}
+
+/// A server of the set: started by us (with its process) or found (external).
 pub struct RunningServer {
-    pub process: ProcessServer,
+    pub name: String,
+    pub kind: ServerKind,
+    pub xmpp: Option<SocketAddr>,
+    pub sip: Option<SocketAddr>,
+    /// Start-to-ready time; zero for external servers.
     pub ready_in: Duration,
+    /// The version the server reports on the wire (SIP `Server:`, XMPP jabber:iq:version).
+    pub version: Option<String>,
+    /// The image id, for the container backend.
+    pub image: Option<String>,
+    pub process: Option<ProcessServer>,
 }
 
 /// The servers of one profile, their taps and the recorder the taps write into.
 pub struct ServerSet {
     pub profile: Profile,
+    pub backend: &'static str,
     pub servers: Vec<RunningServer>,
     pub taps: Vec<Tap>,
     pub recorder: Arc<Recorder>,
-    root: PathBuf,
+    root: Option<PathBuf>,
 }
 
 impl Drop for ServerSet {
@@ -60,22 +98,38 @@ impl Drop for ServerSet {
             t.stop();
         }
         for s in &mut self.servers {
-            s.process.stop(Duration::from_secs(3));
+            if let Some(p) = &mut s.process {
+                p.stop(Duration::from_secs(3));
+            }
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        if let Some(root) = &self.root {
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
 }
 
-/// A fresh private directory for one run's servers.
-fn run_root(profile: &str) -> std::io::Result<PathBuf> {
+/// A fresh private directory for one run's servers, and its run id.
+fn run_root(profile: &str) -> std::io::Result<(PathBuf, String)> {
     let safe: String = profile.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "sixpac-{}-{safe}-{}",
-        std::process::id(),
-        crate::client::sip::ua::token(6)
-    ));
+    let id = format!("{}-{}", std::process::id(), crate::client::sip::ua::token(6).to_lowercase());
+    let dir = std::env::temp_dir().join(format!("sixpac-{id}-{safe}"));
     std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    Ok((dir, id))
+}
+
+/// Run directories (`sixpac-<pid>-…` in the temp dir) whose sixpac process is gone.
+pub fn stale_run_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let pid = name.strip_prefix("sixpac-").and_then(|r| r.split('-').next()).and_then(|n| n.parse::<i32>().ok());
+            // kill(pid, 0) fails with ESRCH when no such process exists.
+            pid.is_some_and(|pid| p.is_dir() && unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
+        })
+        .collect()
 }
 
 /// What the process backend would need for a profile, as install hints; empty when all present.
@@ -89,48 +143,95 @@ pub fn missing_binaries(profile: &Profile) -> Vec<String> {
 }
 
 impl ServerSet {
-    /// Start every server of the profile, wait until each answers, and open taps.
-    /// Every account is provisioned before the servers start (Kamailio's db_text does not
+    /// Have every server of the profile answering, and open taps in front of each.
+    /// Started servers get every account before they start (Kamailio's db_text does not
     /// reliably reload a table changed under it), so scenarios only use names made for them.
     pub async fn start(
         profile: &Profile,
         fixtures: &Path,
         accounts: &[Account],
+        backend: &Backend,
         mut progress: impl FnMut(&str),
     ) -> Result<ServerSet, InfraError> {
-        let root = run_root(&profile.name)
-            .map_err(|e| InfraError::Setup { server: profile.name.clone(), message: format!("temp dir: {e}") })?;
-        let recorder = Arc::new(Recorder::new());
         let mut set = ServerSet {
             profile: profile.clone(),
+            backend: backend.name(),
             servers: Vec::new(),
             taps: Vec::new(),
-            recorder,
-            root,
+            recorder: Arc::new(Recorder::new()),
+            root: None,
         };
-        for decl in &profile.servers {
-            progress(&format!("starting {} ({})", decl.name, decl.kind.binary()));
-            let started = Instant::now();
-            let mut proc = ProcessServer::start(decl, fixtures, &set.root, &profile.domain, accounts)?;
-            let ready_in = wait_ready(&mut proc, &profile.domain, started).await;
-            // Keep the process owned by the set even on failure so teardown reaches it.
-            set.servers.push(RunningServer { process: proc, ready_in: *ready_in.as_ref().unwrap_or(&Duration::ZERO) });
-            let ready_in = ready_in?;
-            progress(&format!("{} ready in {} ms", decl.name, ready_in.as_millis()));
+        // The version probe logs in over XMPP, so it needs an account like any actor.
+        let probe_account = match backend {
+            Backend::External(f) => f.accounts_for(1).map_err(|m| InfraError::Setup { server: profile.name.clone(), message: m })?.remove(0),
+            _ => Account { user: format!("probe_{}", crate::client::sip::ua::token(8)), password: crate::client::sip::ua::token(16), domain: profile.domain.clone() },
+        };
+        match backend {
+            Backend::External(f) => {
+                for s in &f.servers {
+                    progress(&format!("checking {} at {}", s.name, s.xmpp.or(s.sip).map(|a| a.to_string()).unwrap_or_default()));
+                    let started = Instant::now();
+                    let mut rs = RunningServer {
+                        name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip,
+                        ready_in: Duration::ZERO, version: None, image: None, process: None,
+                    };
+                    rs.version = wait_ready(&mut rs, &profile.domain, &probe_account, started, EXTERNAL_DEADLINE).await?.1;
+                    set.servers.push(rs);
+                }
+            }
+            Backend::Process | Backend::Container => {
+                let (root, run_id) = run_root(&profile.name)
+                    .map_err(|e| InfraError::Setup { server: profile.name.clone(), message: format!("temp dir: {e}") })?;
+                set.root = Some(root.clone());
+                let mut all = accounts.to_vec();
+                all.push(probe_account.clone());
+                for decl in &profile.servers {
+                    let prep = prepare::prepare(decl, fixtures, &root, &profile.domain, &all)?;
+                    let (launcher, image) = match backend {
+                        Backend::Container => {
+                            let tag = images::tag_for(decl.kind.binary());
+                            let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing {
+                                what: format!("image {tag}"),
+                                install: "sixpac images build".into(),
+                            })?;
+                            (Launcher::Container(ContainerSpec { image: tag, run_id: run_id.clone(), mount: root.clone() }), Some(id))
+                        }
+                        _ => (Launcher::Host, None),
+                    };
+                    let how = if image.is_some() { "container" } else { "process" };
+                    progress(&format!("starting {} ({how})", decl.name));
+                    let proc = ProcessServer::start(&prep, &launcher)?;
+                    // From the server's start, after its accounts were made.
+                    let started = Instant::now();
+                    let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+                    // Owned by the set before waiting, so teardown reaches it on every path.
+                    set.servers.push(RunningServer {
+                        name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
+                        ready_in: Duration::ZERO, version: None, image, process: Some(proc),
+                    });
+                    let rs = set.servers.last_mut().expect("just pushed");
+                    (rs.ready_in, rs.version) = wait_ready(rs, &profile.domain, &probe_account, started, READY_DEADLINE).await?;
+                    progress(&format!(
+                        "{} ready in {} ms ({})",
+                        decl.name,
+                        rs.ready_in.as_millis(),
+                        rs.version.as_deref().unwrap_or("version not reported")
+                    ));
+                }
+            }
         }
         for s in &set.servers {
-            let p = &s.process;
-            let specs: Vec<TapSpec> = match (p.kind.serves(), p.ports.xmpp, p.ports.sip) {
-                (Proto::Xmpp, Some(port), _) => vec![tap_spec(&p.name, Proto::Xmpp, Transport::Tcp, port)],
-                (Proto::Sip, _, Some(port)) => vec![
-                    tap_spec(&p.name, Proto::Sip, Transport::Udp, port),
-                    tap_spec(&p.name, Proto::Sip, Transport::Tcp, port),
+            let specs: Vec<TapSpec> = match (s.kind.serves(), s.xmpp, s.sip) {
+                (Proto::Xmpp, Some(addr), _) => vec![tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr)],
+                (Proto::Sip, _, Some(addr)) => vec![
+                    tap_spec(&s.name, Proto::Sip, Transport::Udp, addr),
+                    tap_spec(&s.name, Proto::Sip, Transport::Tcp, addr),
                 ],
                 _ => vec![],
             };
             for spec in specs {
                 let tap = Tap::start(spec, set.recorder.clone()).await.map_err(|e| InfraError::Setup {
-                    server: p.name.clone(),
+                    server: s.name.clone(),
                     message: format!("tap: {e}"),
                 })?;
                 set.taps.push(tap);
@@ -147,18 +248,20 @@ impl ServerSet {
     /// The first server that has died, as an error naming it.
     pub fn check_alive(&mut self) -> Result<(), InfraError> {
         for s in &mut self.servers {
-            if let Some(status) = s.process.exited() {
-                return Err(InfraError::Crashed { server: s.process.name.clone(), status, log: s.process.log_tail(15) });
+            if let Some(p) = &mut s.process {
+                if let Some(status) = p.exited() {
+                    return Err(InfraError::Crashed { server: p.name.clone(), status, log: p.log_tail(15) });
+                }
             }
         }
         Ok(())
     }
 
-    /// Copy each server's log into `dir`.
+    /// Copy each started server's log into `dir`.
     pub fn save_logs(&self, dir: &Path) {
         let _ = std::fs::create_dir_all(dir);
-        for s in &self.servers {
-            let _ = std::fs::copy(&s.process.log, dir.join(format!("{}.log", s.process.name)));
+        for p in self.servers.iter().filter_map(|s| s.process.as_ref()) {
+            let _ = std::fs::copy(&p.log, dir.join(format!("{}.log", p.name)));
         }
     }
 
@@ -166,8 +269,8 @@ impl ServerSet {
     pub fn addr_names(&self) -> Vec<(SocketAddr, String)> {
         let mut out = Vec::new();
         for s in &self.servers {
-            for port in [s.process.ports.xmpp, s.process.ports.sip].into_iter().flatten() {
-                out.push((SocketAddr::from(([127, 0, 0, 1], port)), s.process.name.clone()));
+            for addr in [s.xmpp, s.sip].into_iter().flatten() {
+                out.push((addr, s.name.clone()));
             }
         }
         for t in &self.taps {
@@ -180,28 +283,47 @@ impl ServerSet {
     pub fn stop(self) {}
 }
 
-fn tap_spec(server: &str, proto: Proto, transport: Transport, port: u16) -> TapSpec {
-    TapSpec { server: server.into(), proto, transport, upstream: SocketAddr::from(([127, 0, 0, 1], port)) }
+/// How long an external server may take to answer the first probe.
+pub const EXTERNAL_DEADLINE: Duration = Duration::from_secs(10);
+
+fn tap_spec(server: &str, proto: Proto, transport: Transport, upstream: SocketAddr) -> TapSpec {
+    TapSpec { server: server.into(), proto, transport, upstream }
 }
 
-async fn wait_ready(p: &mut ProcessServer, domain: &str, started: Instant) -> Result<Duration, InfraError> {
-    let deadline = started + READY_DEADLINE;
+/// Probe until the server answers its protocol, then ask it its version: start-to-ready
+/// time and version.
+async fn wait_ready(
+    s: &mut RunningServer,
+    domain: &str,
+    probe: &Account,
+    started: Instant,
+    within: Duration,
+) -> Result<(Duration, Option<String>), InfraError> {
+    let deadline = started + within;
+    let log_tail = |s: &RunningServer| s.process.as_ref().map(|p| p.log_tail(15)).unwrap_or_default();
     loop {
-        if let Some(status) = p.exited() {
-            return Err(InfraError::Crashed { server: p.name.clone(), status, log: p.log_tail(15) });
+        if let Some(p) = &mut s.process {
+            if let Some(status) = p.exited() {
+                return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
+            }
         }
         // Short probes: a UDP probe sent before the socket exists is lost, not refused.
-        let probe = Duration::from_millis(100);
-        let ok = match (p.ports.xmpp, p.ports.sip) {
-            (Some(port), _) => readiness::xmpp_answers(SocketAddr::from(([127, 0, 0, 1], port)), domain, probe).await,
-            (_, Some(port)) => readiness::sip_answers(SocketAddr::from(([127, 0, 0, 1], port)), probe).await,
-            _ => true,
+        let wait = Duration::from_millis(100);
+        let answer = match (s.xmpp, s.sip) {
+            (Some(addr), _) => readiness::xmpp_answers(addr, domain, wait).await.then(String::new),
+            (_, Some(addr)) => readiness::sip_answers(addr, wait).await,
+            _ => Some(String::new()),
         };
-        if ok {
-            return Ok(started.elapsed());
+        if let Some(server_header) = answer {
+            // Ready is when the protocol answers; the version question comes after.
+            let ready_in = started.elapsed();
+            return Ok((ready_in, match s.xmpp {
+                Some(addr) => readiness::xmpp_version(addr, probe, tokio::time::Instant::now() + Duration::from_secs(5)).await,
+                None => Some(server_header).filter(|h| !h.is_empty()),
+            }));
         }
         if Instant::now() >= deadline {
-            return Err(InfraError::NotReady { server: p.name.clone(), secs: READY_DEADLINE.as_secs(), log: p.log_tail(15) });
+            return Err(InfraError::NotReady { server: s.name.clone(), secs: within.as_secs(), log: log_tail(s) });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

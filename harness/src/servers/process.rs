@@ -1,22 +1,19 @@
-//! The process backend: Debian's server binaries, each in its own temp directory, on loopback.
+//! Started servers as child processes: Debian's binaries on the host (the process backend) or
+//! `docker run` attached to a container (the container backend).
 //!
-//! Every server runs in its own process group so teardown reaches its children too; a Drop
+//! Every child runs in its own process group so teardown reaches its children too; a Drop
 //! guard kills whatever is left on any exit path (error, panic, cancelled future on Ctrl-C).
 
-use super::profile::{ServerDecl, ServerKind};
-use super::{Account, InfraError};
-use std::path::{Path, PathBuf};
+use super::container::ContainerSpec;
+use super::prepare::{Ports, Prepared};
+use super::profile::ServerKind;
+use super::InfraError;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Ports a server listens on.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Ports {
-    pub xmpp: Option<u16>,
-    pub sip: Option<u16>,
-}
-
-/// A started server process.
+/// A started server: a child process that is the server itself, or the `docker run` client
+/// attached to the server's container (its exit is the container's exit).
 #[derive(Debug)]
 pub struct ProcessServer {
     pub name: String,
@@ -25,24 +22,30 @@ pub struct ProcessServer {
     pub config: PathBuf,
     pub ports: Ports,
     pub log: PathBuf,
+    /// The container behind the child, when there is one.
+    pub container: Option<String>,
     child: Option<Child>,
 }
 
-/// A port free on 127.0.0.1 for both TCP and UDP at the time of asking.
-pub fn free_port() -> std::io::Result<u16> {
-    for _ in 0..50 {
-        let t = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = t.local_addr()?.port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::other("no port free for both TCP and UDP"))
+/// Where a prepared server runs.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// Debian's binaries on this host.
+    Host,
+    /// The server's image, through the Docker CLI.
+    Container(ContainerSpec),
 }
 
-/// Fill a template's placeholders.
-pub fn render(template: &str, vars: &[(&str, String)]) -> String {
-    vars.iter().fold(template.to_string(), |t, (k, v)| t.replace(&format!("@{k}@"), v))
+/// Have the kernel send the child SIGTERM when the thread that started it dies.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
 }
 
 /// True when `bin` is found on PATH (or in /usr/sbin, where Debian puts kamailio).
@@ -53,125 +56,68 @@ pub fn binary_exists(bin: &str) -> bool {
         .any(|d| d.join(bin).is_file())
 }
 
-fn copy_kamailio_tables(db: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(db)?;
-    let src = Path::new("/usr/share/kamailio/dbtext/kamailio");
-    for t in ["version", "subscriber", "location", "presentity", "active_watchers", "watchers", "xcap", "pua"] {
-        std::fs::copy(src.join(t), db.join(t))?;
-    }
-    Ok(())
-}
-
-/// Create one account in a server's storage, before the server starts.
-fn provision(decl: &ServerDecl, dir: &Path, config: &Path, a: &Account) -> Result<(), InfraError> {
-    let fail = |message: String| InfraError::Account { server: decl.name.clone(), user: a.user.clone(), message };
-    match decl.kind {
-        ServerKind::Prosody => {
-            let out = Command::new("prosodyctl")
-                .arg("--config")
-                .arg(config)
-                .args(["register", &a.user, &a.domain, &a.password])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| fail(format!("prosodyctl: {e}")))?;
-            if !out.status.success() {
-                return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
-            }
-        }
-        ServerKind::Kamailio => {
-            if [&a.user, &a.password].iter().any(|v| v.contains([':', '\n', '\\'])) {
-                return Err(fail("db_text rows cannot hold ':', '\\' or newlines".into()));
-            }
-            let d = &a.domain;
-            let ha1 = crate::sip::digest::ha1(&a.user, d, &a.password);
-            let ha1b = crate::sip::digest::ha1(&format!("{}@{d}", a.user), d, &a.password);
-            let row = format!("0:{}:{d}:{}:{ha1}:{ha1b}\n", a.user, a.password);
-            let path = dir.join("db/subscriber");
-            use std::io::Write;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .and_then(|mut f| f.write_all(row.as_bytes()))
-                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        }
-    }
-    Ok(())
-}
-
 impl ProcessServer {
-    /// Render the config and start the binary; does not wait for readiness.
-    pub fn start(
-        decl: &ServerDecl,
-        fixtures: &Path,
-        root: &Path,
-        domain: &str,
-        accounts: &[Account],
-    ) -> Result<ProcessServer, InfraError> {
-        let name = decl.name.clone();
-        let setup = |what: &str, e: std::io::Error| InfraError::Setup { server: name.clone(), message: format!("{what}: {e}") };
-        if !binary_exists(decl.kind.binary()) {
-            return Err(InfraError::Missing {
-                what: decl.kind.binary().into(),
-                install: format!("apt-get install {}", decl.kind.packages()),
+    /// Run the setup script, then start the server; does not wait for readiness.
+    pub fn start(prep: &Prepared, launcher: &Launcher) -> Result<ProcessServer, InfraError> {
+        let setup = |what: &str, e: std::io::Error| InfraError::Setup { server: prep.name.clone(), message: format!("{what}: {e}") };
+        let script = prep.setup.display().to_string();
+        let mut provision = match launcher {
+            Launcher::Host => {
+                let bin = prep.argv[0].as_str();
+                if !binary_exists(bin) {
+                    return Err(InfraError::Missing { what: bin.into(), install: format!("apt-get install {}", prep.kind.packages()) });
+                }
+                let mut c = Command::new("sh");
+                c.arg(&script);
+                c
+            }
+            Launcher::Container(spec) => spec.setup_command(&prep.name, &script),
+        };
+        let out = provision.stdin(Stdio::null()).output().map_err(|e| setup("run the setup script", e))?;
+        if !out.status.success() {
+            return Err(InfraError::Setup {
+                server: prep.name.clone(),
+                message: format!(
+                    "creating accounts ({script}) failed ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             });
         }
-        let dir = root.join(&decl.name);
-        std::fs::create_dir_all(dir.join("run")).map_err(|e| setup("create run dir", e))?;
-        let template_path = fixtures.join(&decl.config);
-        let template = std::fs::read_to_string(&template_path)
-            .map_err(|e| setup(&format!("read {}", template_path.display()), e))?;
-        let port = free_port().map_err(|e| setup("pick a port", e))?;
-        let ports = match decl.kind.serves() {
-            crate::trace::frame::Proto::Xmpp => Ports { xmpp: Some(port), sip: None },
-            crate::trace::frame::Proto::Sip => Ports { xmpp: None, sip: Some(port) },
-        };
-        let vars = [
-            ("DIR", dir.display().to_string()),
-            ("DOMAIN", domain.to_string()),
-            ("XMPP_PORT", port.to_string()),
-            ("SIP_PORT", port.to_string()),
-        ];
-        let file = decl.config.file_name().map(PathBuf::from).unwrap_or_else(|| "server.cfg".into());
-        let config = dir.join(file);
-        std::fs::write(&config, render(&template, &vars)).map_err(|e| setup("write config", e))?;
-        let mut cmd = match decl.kind {
-            ServerKind::Prosody => {
-                for d in ["data", "certs"] {
-                    std::fs::create_dir_all(dir.join(d)).map_err(|e| setup("create dir", e))?;
-                }
-                let mut c = Command::new("prosody");
-                c.arg("-F").arg("--config").arg(&config);
-                c
+        let (mut cmd, container) = match launcher {
+            Launcher::Host => {
+                let mut c = Command::new(&prep.argv[0]);
+                c.args(&prep.argv[1..]).env("HOME", &prep.dir);
+                (c, None)
             }
-            ServerKind::Kamailio => {
-                copy_kamailio_tables(&dir.join("db")).map_err(|e| setup("copy db_text tables", e))?;
-                let mut c = Command::new("kamailio");
-                c.arg("-f").arg(&config).args(["-DD", "-E", "-Y"]).arg(dir.join("run"))
-                    .arg("-P").arg(dir.join("run/kamailio.pid")).arg("-w").arg(&dir).args(["-m", "64", "-M", "8"]);
-                c
+            Launcher::Container(spec) => {
+                let (c, name) = spec.server_command(&prep.name, &prep.dir, &prep.argv);
+                (c, Some(name))
             }
         };
-        for a in accounts {
-            provision(decl, &dir, &config, a)?;
-        }
-        let log = dir.join(format!("{}.log", decl.name));
-        let out = std::fs::File::create(&log).map_err(|e| setup("create log", e))?;
+        let out = std::fs::File::create(&prep.log).map_err(|e| setup("create log", e))?;
         let err = out.try_clone().map_err(|e| setup("create log", e))?;
-        cmd.current_dir(&dir).stdin(Stdio::null()).stdout(out).stderr(err).env("HOME", &dir);
+        cmd.current_dir(&prep.dir).stdin(Stdio::null()).stdout(out).stderr(err);
         {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
-            // If sixpac itself is killed outright, the server gets SIGTERM: Kamailio's main
-            // process then stops its own workers, which a SIGKILL would orphan.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    Ok(())
-                });
-            }
         }
-        let child = cmd.spawn().map_err(|e| setup(&format!("start {}", decl.kind.binary()), e))?;
-        Ok(ProcessServer { name: decl.name.clone(), kind: decl.kind, dir, config, ports, log, child: Some(child) })
+        // If sixpac itself is killed outright, the child gets SIGTERM: Kamailio's main
+        // process then stops its own workers (a SIGKILL would orphan them), and the
+        // docker client passes the signal on to its container.
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|e| setup(&format!("start {}", cmd.get_program().to_string_lossy()), e))?;
+        Ok(ProcessServer {
+            name: prep.name.clone(),
+            kind: prep.kind,
+            dir: prep.dir.clone(),
+            config: prep.config.clone(),
+            ports: prep.ports,
+            log: prep.log.clone(),
+            container,
+            child: Some(child),
+        })
     }
 
     /// The main PID, while running.
@@ -211,6 +157,10 @@ impl ProcessServer {
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = child.kill();
         let _ = child.wait();
+        if let Some(name) = self.container.take() {
+            // The client is gone; make sure its container is too, whatever state it is in.
+            super::container::remove(&name);
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! Protocol-level readiness probes: a server is ready when it answers its protocol.
 
+use super::Account;
+use crate::client::xmpp::connection::XmppConnection;
+use crate::client::xmpp::session::{XmppConfig, XmppEvent};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,8 +34,9 @@ pub async fn xmpp_answers(addr: SocketAddr, domain: &str, wait: Duration) -> boo
     tokio::time::timeout(wait, attempt).await.ok().flatten().is_some()
 }
 
-/// One SIP probe: OPTIONS over UDP, any response counts.
-pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> bool {
+/// One SIP probe: OPTIONS over UDP. Any response counts; it gives the `Server:` header's
+/// value (empty when there is none).
+pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> Option<String> {
     let attempt = async {
         let s = UdpSocket::bind("127.0.0.1:0").await.ok()?;
         let local = s.local_addr().ok()?;
@@ -45,7 +49,43 @@ pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> bool {
         s.send_to(msg.as_bytes(), addr).await.ok()?;
         let mut buf = [0u8; 4096];
         let (n, _) = s.recv_from(&mut buf).await.ok()?;
-        buf[..n].starts_with(b"SIP/2.0 ").then_some(())
+        let msg = crate::sip::message::SipMessage::parse(&buf[..n]).ok()?;
+        msg.status()?;
+        Some(msg.header("Server").unwrap_or_default().trim().to_string())
     };
-    tokio::time::timeout(wait, attempt).await.ok().flatten().is_some()
+    tokio::time::timeout(wait, attempt).await.ok().flatten()
+}
+
+/// The server's name and version as it answers jabber:iq:version (XEP-0092), logged in as
+/// `account`; None when it does not say before `deadline`.
+pub async fn xmpp_version(addr: SocketAddr, account: &Account, deadline: tokio::time::Instant) -> Option<String> {
+    let cfg = XmppConfig {
+        user: account.user.clone(),
+        domain: account.domain.clone(),
+        password: account.password.clone(),
+        resource: "version-probe".into(),
+    };
+    let ask = async {
+        let mut conn = XmppConnection::start(addr, cfg).await.ok()?;
+        let mut answer = None;
+        while let Some(ev) = conn.events.recv().await {
+            match ev {
+                XmppEvent::Online { .. } => {
+                    let iq = format!("<iq type='get' id='sixpac-version' to='{}'><query xmlns='jabber:iq:version'/></iq>", account.domain);
+                    conn.send_raw(iq.into_bytes());
+                }
+                XmppEvent::Stanza(el) if el.attr("id") == Some("sixpac-version") => {
+                    let q = el.child("query");
+                    let text = |n: &str| q.and_then(|q| q.child(n)).map(|c| c.text()).unwrap_or_default();
+                    let v = format!("{} {}", text("name"), text("version")).trim().to_string();
+                    answer = Some(v).filter(|v| !v.is_empty());
+                    conn.close();
+                }
+                XmppEvent::Failed(_) | XmppEvent::Closed => break,
+                _ => {}
+            }
+        }
+        answer
+    };
+    tokio::time::timeout_at(deadline, ask).await.ok().flatten()
 }

@@ -1,0 +1,169 @@
+//! Getting a server ready to start, the same for every backend: a private directory, the
+//! rendered config, a port, and a setup script that creates the accounts.
+//!
+//! The setup script is plain `sh`, so the process backend runs it on the host and the container
+//! backend runs it inside the server's image, where the server's own tools (prosodyctl, the
+//! Kamailio table templates) live.
+
+use super::profile::{ServerDecl, ServerKind};
+use super::{Account, InfraError};
+use crate::trace::frame::Proto;
+use std::path::{Path, PathBuf};
+
+/// Ports a server listens on.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Ports {
+    pub xmpp: Option<u16>,
+    pub sip: Option<u16>,
+}
+
+/// A server whose directory, config and setup script exist, not yet started.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub kind: ServerKind,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub ports: Ports,
+    pub log: PathBuf,
+    /// The server in the foreground, as argv.
+    pub argv: Vec<String>,
+    /// `sh` script that provisions the accounts; run once before the server starts.
+    pub setup: PathBuf,
+}
+
+/// A port free on 127.0.0.1 for both TCP and UDP at the time of asking.
+pub fn free_port() -> std::io::Result<u16> {
+    for _ in 0..50 {
+        let t = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = t.local_addr()?.port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no port free for both TCP and UDP"))
+}
+
+/// Fill a template's placeholders.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(template.to_string(), |t, (k, v)| t.replace(&format!("@{k}@"), v))
+}
+
+/// One word for `sh`, whatever bytes it holds.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn sh_line(argv: &[&str]) -> String {
+    argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+const KAMAILIO_TABLES: [&str; 8] =
+    ["version", "subscriber", "location", "presentity", "active_watchers", "watchers", "xcap", "pua"];
+
+/// The setup script's lines for one server: tables, then one account per line.
+fn setup_script(decl: &ServerDecl, dir: &Path, config: &Path, accounts: &[Account]) -> Result<String, InfraError> {
+    let dir_s = dir.display().to_string();
+    let mut lines = vec!["set -e".to_string(), format!("cd {}", sh_quote(&dir_s)), format!("export HOME={}", sh_quote(&dir_s))];
+    match decl.kind {
+        ServerKind::Prosody => {
+            let cfg = config.display().to_string();
+            for a in accounts {
+                lines.push(sh_line(&["prosodyctl", "--config", &cfg, "register", &a.user, &a.domain, &a.password]));
+            }
+        }
+        ServerKind::Kamailio => {
+            lines.push("mkdir -p db".into());
+            for t in KAMAILIO_TABLES {
+                lines.push(format!("cp /usr/share/kamailio/dbtext/kamailio/{t} db/{t}"));
+            }
+            for a in accounts {
+                if [&a.user, &a.password].iter().any(|v| v.contains([':', '\n', '\\'])) {
+                    return Err(InfraError::Account {
+                        server: decl.name.clone(),
+                        user: a.user.clone(),
+                        message: "db_text rows cannot hold ':', '\\' or newlines".into(),
+                    });
+                }
+                let d = &a.domain;
+                let ha1 = crate::sip::digest::ha1(&a.user, d, &a.password);
+                let ha1b = crate::sip::digest::ha1(&format!("{}@{d}", a.user), d, &a.password);
+                let row = format!("0:{}:{d}:{}:{ha1}:{ha1b}", a.user, a.password);
+                lines.push(format!("printf '%s\\n' {} >> db/subscriber", sh_quote(&row)));
+            }
+        }
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// Make the server's directory under `root`: config, port, setup script and start command.
+pub fn prepare(
+    decl: &ServerDecl,
+    fixtures: &Path,
+    root: &Path,
+    domain: &str,
+    accounts: &[Account],
+) -> Result<Prepared, InfraError> {
+    let setup_err = |what: &str, e: std::io::Error| InfraError::Setup { server: decl.name.clone(), message: format!("{what}: {e}") };
+    let dir = root.join(&decl.name);
+    for d in ["run", "data", "certs"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| setup_err("create run dir", e))?;
+    }
+    let template_path = fixtures.join(&decl.config);
+    let template = std::fs::read_to_string(&template_path)
+        .map_err(|e| setup_err(&format!("read {}", template_path.display()), e))?;
+    let port = free_port().map_err(|e| setup_err("pick a port", e))?;
+    let ports = match decl.kind.serves() {
+        Proto::Xmpp => Ports { xmpp: Some(port), sip: None },
+        Proto::Sip => Ports { xmpp: None, sip: Some(port) },
+    };
+    let vars = [
+        ("DIR", dir.display().to_string()),
+        ("DOMAIN", domain.to_string()),
+        ("XMPP_PORT", port.to_string()),
+        ("SIP_PORT", port.to_string()),
+    ];
+    let file = decl.config.file_name().map(PathBuf::from).unwrap_or_else(|| "server.cfg".into());
+    let config = dir.join(file);
+    std::fs::write(&config, render(&template, &vars)).map_err(|e| setup_err("write config", e))?;
+    let setup = dir.join("setup.sh");
+    std::fs::write(&setup, setup_script(decl, &dir, &config, accounts)?).map_err(|e| setup_err("write setup script", e))?;
+    let cfg = config.display().to_string();
+    let d = dir.display().to_string();
+    let argv: Vec<String> = match decl.kind {
+        ServerKind::Prosody => vec!["prosody".into(), "-F".into(), "--config".into(), cfg],
+        ServerKind::Kamailio => [
+            "kamailio", "-f", &cfg, "-DD", "-E", "-Y", &format!("{d}/run"), "-P", &format!("{d}/run/kamailio.pid"),
+            "-w", &d, "-m", "64", "-M", "8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    let log = dir.join(format!("{}.log", decl.name));
+    Ok(Prepared { name: decl.name.clone(), kind: decl.kind, dir, config, ports, log, argv, setup })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_quote_survives_quotes_and_newlines() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", sh_quote("x'y\n$HOME `z`")))
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"x'y\n$HOME `z`");
+    }
+
+    #[test]
+    fn kamailio_rejects_colons_in_passwords() {
+        let decl = ServerDecl { name: "k".into(), kind: ServerKind::Kamailio, config: "k.cfg".into() };
+        let a = Account { user: "u".into(), password: "p:q".into(), domain: "d".into() };
+        let err = setup_script(&decl, Path::new("/x"), Path::new("/x/k.cfg"), &[a]).unwrap_err();
+        assert!(err.to_string().contains("cannot hold"), "{err}");
+    }
+}
