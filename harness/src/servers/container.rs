@@ -86,17 +86,33 @@ pub fn remove(name: &str) {
     let _ = docker(&["rm", "-f", name]);
 }
 
-/// Remove every container carrying sixpac's label; returns the names removed.
+/// Remove every container carrying sixpac's label; returns the names removed. Containers the
+/// engine is already removing (a `--rm` container whose server just stopped) are waited for.
 pub fn clean() -> Result<Vec<String>, String> {
     let filter = format!("label={MANAGED_LABEL}=true");
-    let listed = docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])?;
-    let names: Vec<String> = listed.lines().map(str::to_string).filter(|s| !s.is_empty()).collect();
-    if !names.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(names.iter().map(String::as_str));
-        docker(&args)?;
+    let list = || -> Result<Vec<String>, String> {
+        let listed = docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])?;
+        Ok(listed.lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+    };
+    let names = list()?;
+    for n in &names {
+        if let Err(e) = docker(&["rm", "-f", n]) {
+            if !e.contains("already in progress") && !e.contains("No such container") {
+                return Err(format!("removing {n}: {e}"));
+            }
+        }
     }
-    Ok(names)
+    let until = Instant::now() + QUERY_DEADLINE;
+    loop {
+        let left = list()?;
+        if left.is_empty() {
+            return Ok(names);
+        }
+        if Instant::now() > until {
+            return Err(format!("still there after {} s: {}", QUERY_DEADLINE.as_secs(), left.join(", ")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// How to run one run's servers in one image.
