@@ -356,7 +356,7 @@ async fn run(
                 name: s.name.clone(),
                 kind: s.kind.binary().into(),
                 backend: set.backend.into(),
-                ready_ms: started.then(|| s.ready_in.as_millis()),
+                ready_ms: started.then_some(s.ready_in.as_millis()),
                 version: s.version.clone(),
                 image: s.image.clone(),
                 packages: s

@@ -5,36 +5,15 @@
 //! Debian base with debootstrap where no registry answers); the rest reuse them.
 //! Tests here share the engine and `sixpac clean` sweeps by label, so they run one at a time.
 
-use std::path::{Path, PathBuf};
+mod cli;
+
+use cli::{interrupt, root, scratch, sixpac, start_waiting_run, text};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 const LABEL: &str = "label=org.sixpac.managed=true";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn sixpac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sixpac")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// One test at a time, with the images built; None (skip) when no engine answers outside CI.
 fn docker_ready() -> Option<MutexGuard<'static, ()>> {
@@ -73,7 +52,7 @@ fn summary(reports: &Path) -> serde_json::Value {
 #[test]
 fn the_default_suite_passes_in_containers_with_the_same_traces() {
     let Some(_g) = docker_ready() else { return };
-    let reports = scratch("suite");
+    let reports = scratch("c-suite");
     let out = sixpac(&["run", "--backend", "container", "--report-dir", reports.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -94,64 +73,27 @@ fn the_default_suite_passes_in_containers_with_the_same_traces() {
 #[test]
 fn a_failing_run_in_containers_leaves_no_container() {
     let Some(_g) = docker_ready() else { return };
-    let reports = scratch("fail");
+    let reports = scratch("c-fail");
     let scen = root().join("harness/tests/scenarios/negative");
     let out = sixpac(&["run", "--backend", "container", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(labelled("sixpac-").is_empty(), "containers left: {:?}", labelled("sixpac-"));
 }
 
-/// Start a container run whose last step waits 60 s; return when its containers are up.
-fn start_waiting_run(dir: &Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let scen = root().join("harness/tests/scenarios/slow");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["run", "--backend", "container", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let prefix = format!("sixpac-{}-", child.id());
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let Some(Ok(l)) = lines.next() else { break };
-        seen.push_str(&l);
-        seen.push('\n');
-        if l.contains("step 2/2") {
-            break;
-        }
-    }
-    assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
-    assert_eq!(labelled(&prefix).len(), 2, "both server containers should be up: {seen}");
-    std::thread::spawn(move || for _ in lines {});
-    (child, prefix)
-}
-
 #[test]
 fn sigint_in_a_container_run_removes_its_containers() {
     let Some(_g) = docker_ready() else { return };
-    let (mut child, prefix) = start_waiting_run(&scratch("sigint"));
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < until, "sixpac did not exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
+    let (mut child, prefix) = start_waiting_run("container", &scratch("c-sigint"));
+    assert_eq!(labelled(&prefix).len(), 2, "both server containers should be up");
+    assert_eq!(interrupt(&mut child, Duration::from_secs(30)), Some(130));
     assert!(labelled(&prefix).is_empty(), "containers left: {:?}", labelled(&prefix));
 }
 
 #[test]
 fn kill_9_then_sixpac_clean_leaves_no_container() {
     let Some(_g) = docker_ready() else { return };
-    let (mut child, prefix) = start_waiting_run(&scratch("sigkill"));
+    let (mut child, prefix) = start_waiting_run("container", &scratch("c-sigkill"));
+    assert_eq!(labelled(&prefix).len(), 2, "both server containers should be up");
     child.kill().unwrap();
     child.wait().unwrap();
     // A leftover that outlived its client (as after a crash of the engine's client side).
@@ -198,7 +140,7 @@ fn compose_up_then_the_external_backend_passes() {
     let up = compose(&["up", "-d"]);
     let _down = ComposeDown;
     assert!(up.status.success(), "{}", text(&up));
-    let reports = scratch("external");
+    let reports = scratch("c-external");
     let file = root().join("fixtures/compose/servers.yaml");
     let args = ["run", "--backend", "external", "--servers", file.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()];
     let out = sixpac(&args);
@@ -209,9 +151,4 @@ fn compose_up_then_the_external_backend_passes() {
     let out = sixpac(&args);
     assert_eq!(out.status.code(), Some(0), "second run: {}", text(&out));
     assert!(labelled("sixpac-").is_empty(), "the external backend starts no container of its own");
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

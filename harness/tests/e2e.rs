@@ -3,14 +3,11 @@
 //! These need the servers installed. With `CI=true` a missing server fails the test; elsewhere
 //! the test says it is skipping and returns.
 
-use sixpac::xml;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod cli;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use cli::{interrupt, root, scratch, sixpac, start_waiting_run, text};
+use sixpac::xml;
+use std::time::{Duration, Instant};
 
 fn servers_available() -> bool {
     let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl"]
@@ -25,26 +22,6 @@ fn servers_available() -> bool {
     }
     eprintln!("SKIP: server binaries missing: {missing:?}");
     false
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn sixpac(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sixpac")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -150,37 +127,6 @@ fn procs_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
-/// Start a run that waits 60 s in its last step; return once the servers are up and waiting.
-fn start_waiting_run(dir: &Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let scen = root().join("harness/tests/scenarios/slow");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let needle = format!("sixpac-{}-", child.id());
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let Some(Ok(l)) = lines.next() else { break };
-        seen.push_str(&l);
-        seen.push('\n');
-        if l.contains("step 2/2") {
-            break;
-        }
-    }
-    assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
-    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, needle)
-}
-
 fn wait_gone(needle: &str, within: Duration) -> Vec<String> {
     let until = Instant::now() + within;
     loop {
@@ -197,17 +143,9 @@ fn sigint_during_a_run_leaves_no_server_behind() {
     if !servers_available() {
         return;
     }
-    let (mut child, needle) = start_waiting_run(&scratch("sigint"));
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let until = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < until, "sixpac did not exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
+    let (mut child, needle) = start_waiting_run("process", &scratch("sigint"));
+    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
+    assert_eq!(interrupt(&mut child, Duration::from_secs(15)), Some(130));
     let left = procs_mentioning(&needle);
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
@@ -217,7 +155,8 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
     if !servers_available() {
         return;
     }
-    let (mut child, needle) = start_waiting_run(&scratch("sigkill"));
+    let (mut child, needle) = start_waiting_run("process", &scratch("sigkill"));
+    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     child.kill().unwrap();
     child.wait().unwrap();
     let left = wait_gone(&needle, Duration::from_secs(10));
@@ -228,9 +167,4 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

@@ -250,7 +250,7 @@ impl ServerSet {
         for s in &mut self.servers {
             if let Some(p) = &mut s.process {
                 if let Some(status) = p.exited() {
-                    return Err(InfraError::Crashed { server: p.name.clone(), status, log: p.log_tail(15) });
+                    return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
                 }
             }
         }
@@ -260,8 +260,10 @@ impl ServerSet {
     /// Copy each started server's log into `dir`.
     pub fn save_logs(&self, dir: &Path) {
         let _ = std::fs::create_dir_all(dir);
-        for p in self.servers.iter().filter_map(|s| s.process.as_ref()) {
-            let _ = std::fs::copy(&p.log, dir.join(format!("{}.log", p.name)));
+        for s in &self.servers {
+            if let Some(p) = &s.process {
+                let _ = std::fs::copy(&p.prepared.log, dir.join(format!("{}.log", s.name)));
+            }
         }
     }
 

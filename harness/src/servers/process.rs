@@ -5,8 +5,7 @@
 //! guard kills whatever is left on any exit path (error, panic, cancelled future on Ctrl-C).
 
 use super::container::ContainerSpec;
-use super::prepare::{Ports, Prepared};
-use super::profile::ServerKind;
+use super::prepare::Prepared;
 use super::InfraError;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,12 +15,8 @@ use std::time::{Duration, Instant};
 /// attached to the server's container (its exit is the container's exit).
 #[derive(Debug)]
 pub struct ProcessServer {
-    pub name: String,
-    pub kind: ServerKind,
-    pub dir: PathBuf,
-    pub config: PathBuf,
-    pub ports: Ports,
-    pub log: PathBuf,
+    /// What it was started from: name, directory, config, ports, log.
+    pub prepared: Prepared,
     /// The container behind the child, when there is one.
     pub container: Option<String>,
     child: Option<Child>,
@@ -108,16 +103,7 @@ impl ProcessServer {
         // docker client passes the signal on to its container.
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| setup(&format!("start {}", cmd.get_program().to_string_lossy()), e))?;
-        Ok(ProcessServer {
-            name: prep.name.clone(),
-            kind: prep.kind,
-            dir: prep.dir.clone(),
-            config: prep.config.clone(),
-            ports: prep.ports,
-            log: prep.log.clone(),
-            container,
-            child: Some(child),
-        })
+        Ok(ProcessServer { prepared: prep.clone(), container, child: Some(child) })
     }
 
     /// The main PID, while running.
@@ -136,7 +122,7 @@ impl ProcessServer {
 
     /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = std::fs::read_to_string(&self.prepared.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }

@@ -1,0 +1,83 @@
+//! Driving the `sixpac` binary from end-to-end tests: paths, runs, output, signals.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The project root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Run sixpac to completion from the project root, with no stdin.
+pub fn sixpac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sixpac")
+}
+
+/// stdout then stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A fresh directory under the target's temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Start a run of the `slow` scenario (its last step waits 60 s) on `backend`; return once it
+/// is waiting, with the prefix its run directories and container names carry.
+pub fn start_waiting_run(backend: &str, dir: &Path) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let scen = root().join("harness/tests/scenarios/slow");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["run", "--backend", backend, "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("sixpac-{}-", child.id());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(l)) = lines.next() else { break };
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("step 2/2") {
+            break;
+        }
+    }
+    assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, prefix)
+}
+
+/// SIGINT the child and wait (at most `within`) for its exit code.
+pub fn interrupt(child: &mut Child, within: Duration) -> Option<i32> {
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let until = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(Instant::now() < until, "sixpac did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
