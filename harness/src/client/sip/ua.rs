@@ -1,19 +1,21 @@
-//! Sans-IO SIP user agent over UDP: non-INVITE client transactions with RFC 3261 timers E/F/K,
-//! digest answers to 401/407, and a UAS that answers MESSAGE, OPTIONS and NOTIFY with 200.
+//! Sans-IO SIP user agent over UDP: RFC 3261 client and server transactions (INVITE and
+//! non-INVITE, see `transaction.rs`), digest answers to 401/407, registration, calls with SDP
+//! offer/answer (see `call.rs`), and a UAS that answers MESSAGE, OPTIONS and NOTIFY with 200.
 //!
 //! The caller owns the socket and the clock: feed datagrams and time in, drain datagrams,
 //! events and the next deadline out.
 
+use super::call::{self, Call, CallState, Pending2xx, Role};
+use super::transaction::{ClientState, ClientTx, ServerState, ServerTx, TxAction};
+pub use super::transaction::{T1, T2, T4};
 use crate::sip::digest::{self, Challenge, Credentials};
 use crate::sip::message::{header_param, same_header, SipMessage};
+use crate::sip::sdp::Session;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-/// RFC 3261 timer base values.
-pub const T1: Duration = Duration::from_millis(500);
-pub const T2: Duration = Duration::from_secs(4);
-pub const T4: Duration = Duration::from_secs(5);
+use std::time::Instant;
+#[cfg(test)]
+use std::time::Duration;
 
 /// Account and addresses of one SIP leg.
 #[derive(Debug, Clone)]
@@ -42,10 +44,16 @@ pub enum SipEvent {
     Received(SipMessage),
     /// A client transaction ended with this final response.
     Final { tx: TxId, response: SipMessage },
-    /// Timer F fired: no final response.
+    /// Timer B or F fired: no final response.
     TimedOut { tx: TxId },
     /// A datagram that is not SIP.
     Unparsed { bytes: Vec<u8>, error: String },
+    /// An INVITE arrived and we answered 180 Ringing.
+    IncomingCall { call_id: String, from: String, video: bool },
+    /// The call's 2xx was acknowledged (callee) or received and acknowledged (caller).
+    CallConfirmed { call_id: String },
+    /// The call ended, and why.
+    CallEnded { call_id: String, reason: String },
 }
 
 /// Why a request cannot be sent.
@@ -55,42 +63,33 @@ pub enum UaError {
     Parse(#[from] crate::sip::message::ParseError),
     #[error("request lacks a Via branch or CSeq, so no transaction can track it")]
     Untrackable,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum TxState {
-    Trying,
-    Proceeding,
-    Completed { until: Instant },
+    #[error("no call {0}")]
+    NoCall(String),
+    #[error("call {call}: cannot {what} while it is {state:?}")]
+    CallState { call: String, what: &'static str, state: CallState },
 }
 
 #[derive(Debug)]
-struct ClientTx {
+struct ClientEntry {
+    /// 0 for a transaction kept only to absorb retransmissions (a challenged INVITE).
     id: TxId,
-    request: Vec<u8>,
-    branch: String,
-    method: String,
-    state: TxState,
-    retransmit_at: Option<Instant>,
-    interval: Duration,
-    timeout_at: Instant,
+    tx: ClientTx,
     auth_attempts: u8,
 }
 
 #[derive(Debug)]
-struct ServerTx {
-    branch: String,
-    method: String,
-    response: Transmit,
-    until: Instant,
+struct ServerEntry {
+    tx: ServerTx,
+    to: SocketAddr,
 }
 
 /// The user agent.
 #[derive(Debug)]
 pub struct SipUa {
     cfg: SipConfig,
-    clients: Vec<ClientTx>,
-    servers: Vec<ServerTx>,
+    clients: Vec<ClientEntry>,
+    servers: Vec<ServerEntry>,
+    calls: Vec<Call>,
     out: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
     next_id: TxId,
@@ -98,6 +97,8 @@ pub struct SipUa {
     reg_tag: String,
     reg_cseq: u32,
     nc: u32,
+    /// Port announced in SDP for audio (nothing listens: no media yet).
+    media_port: u16,
 }
 
 /// A random lowercase hex token (for branches, tags, Call-IDs, nonces).
@@ -175,10 +176,12 @@ fn with_credentials(req: &SipMessage, branch: &str, auth_name: &str, auth_value:
 impl SipUa {
     /// A UA for one account.
     pub fn new(cfg: SipConfig) -> SipUa {
+        let media_port = 20000 + (cfg.local.port() % 20000) / 2 * 2;
         SipUa {
             cfg,
             clients: Vec::new(),
             servers: Vec::new(),
+            calls: Vec::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
@@ -186,6 +189,7 @@ impl SipUa {
             reg_tag: token(10),
             reg_cseq: 0,
             nc: 0,
+            media_port,
         }
     }
 
@@ -197,6 +201,10 @@ impl SipUa {
     /// The Contact URI this UA registers.
     pub fn contact(&self) -> String {
         format!("sip:{}@{}", self.cfg.user, self.cfg.local)
+    }
+
+    fn via(&self) -> String {
+        format!("SIP/2.0/UDP {};rport;branch={}", self.cfg.local, new_branch())
     }
 
     /// Start (or refresh, or with 0 remove) a registration.
@@ -226,6 +234,20 @@ impl SipUa {
         self.send(now, &prepare_outgoing(&text)).ok().flatten().expect("own REGISTER is trackable")
     }
 
+    /// A MESSAGE (RFC 3428) with a text/plain body, outside any dialog and without Contact.
+    pub fn message(&mut self, now: Instant, to_uri: &str, text: &str) -> TxId {
+        let req = format!(
+            "MESSAGE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{aor}>;tag={tag}\r\nTo: <{to_uri}>\r\n\
+             Call-ID: {cid}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{text}",
+            via = self.via(),
+            aor = self.aor(),
+            tag = token(10),
+            cid = token(20),
+            len = text.len(),
+        );
+        self.send(now, req.as_bytes()).ok().flatten().expect("own MESSAGE is trackable")
+    }
+
     /// Send a request's bytes as a new client transaction (responses and ACKs go out untracked).
     pub fn send(&mut self, now: Instant, bytes: &[u8]) -> Result<Option<TxId>, UaError> {
         let msg = SipMessage::parse(bytes)?;
@@ -235,25 +257,135 @@ impl SipUa {
         if method == "ACK" {
             return Ok(None);
         }
-        let branch = msg
-            .top_via()
-            .and_then(|v| header_param(&v, "branch"))
-            .ok_or(UaError::Untrackable)?;
+        let branch = msg.top_via().and_then(|v| header_param(&v, "branch")).ok_or(UaError::Untrackable)?;
         msg.cseq().ok_or(UaError::Untrackable)?;
         let id = self.next_id;
         self.next_id += 1;
-        self.clients.push(ClientTx {
-            id,
-            request: bytes.to_vec(),
-            branch,
-            method: method.to_string(),
-            state: TxState::Trying,
-            retransmit_at: Some(now + T1),
-            interval: T1,
-            timeout_at: now + 64 * T1,
-            auth_attempts: 0,
-        });
+        let tx = ClientTx::new(now, bytes.to_vec(), branch, method.to_string(), false);
+        self.clients.push(ClientEntry { id, tx, auth_attempts: 0 });
         Ok(Some(id))
+    }
+
+    /// Call `to_uri`: INVITE with an SDP offer (audio, and video when asked). Returns the Call-ID.
+    pub fn invite(&mut self, now: Instant, to_uri: &str, video: bool) -> String {
+        let call_id = token(20);
+        let local = format!("<{}>;tag={}", self.aor(), token(10));
+        let offer = Session::offer(&self.cfg.user, &self.cfg.local.ip().to_string(), self.media_port, video);
+        let sdp = offer.to_text();
+        let req = format!(
+            "INVITE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: <{to_uri}>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <{contact}>\r\nUser-Agent: sixpac/{ver}\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            via = self.via(),
+            contact = self.contact(),
+            ver = env!("CARGO_PKG_VERSION"),
+            len = sdp.len(),
+        );
+        let tx = self.send(now, req.as_bytes()).ok().flatten();
+        self.calls.push(Call {
+            call_id: call_id.clone(),
+            role: Role::Caller,
+            state: CallState::Early,
+            local,
+            remote: format!("<{to_uri}>"),
+            remote_target: None,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            invite: req.into_bytes(),
+            invite_tx: tx,
+            offer: Some(offer),
+            ack: None,
+            pending_2xx: None,
+            peer: None,
+        });
+        call_id
+    }
+
+    fn call_mut(&mut self, call_id: &str) -> Result<&mut Call, UaError> {
+        self.calls.iter_mut().find(|c| c.call_id == call_id).ok_or_else(|| UaError::NoCall(call_id.into()))
+    }
+
+    /// The state of a call, if we know it.
+    pub fn call_state(&self, call_id: &str) -> Option<CallState> {
+        self.calls.iter().find(|c| c.call_id == call_id).map(|c| c.state)
+    }
+
+    /// Respond to an incoming INVITE through its server transaction.
+    /// `ended` says why the call ends, for a final response other than 2xx.
+    fn respond_invite(&mut self, now: Instant, call_id: &str, code: u16, reason: &str, ended: &str) -> Result<(), UaError> {
+        let with_sdp = code < 300;
+        let (contact, port) = (self.contact(), self.media_port);
+        let (user, ip, proxy) = (self.cfg.user.clone(), self.cfg.local.ip().to_string(), self.cfg.proxy);
+        let call = self.call_mut(call_id)?;
+        if call.role != Role::Callee || call.state != CallState::Early {
+            let state = call.state;
+            return Err(UaError::CallState { call: call_id.into(), what: "answer or reject", state });
+        }
+        let inv = SipMessage::parse(&call.invite)?;
+        let tag = call.local_tag().unwrap_or_default();
+        let sdp = with_sdp.then(|| {
+            let offer = call.offer.clone().unwrap_or_else(|| Session::offer(&user, &ip, port, false));
+            Session::answer(&offer, &user, &ip, port, true).to_text()
+        });
+        let bytes = call::response(&inv, code, reason, &tag, (code < 300).then_some(contact.as_str()), sdp.as_deref());
+        let to = call.peer.unwrap_or(proxy);
+        if code < 300 {
+            call.state = CallState::Confirmed;
+            call.pending_2xx = Some(Pending2xx { bytes: bytes.clone(), to, next_at: now + T1, interval: T1, give_up_at: now + 64 * T1 });
+        } else {
+            call.state = CallState::Terminated;
+            self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: ended.into() });
+        }
+        let branch = inv.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
+        if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.invite()) {
+            for a in e.tx.respond(now, code, bytes) {
+                if let TxAction::Transmit(b) = a {
+                    self.out.push_back(Transmit { to, bytes: b });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer an incoming call with 200 and an SDP answer.
+    pub fn answer(&mut self, now: Instant, call_id: &str) -> Result<(), UaError> {
+        self.respond_invite(now, call_id, 200, "OK", "")
+    }
+
+    /// Reject an incoming call: 486 Busy Here or 603 Decline (or any final code).
+    pub fn reject(&mut self, now: Instant, call_id: &str, code: u16) -> Result<(), UaError> {
+        let reason = match code {
+            486 => "Busy Here",
+            603 => "Decline",
+            480 => "Temporarily Unavailable",
+            _ => "Rejected",
+        };
+        self.respond_invite(now, call_id, code, reason, &format!("we rejected it with {code}"))
+    }
+
+    /// CANCEL our pending INVITE.
+    pub fn cancel(&mut self, now: Instant, call_id: &str) -> Result<TxId, UaError> {
+        let call = self.call_mut(call_id)?;
+        if call.role != Role::Caller || call.state != CallState::Early {
+            let state = call.state;
+            return Err(UaError::CallState { call: call_id.into(), what: "cancel", state });
+        }
+        let bytes = call.cancel().ok_or(UaError::Untrackable)?;
+        Ok(self.send(now, &bytes)?.expect("CANCEL is tracked"))
+    }
+
+    /// Hang up a confirmed call with BYE.
+    pub fn bye(&mut self, now: Instant, call_id: &str) -> Result<TxId, UaError> {
+        let (via, contact) = (self.via(), self.contact());
+        let call = self.call_mut(call_id)?;
+        if call.state != CallState::Confirmed {
+            let state = call.state;
+            return Err(UaError::CallState { call: call_id.into(), what: "hang up", state });
+        }
+        call.state = CallState::Terminated;
+        call.pending_2xx = None;
+        let bytes = call.in_dialog("BYE", &via, &contact);
+        self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: "we hung up".into() });
+        Ok(self.send(now, &bytes)?.expect("BYE is tracked"))
     }
 
     /// Bytes to send.
@@ -268,44 +400,61 @@ impl SipUa {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let clients = self.clients.iter().flat_map(|t| match t.state {
-            TxState::Completed { until } => [Some(until), None],
-            _ => [t.retransmit_at, Some(t.timeout_at)],
-        });
-        let clients = clients.flatten();
-        clients.chain(self.servers.iter().map(|s| s.until)).min()
+        let clients = self.clients.iter().filter_map(|e| e.tx.next_timer());
+        let servers = self.servers.iter().filter_map(|e| e.tx.next_timer());
+        let calls = self.calls.iter().filter_map(|c| c.pending_2xx.as_ref().map(|p| p.next_at.min(p.give_up_at)));
+        clients.chain(servers).chain(calls).min()
     }
 
     /// Fire whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut timed_out = Vec::new();
-        for t in &mut self.clients {
-            if matches!(t.state, TxState::Completed { .. }) {
-                continue; // Timer K: removed below once it runs out, without an event
-            }
-            if now >= t.timeout_at {
-                timed_out.push(t.id);
+        let proxy = self.cfg.proxy;
+        for e in &mut self.clients {
+            if e.tx.next_timer().is_none_or(|t| t > now) {
                 continue;
             }
-            if let Some(at) = t.retransmit_at {
-                if now >= at {
-                    self.out.push_back(Transmit { to: self.cfg.proxy, bytes: t.request.clone() });
-                    t.interval = match t.state {
-                        TxState::Proceeding => T2,
-                        _ => (t.interval * 2).min(T2),
-                    };
-                    t.retransmit_at = Some(now + t.interval);
+            for a in e.tx.on_timer(now) {
+                match a {
+                    TxAction::Transmit(b) => self.out.push_back(Transmit { to: proxy, bytes: b }),
+                    TxAction::TimedOut if e.id != 0 => self.events.push_back(SipEvent::TimedOut { tx: e.id }),
+                    _ => {}
                 }
             }
         }
-        for id in &timed_out {
-            self.events.push_back(SipEvent::TimedOut { tx: *id });
+        for e in &mut self.servers {
+            if e.tx.next_timer().is_none_or(|t| t > now) {
+                continue;
+            }
+            for a in e.tx.on_timer(now) {
+                if let TxAction::Transmit(b) = a {
+                    self.out.push_back(Transmit { to: e.to, bytes: b });
+                }
+            }
         }
-        self.clients.retain(|t| {
-            let expired = matches!(t.state, TxState::Completed { until } if until <= now);
-            !timed_out.contains(&t.id) && !expired
-        });
-        self.servers.retain(|s| s.until > now);
+        for c in &mut self.calls {
+            let Some(p) = &mut c.pending_2xx else { continue };
+            if now >= p.give_up_at {
+                // §13.3.1.4: no ACK within 64*T1 ends the dialog.
+                c.pending_2xx = None;
+                c.state = CallState::Terminated;
+                self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: "no ACK for our 2xx".into() });
+            } else if now >= p.next_at {
+                self.out.push_back(Transmit { to: p.to, bytes: p.bytes.clone() });
+                p.interval = (p.interval * 2).min(T2);
+                p.next_at = now + p.interval;
+            }
+        }
+        for e in &self.clients {
+            if e.tx.state == ClientState::Terminated && e.tx.invite() {
+                // A timed-out INVITE ends its call.
+                if let Some(c) = self.calls.iter_mut().find(|c| c.invite_tx == Some(e.id) && c.state == CallState::Early) {
+                    c.state = CallState::Terminated;
+                    self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: "no final response (Timer B)".into() });
+                }
+            }
+        }
+        self.clients.retain(|e| e.tx.state != ClientState::Terminated);
+        self.servers.retain(|e| e.tx.state != ServerState::Terminated);
     }
 
     /// Feed one received datagram.
@@ -334,40 +483,94 @@ impl SipUa {
         let Some(idx) = self
             .clients
             .iter()
-            .position(|t| Some(&t.branch) == branch.as_ref() && Some(&t.method) == method.as_ref())
+            .position(|e| Some(&e.tx.branch) == branch.as_ref() && Some(&e.tx.method) == method.as_ref())
         else {
+            // A 2xx retransmitted after our INVITE transaction ended: the ACK was lost (§13.2.2.4).
+            let call_id = msg.header("Call-ID").unwrap_or_default();
+            if method.as_deref() == Some("INVITE") && (200..300).contains(&code) {
+                if let Some(ack) = self.calls.iter().find(|c| c.call_id == call_id).and_then(|c| c.ack.clone()) {
+                    self.out.push_back(Transmit { to: self.cfg.proxy, bytes: ack });
+                    return;
+                }
+            }
             // Stray or late response: report it, it may be what a scenario checks.
             self.events.push_back(SipEvent::Received(msg));
             return;
         };
-        if matches!(self.clients[idx].state, TxState::Completed { .. }) {
-            return; // retransmitted final response, absorbed (Timer K)
-        }
-        self.events.push_back(SipEvent::Received(msg.clone()));
-        if code < 200 {
-            self.clients[idx].state = TxState::Proceeding;
+        let before = self.clients[idx].tx.state;
+        if before == ClientState::Completed {
+            // A retransmitted final response: absorbed (non-INVITE) or re-ACKed (INVITE).
+            let acts = self.clients[idx].tx.on_response(now, &msg);
+            self.apply_client(idx, acts, false);
             return;
         }
+        self.events.push_back(SipEvent::Received(msg.clone()));
         if (code == 401 || code == 407) && self.clients[idx].auth_attempts < 2 {
-            let (request, method) = (self.clients[idx].request.clone(), self.clients[idx].method.clone());
+            let (request, method) = (self.clients[idx].tx.request.clone(), self.clients[idx].tx.method.clone());
             if let Some(retry) = self.authenticated_retry(&request, &method, &msg) {
-                let t = &mut self.clients[idx];
+                // Finish the challenged transaction (an INVITE's is ACKed) and go on with a new one
+                // under the same id; the old one stays only to absorb retransmissions.
+                let acts = self.clients[idx].tx.on_response(now, &msg);
+                self.apply_client(idx, acts, false);
+                let e = &mut self.clients[idx];
+                let id = std::mem::replace(&mut e.id, 0);
+                let attempts = e.auth_attempts + 1;
                 let parsed = SipMessage::parse(&retry).expect("rebuilt request parses");
-                t.branch = parsed.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
-                t.request = retry.clone();
-                t.auth_attempts += 1;
-                t.state = TxState::Trying;
-                t.interval = T1;
-                t.retransmit_at = Some(now + T1);
-                t.timeout_at = now + 64 * T1;
-                self.out.push_back(Transmit { to: self.cfg.proxy, bytes: retry });
+                let new_branch = parsed.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
+                if method == "INVITE" {
+                    let call_id = parsed.header("Call-ID").unwrap_or_default();
+                    if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
+                        c.invite = retry.clone();
+                        c.local_cseq = parsed.cseq().map(|(n, _)| n).unwrap_or(c.local_cseq);
+                    }
+                }
+                self.out.push_back(Transmit { to: self.cfg.proxy, bytes: retry.clone() });
+                let tx = ClientTx::new(now, retry, new_branch, method, false);
+                self.clients.push(ClientEntry { id, tx, auth_attempts: attempts });
                 return;
             }
         }
-        let t = &mut self.clients[idx];
-        t.state = TxState::Completed { until: now + T4 };
-        t.retransmit_at = None;
-        self.events.push_back(SipEvent::Final { tx: t.id, response: msg });
+        let acts = self.clients[idx].tx.on_response(now, &msg);
+        if self.clients[idx].tx.invite() {
+            self.on_invite_response(&msg);
+        }
+        self.apply_client(idx, acts, true);
+    }
+
+    /// Carry out a client transaction's actions; `deliver` reports final responses as events.
+    fn apply_client(&mut self, idx: usize, acts: Vec<TxAction>, deliver: bool) {
+        let id = self.clients[idx].id;
+        for a in acts {
+            match a {
+                TxAction::Transmit(b) => self.out.push_back(Transmit { to: self.cfg.proxy, bytes: b }),
+                TxAction::Deliver(m) if deliver && id != 0 && m.status().unwrap_or(0) >= 200 => {
+                    self.events.push_back(SipEvent::Final { tx: id, response: m });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What a response to our INVITE means for its call.
+    fn on_invite_response(&mut self, msg: &SipMessage) {
+        let code = msg.status().unwrap_or(0);
+        let call_id = msg.header("Call-ID").unwrap_or_default();
+        let (via, contact) = (self.via(), self.contact());
+        let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id && c.role == Role::Caller) else { return };
+        if c.state != CallState::Early {
+            return;
+        }
+        c.learn_from_response(msg);
+        if (200..300).contains(&code) {
+            let ack = c.in_dialog("ACK", &via, &contact);
+            c.ack = Some(ack.clone());
+            c.state = CallState::Confirmed;
+            self.out.push_back(Transmit { to: self.cfg.proxy, bytes: ack });
+            self.events.push_back(SipEvent::CallConfirmed { call_id });
+        } else if code >= 300 {
+            c.state = CallState::Terminated;
+            self.events.push_back(SipEvent::CallEnded { call_id, reason: format!("answered {code}") });
+        }
     }
 
     fn authenticated_retry(&mut self, request: &[u8], method: &str, resp: &SipMessage) -> Option<Vec<u8>> {
@@ -394,21 +597,103 @@ impl SipUa {
     fn on_request(&mut self, now: Instant, from: SocketAddr, msg: SipMessage) {
         let method = msg.method().unwrap_or_default().to_string();
         let branch = msg.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
-        if let Some(s) = self.servers.iter().find(|s| s.branch == branch && s.method == method) {
-            self.out.push_back(s.response.clone()); // retransmitted request: repeat our answer
+        let call_id = msg.header("Call-ID").unwrap_or_default();
+        if method == "ACK" {
+            // ACK for a non-2xx goes to the INVITE server transaction; for a 2xx, to the dialog.
+            if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.invite()) {
+                e.tx.on_request(now, "ACK");
+                return;
+            }
+            self.events.push_back(SipEvent::Received(msg.clone()));
+            if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id && c.pending_2xx.is_some()) {
+                c.pending_2xx = None;
+                self.events.push_back(SipEvent::CallConfirmed { call_id });
+            }
+            return;
+        }
+        if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.method == method) {
+            for a in e.tx.on_request(now, &method) {
+                if let TxAction::Transmit(b) = a {
+                    self.out.push_back(Transmit { to: e.to, bytes: b });
+                }
+            }
             return;
         }
         self.events.push_back(SipEvent::Received(msg.clone()));
-        if method == "ACK" {
-            return;
-        }
-        let (code, reason) = match method.as_str() {
+        let to = response_target(&msg, from);
+        let mut tx = ServerTx::new(branch.clone(), method.clone(), false);
+        let tag = token(10);
+        let (code, reason): (u16, &str) = match method.as_str() {
             "MESSAGE" | "OPTIONS" | "NOTIFY" => (200, "OK"),
+            "INVITE" => {
+                let offer = std::str::from_utf8(msg.body()).ok().and_then(|b| Session::parse(b).ok());
+                let video = offer.as_ref().is_some_and(|o| o.media.iter().any(|m| m.kind == "video" && m.port != 0));
+                let remote = msg.header("From").unwrap_or_default();
+                let mut local = msg.header("To").unwrap_or_default();
+                if header_param(&local, "tag").is_none() {
+                    local = format!("{local};tag={tag}");
+                }
+                self.calls.push(Call {
+                    call_id: call_id.clone(),
+                    role: Role::Callee,
+                    state: CallState::Early,
+                    local,
+                    remote: remote.clone(),
+                    remote_target: call::contact_uri(&msg),
+                    route_set: msg.headers("Record-Route").iter().flat_map(|v| call::split_commas(v)).collect(),
+                    local_cseq: 0,
+                    invite: msg.raw().to_vec(),
+                    invite_tx: None,
+                    offer,
+                    ack: None,
+                    pending_2xx: None,
+                    peer: Some(to),
+                });
+                self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video });
+                (180, "Ringing")
+            }
+            "CANCEL" => {
+                let pending = self.servers.iter().any(|e| e.tx.branch == branch && e.tx.invite() && e.tx.state == ServerState::Proceeding);
+                match pending {
+                    true => {
+                        // 200 for the CANCEL, then 487 for the INVITE (§9.2).
+                        let ok = call::response(&msg, 200, "OK", &tag, None, None);
+                        for a in tx.respond(now, 200, ok) {
+                            if let TxAction::Transmit(b) = a {
+                                self.out.push_back(Transmit { to, bytes: b });
+                            }
+                        }
+                        self.servers.push(ServerEntry { tx, to });
+                        let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", "cancelled by the caller");
+                        return;
+                    }
+                    false => (481, "Call/Transaction Does Not Exist"),
+                }
+            }
+            "BYE" => match self.calls.iter_mut().find(|c| c.call_id == call_id && c.state == CallState::Confirmed) {
+                Some(c) => {
+                    c.state = CallState::Terminated;
+                    c.pending_2xx = None;
+                    self.events.push_back(SipEvent::CallEnded { call_id: call_id.clone(), reason: "the peer hung up".into() });
+                    (200, "OK")
+                }
+                None => (481, "Call/Transaction Does Not Exist"),
+            },
             _ => (501, "Not Implemented"),
         };
-        let response = Transmit { to: response_target(&msg, from), bytes: build_response(&msg, code, reason) };
-        self.out.push_back(response.clone());
-        self.servers.push(ServerTx { branch, method, response, until: now + 64 * T1 });
+        let contact = self.contact();
+        let to_tag = if method == "INVITE" {
+            self.calls.last().and_then(|c| c.local_tag()).unwrap_or(tag)
+        } else {
+            tag
+        };
+        let bytes = call::response(&msg, code, reason, &to_tag, (method == "INVITE").then_some(contact.as_str()), None);
+        for a in tx.respond(now, code, bytes) {
+            if let TxAction::Transmit(b) = a {
+                self.out.push_back(Transmit { to, bytes: b });
+            }
+        }
+        self.servers.push(ServerEntry { tx, to });
     }
 }
 
@@ -525,5 +810,129 @@ mod tests {
         assert!(t.bytes.starts_with(b"SIP/2.0 200 OK\r\n"));
         ua.handle_input(now, src, req); // retransmission gets the same answer
         assert_eq!(ua.poll_transmit().unwrap().bytes, t.bytes);
+    }
+
+    fn pair() -> (SipUa, SipUa) {
+        let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:5071".parse().unwrap(), "127.0.0.1:5072".parse().unwrap());
+        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy });
+        (mk("alice", a, b), mk("bob", b, a))
+    }
+
+    /// Deliver every pending datagram between the two UAs until both are quiet; first lines sent.
+    fn exchange(a: &mut SipUa, b: &mut SipUa, now: Instant) -> Vec<String> {
+        fn step(from: &mut SipUa, to: &mut SipUa, now: Instant, seen: &mut Vec<String>) -> bool {
+            let mut moved = false;
+            let src = from.cfg.local;
+            while let Some(t) = from.poll_transmit() {
+                seen.push(format!("{} {}", from.cfg.user, String::from_utf8_lossy(&t.bytes).lines().next().unwrap_or("")));
+                to.handle_input(now, src, &t.bytes);
+                moved = true;
+            }
+            moved
+        }
+        let mut seen = Vec::new();
+        loop {
+            let ab = step(a, b, now, &mut seen);
+            let ba = step(b, a, now, &mut seen);
+            if !ab && !ba {
+                return seen;
+            }
+        }
+    }
+
+    fn events(ua: &mut SipUa) -> Vec<SipEvent> {
+        std::iter::from_fn(|| ua.poll_event()).filter(|e| !matches!(e, SipEvent::Received(_))).collect()
+    }
+
+    #[test]
+    fn a_call_rings_is_answered_acked_and_hung_up() {
+        let (mut a, mut b) = pair();
+        let now = Instant::now();
+        let call = a.invite(now, "sip:bob@example.test", true);
+        let wire = exchange(&mut a, &mut b, now);
+        assert_eq!(wire, vec!["alice INVITE sip:bob@example.test SIP/2.0", "bob SIP/2.0 180 Ringing"]);
+        assert!(matches!(events(&mut b).as_slice(), [SipEvent::IncomingCall { video: true, .. }]));
+        b.answer(now, &call).unwrap();
+        let wire = exchange(&mut a, &mut b, now);
+        assert_eq!(wire, vec!["bob SIP/2.0 200 OK", "alice ACK sip:bob@127.0.0.1:5072 SIP/2.0"]);
+        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallConfirmed { .. })), "the ACK stops the 2xx retransmissions");
+        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallConfirmed { .. })));
+        assert!(b.calls[0].pending_2xx.is_none());
+        a.bye(now, &call).unwrap();
+        let wire = exchange(&mut a, &mut b, now);
+        assert_eq!(wire, vec!["alice BYE sip:bob@127.0.0.1:5072 SIP/2.0", "bob SIP/2.0 200 OK"]);
+        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "the peer hung up")));
+        assert_eq!(a.call_state(&call), Some(CallState::Terminated));
+    }
+
+    #[test]
+    fn the_answer_keeps_the_offers_m_lines() {
+        let (mut a, mut b) = pair();
+        let now = Instant::now();
+        let call = a.invite(now, "sip:bob@example.test", true);
+        exchange(&mut a, &mut b, now);
+        b.answer(now, &call).unwrap();
+        let ok = b.poll_transmit().unwrap();
+        let msg = SipMessage::parse(&ok.bytes).unwrap();
+        let answer = Session::parse(std::str::from_utf8(msg.body()).unwrap()).unwrap();
+        crate::sip::sdp::check_answer(a.calls[0].offer.as_ref().unwrap(), &answer).unwrap();
+    }
+
+    #[test]
+    fn busy_and_decline_are_acked_by_the_transaction() {
+        for code in [486u16, 603] {
+            let (mut a, mut b) = pair();
+            let now = Instant::now();
+            let call = a.invite(now, "sip:bob@example.test", false);
+            exchange(&mut a, &mut b, now);
+            b.reject(now, &call, code).unwrap();
+            let wire = exchange(&mut a, &mut b, now);
+            assert_eq!(wire[0], format!("bob SIP/2.0 {code} {}", if code == 486 { "Busy Here" } else { "Decline" }));
+            assert_eq!(wire[1], "alice ACK sip:bob@example.test SIP/2.0", "the non-2xx ACK keeps the Request-URI");
+            assert_eq!(a.call_state(&call), Some(CallState::Terminated));
+            // Bob's transaction is Confirmed: no more retransmissions of the rejection (Timer G stopped).
+            b.handle_timeout(now + Duration::from_secs(1));
+            assert!(b.poll_transmit().is_none());
+        }
+    }
+
+    #[test]
+    fn cancel_gets_200_and_the_invite_487() {
+        let (mut a, mut b) = pair();
+        let now = Instant::now();
+        let call = a.invite(now, "sip:bob@example.test", false);
+        exchange(&mut a, &mut b, now);
+        a.cancel(now, &call).unwrap();
+        let wire = exchange(&mut a, &mut b, now);
+        assert_eq!(wire, vec![
+            "alice CANCEL sip:bob@example.test SIP/2.0",
+            "bob SIP/2.0 200 OK",
+            "bob SIP/2.0 487 Request Terminated",
+            "alice ACK sip:bob@example.test SIP/2.0",
+        ]);
+        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "cancelled by the caller")));
+        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "answered 487")));
+    }
+
+    #[test]
+    fn an_unacked_2xx_is_retransmitted_then_the_call_ends() {
+        let (mut a, mut b) = pair();
+        let now = Instant::now();
+        let call = a.invite(now, "sip:bob@example.test", false);
+        exchange(&mut a, &mut b, now);
+        b.answer(now, &call).unwrap();
+        b.poll_transmit().unwrap(); // the 200, lost
+        let mut sends = Vec::new();
+        while let Some(at) = b.poll_timeout() {
+            b.handle_timeout(at);
+            while b.poll_transmit().is_some() {
+                sends.push((at - now).as_millis());
+            }
+            if b.call_state(&call) == Some(CallState::Terminated) {
+                assert_eq!(at - now, 64 * T1);
+                break;
+            }
+        }
+        assert_eq!(&sends[..5], &[500, 1500, 3500, 7500, 11500]);
     }
 }
