@@ -40,8 +40,16 @@ pub struct Actor {
     xmpp_inbox: Vec<Element>,
     xmpp_closed: bool,
     sip_registered: bool,
+    /// Call events (incoming, confirmed, ended) not yet consumed by a step.
+    call_events: Vec<SipEvent>,
+    /// The call the actor's call steps act on.
+    current_call: Option<String>,
     /// Every local address the actor's legs used (to pick its frames from the recorder).
     pub addrs: Vec<(SocketAddr, Wire)>,
+}
+
+fn gone() -> StepError {
+    StepError::Error("the SIP leg's task has ended".into())
 }
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, StepError> {
@@ -62,6 +70,8 @@ impl Actor {
             xmpp_inbox: Vec::new(),
             xmpp_closed: false,
             sip_registered: false,
+            call_events: Vec::new(),
+            current_call: None,
             addrs: Vec::new(),
         }
     }
@@ -91,19 +101,7 @@ impl Actor {
     /// Log in: SIP REGISTER first, then XMPP with initial presence (CUSAX order, RFC 7081 §2).
     pub async fn connect(&mut self, ep: Endpoints, deadline: Instant) -> Result<(), StepError> {
         if matches!(self.kind, ActorKind::Dual | ActorKind::Sip) {
-            let proxy = ep.sip.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;
-            let a = &self.account;
-            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy)
-                .await
-                .map_err(|e| StepError::Error(format!("SIP socket: {e}")))?;
-            self.addrs.push((sip.local_addr(), Wire::Sip));
-            let tx = sip.register(3600).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
-            self.sip = Some(sip);
-            let resp = self.wait_final(tx, deadline).await?;
-            if resp.status() != Some(200) {
-                return fail(format!("REGISTER answered {}", first_line(resp.raw())));
-            }
-            self.sip_registered = true;
+            self.register(ep, deadline).await?;
         }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Xmpp) {
             let server = ep.xmpp.ok_or_else(|| StepError::Error("profile has no XMPP server".into()))?;
@@ -154,14 +152,148 @@ impl Actor {
             }
         }
         if self.sip_registered {
-            self.sip_registered = false;
-            let sip = self.sip.as_ref().ok_or_else(|| StepError::Error("SIP leg gone".into()))?;
-            let tx = sip.register(0).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
-            let resp = self.wait_final(tx, deadline).await?;
-            if resp.status() != Some(200) {
-                return fail(format!("un-REGISTER answered {}", first_line(resp.raw())));
+            self.unregister(deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// The SIP leg, or a failure naming the missing step.
+    fn sip_leg(&self) -> Result<&SipEndpoint, StepError> {
+        self.sip.as_ref().ok_or_else(|| StepError::Fail(format!("{} has no SIP leg (register or connect first)", self.name)))
+    }
+
+    /// Open the SIP leg if needed and REGISTER (3600 s), answering the digest challenge.
+    pub async fn register(&mut self, ep: Endpoints, deadline: Instant) -> Result<(), StepError> {
+        if self.sip.is_none() {
+            let proxy = ep.sip.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;
+            let a = &self.account;
+            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy)
+                .await
+                .map_err(|e| StepError::Error(format!("SIP socket: {e}")))?;
+            self.addrs.push((sip.local_addr(), Wire::Sip));
+            self.sip = Some(sip);
+        }
+        let tx = self.sip_leg()?.register(3600).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
+        self.expect_2xx("REGISTER", tx, deadline).await?;
+        self.sip_registered = true;
+        Ok(())
+    }
+
+    /// Remove the registration (RFC 3261 §10.2.2: Expires: 0).
+    pub async fn unregister(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let tx = self.sip_leg()?.register(0).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
+        self.sip_registered = false;
+        self.expect_2xx("un-REGISTER", tx, deadline).await.map(|_| ())
+    }
+
+    /// PUBLISH presence as PIDF (a first publication, or a modification of ours), wait for the 2xx.
+    pub async fn publish_presence(&mut self, open: bool, note: String, deadline: Instant) -> Result<(), StepError> {
+        let tx = self
+            .sip_leg()?
+            .with(move |ua, now| {
+                let doc = crate::sip::pidf::document(&ua.aor(), &ua.contact(), open, &note);
+                ua.publish(now, Some(&doc), 3600)
+            })
+            .await
+            .ok_or_else(gone)?;
+        self.expect_2xx("PUBLISH", tx, deadline).await.map(|_| ())
+    }
+
+    /// Refresh our publication (SIP-If-Match, no body), or with `remove` end it (Expires: 0).
+    pub async fn refresh_presence(&mut self, remove: bool, deadline: Instant) -> Result<(), StepError> {
+        let expires = if remove { 0 } else { 3600 };
+        let tx = self.sip_leg()?.with(move |ua, now| ua.publish(now, None, expires)).await.ok_or_else(gone)?;
+        self.expect_2xx("PUBLISH", tx, deadline).await.map(|_| ())
+    }
+
+    /// SUBSCRIBE to `to_uri`'s presence (`expires` 0 unsubscribes), wait for the 2xx.
+    pub async fn subscribe(&mut self, to_uri: String, expires: u32, deadline: Instant) -> Result<(), StepError> {
+        let tx = self.sip_leg()?.with(move |ua, now| ua.subscribe(now, &to_uri, expires)).await.ok_or_else(gone)?;
+        self.expect_2xx("SUBSCRIBE", tx, deadline).await.map(|_| ())
+    }
+
+    /// Wait for a transaction's final response and fail unless it is a 2xx.
+    async fn expect_2xx(&mut self, what: &str, tx: u64, deadline: Instant) -> Result<SipMessage, StepError> {
+        let resp = self.wait_final(tx, deadline).await?;
+        match resp.status() {
+            Some(200..=299) => Ok(resp),
+            _ => fail(format!("{what} answered {}", first_line(resp.raw()))),
+        }
+    }
+
+    /// Send a SIP MESSAGE with a text/plain body and wait for its 2xx.
+    pub async fn message(&mut self, to_uri: String, text: String, deadline: Instant) -> Result<(), StepError> {
+        let tx = self.sip_leg()?.with(move |ua, now| ua.message(now, &to_uri, &text)).await.ok_or_else(gone)?;
+        self.expect_2xx("MESSAGE", tx, deadline).await.map(|_| ())
+    }
+
+    /// Start a call; it rings, is answered or rejected in later steps.
+    pub async fn call(&mut self, to_uri: String, video: bool) -> Result<(), StepError> {
+        let id = self.sip_leg()?.with(move |ua, now| ua.invite(now, &to_uri, video)).await.ok_or_else(gone)?;
+        self.current_call = Some(id);
+        Ok(())
+    }
+
+    /// Wait for a call event matching `want`, keeping the others.
+    async fn wait_call_event(&mut self, what: &str, deadline: Instant, want: impl Fn(&SipEvent) -> bool) -> Result<SipEvent, StepError> {
+        loop {
+            if let Some(i) = self.call_events.iter().position(&want) {
+                return Ok(self.call_events.remove(i));
+            }
+            if self.next_sip(deadline).await.is_none() {
+                let seen: Vec<String> = self.call_events.iter().map(|e| format!("{e:?}")).collect();
+                return fail(format!("no {what} before the deadline{}", if seen.is_empty() { String::new() } else { format!(" (seen: {})", seen.join("; ")) }));
             }
         }
+    }
+
+    /// Wait for an incoming call and make it the current one.
+    async fn incoming(&mut self, deadline: Instant) -> Result<String, StepError> {
+        match self.wait_call_event("incoming call", deadline, |e| matches!(e, SipEvent::IncomingCall { .. })).await? {
+            SipEvent::IncomingCall { call_id, .. } => {
+                self.current_call = Some(call_id.clone());
+                Ok(call_id)
+            }
+            _ => unreachable!("matched above"),
+        }
+    }
+
+    /// Answer the incoming call and wait for the caller's ACK.
+    pub async fn answer(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let id = self.incoming(deadline).await?;
+        let c = id.clone();
+        self.sip_leg()?.with(move |ua, now| ua.answer(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        self.wait_call_event("ACK for our 200", deadline, |e| matches!(e, SipEvent::CallConfirmed { call_id } if *call_id == id)).await?;
+        Ok(())
+    }
+
+    /// Reject the incoming call with `code`.
+    pub async fn reject(&mut self, code: u16, deadline: Instant) -> Result<(), StepError> {
+        let id = self.incoming(deadline).await?;
+        self.sip_leg()?.with(move |ua, now| ua.reject(now, &id, code)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))
+    }
+
+    fn current(&self) -> Result<String, StepError> {
+        self.current_call.clone().ok_or_else(|| StepError::Fail(format!("{} has no call", self.name)))
+    }
+
+    /// CANCEL the ringing call and wait until it has ended (487).
+    pub async fn cancel(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let id = self.current()?;
+        let c = id.clone();
+        self.sip_leg()?.with(move |ua, now| ua.cancel(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        self.wait_call_event("end of the cancelled call", deadline, |e| matches!(e, SipEvent::CallEnded { call_id, .. } if *call_id == id)).await?;
+        Ok(())
+    }
+
+    /// BYE the established call and wait for the 200.
+    pub async fn hang_up(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let id = self.current()?;
+        // The call must be up: its confirmation may still be queued.
+        let c = id.clone();
+        let tx = self.sip_leg()?.with(move |ua, now| ua.bye(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        self.expect_2xx("BYE", tx, deadline).await?;
+        self.call_events.retain(|e| !matches!(e, SipEvent::CallConfirmed { call_id } | SipEvent::CallEnded { call_id, .. } if *call_id == id));
         Ok(())
     }
 
@@ -207,8 +339,12 @@ impl Actor {
     async fn next_sip(&mut self, deadline: Instant) -> Option<SipEvent> {
         let s = self.sip.as_mut()?;
         let ev = tokio::time::timeout_at(deadline, s.events.recv()).await.ok().flatten()?;
-        if let SipEvent::Received(m) = &ev {
-            self.sip_inbox.push(m.clone());
+        match &ev {
+            SipEvent::Received(m) => self.sip_inbox.push(m.clone()),
+            SipEvent::IncomingCall { .. } | SipEvent::CallConfirmed { .. } | SipEvent::CallEnded { .. } => {
+                self.call_events.push(ev.clone())
+            }
+            _ => {}
         }
         Some(ev)
     }

@@ -37,6 +37,8 @@ impl Verdict {
 
 /// Deadline for `connect` (REGISTER with challenge, then SASL and bind).
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// Deadline for a high-level step (a MESSAGE's 2xx, an answer's ACK, a BYE's 200).
+pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
 /// Deadline for closing streams at the end of a scenario.
 pub const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -130,6 +132,19 @@ pub async fn run_scenario(
         let interp = |t: &str| crate::scenario::interpolate::interpolate(t, &values, fresh).map_err(StepError::Fail);
         let result = match &step.action {
             Action::Connect => actor.connect(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Register => actor.register(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Unregister => actor.unregister(Instant::now() + STEP_DEADLINE).await,
+            Action::Message { to, text } => actor.message(values[&format!("{to}.sip")].clone(), text.clone(), Instant::now() + STEP_DEADLINE).await,
+            Action::Call { to, video } => actor.call(values[&format!("{to}.sip")].clone(), *video).await,
+            Action::Answer => actor.answer(Instant::now() + STEP_DEADLINE).await,
+            Action::Reject { code } => actor.reject(*code, Instant::now() + STEP_DEADLINE).await,
+            Action::Cancel => actor.cancel(Instant::now() + STEP_DEADLINE).await,
+            Action::HangUp => actor.hang_up(Instant::now() + STEP_DEADLINE).await,
+            Action::PublishPresence { open, note } => actor.publish_presence(*open, note.clone(), Instant::now() + STEP_DEADLINE).await,
+            Action::RefreshPresence => actor.refresh_presence(false, Instant::now() + STEP_DEADLINE).await,
+            Action::WithdrawPresence => actor.refresh_presence(true, Instant::now() + STEP_DEADLINE).await,
+            Action::Subscribe { to } => actor.subscribe(values[&format!("{to}.sip")].clone(), 3600, Instant::now() + STEP_DEADLINE).await,
+            Action::Unsubscribe { to } => actor.subscribe(values[&format!("{to}.sip")].clone(), 0, Instant::now() + STEP_DEADLINE).await,
             Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
             Action::Send { wire, text } => match interp(text) {
                 Ok(t) => actor.send(*wire, t).await,

@@ -40,6 +40,32 @@ pub enum Action {
     Connect,
     /// Close the actor's legs.
     Disconnect,
+    /// SIP leg only: REGISTER (opening the leg if needed).
+    Register,
+    /// Remove the SIP registration (Expires: 0).
+    Unregister,
+    /// SIP MESSAGE (RFC 3428) to another actor's address-of-record; waits for the 2xx.
+    Message { to: String, text: String },
+    /// INVITE another actor (audio; video too when asked); does not wait for an answer.
+    Call { to: String, video: bool },
+    /// Wait for an incoming call, answer it with 200 and SDP, and wait for the ACK.
+    Answer,
+    /// Wait for an incoming call and reject it with this code (486 busy, 603 decline).
+    Reject { code: u16 },
+    /// CANCEL our ringing call and wait until it has ended.
+    Cancel,
+    /// BYE our established call and wait for the 200.
+    HangUp,
+    /// PUBLISH our presence (RFC 3903, PIDF): open or closed, with an optional note.
+    PublishPresence { open: bool, note: String },
+    /// Refresh our publication: SIP-If-Match and no body.
+    RefreshPresence,
+    /// Remove our publication: SIP-If-Match and Expires: 0.
+    WithdrawPresence,
+    /// SUBSCRIBE to another actor's presence (RFC 3856) and wait for the 2xx.
+    Subscribe { to: String },
+    /// End that subscription (Expires: 0) and wait for the 2xx.
+    Unsubscribe { to: String },
     /// Send text as it is (after interpolation).
     Send { wire: Wire, text: String },
     /// Wait for a matching frame.

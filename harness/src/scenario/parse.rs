@@ -157,7 +157,62 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 const VERBS: &[&str] = &["sends xmpp", "sends sip", "receives xmpp", "receives sip", "receives nothing"];
-const ACTIONS: &[&str] = &["connect", "disconnect"];
+const ACTIONS: &[&str] = &[
+    "connect",
+    "disconnect",
+    "register",
+    "unregister",
+    "message <actor> <text>",
+    "call <actor> [with video]",
+    "answer",
+    "reject [busy|decline]",
+    "cancel",
+    "hang up",
+    "publish presence <open|closed> [note]",
+    "refresh presence",
+    "withdraw presence",
+    "subscribe to presence of <actor>",
+    "unsubscribe from presence of <actor>",
+];
+
+/// Read a high-level action (`call bob`, `reject decline`); the error says what is wrong.
+fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let actor = |w: Option<&&str>| -> Result<String, String> {
+        let name = w.ok_or("this action names an actor")?;
+        if actors.iter().any(|a| a == name) {
+            Ok(name.to_string())
+        } else {
+            Err(format!("unknown actor `{name}` (declared: {})", actors.join(", ")))
+        }
+    };
+    Ok(match words.as_slice() {
+        ["connect"] => Action::Connect,
+        ["disconnect"] => Action::Disconnect,
+        ["register"] => Action::Register,
+        ["unregister"] => Action::Unregister,
+        ["message", to, rest @ ..] if !rest.is_empty() => {
+            // The text keeps its own spacing: everything after the actor name.
+            let after = text.trim_start()["message".len()..].trim_start()[to.len()..].trim_start();
+            Action::Message { to: actor(Some(to))?, text: after.to_string() }
+        }
+        ["call", to] => Action::Call { to: actor(Some(to))?, video: false },
+        ["call", to, "with", "video"] => Action::Call { to: actor(Some(to))?, video: true },
+        ["answer"] => Action::Answer,
+        ["reject"] | ["reject", "busy"] => Action::Reject { code: 486 },
+        ["reject", "decline"] => Action::Reject { code: 603 },
+        ["cancel"] => Action::Cancel,
+        ["hang", "up"] => Action::HangUp,
+        ["publish", "presence", state, note @ ..] if *state == "open" || *state == "closed" => {
+            Action::PublishPresence { open: *state == "open", note: note.join(" ") }
+        }
+        ["refresh", "presence"] => Action::RefreshPresence,
+        ["withdraw", "presence"] => Action::WithdrawPresence,
+        ["subscribe", "to", "presence", "of", to] => Action::Subscribe { to: actor(Some(to))? },
+        ["unsubscribe", "from", "presence", "of", to] => Action::Unsubscribe { to: actor(Some(to))? },
+        _ => return Err(format!("unknown action `{}`", text.trim())),
+    })
+}
 
 /// Read and check one scenario file. `id` is its path below the scenarios root.
 pub fn parse_scenario(
@@ -274,13 +329,7 @@ fn parse_step(
     let label = if verb.is_empty() { format!("{actor}: {}", body.trim()) } else { key.value.clone() };
     let wire_of = |w: &str| if w.ends_with("sip") { Wire::Sip } else { Wire::Xmpp };
     let action = match verb.as_str() {
-        "" => match body.trim() {
-            "connect" => Action::Connect,
-            "disconnect" => Action::Disconnect,
-            other => {
-                return Err(ctx.error(vat, format!("unknown action `{other}`"), Some(format!("actions: {}", ACTIONS.join(", ")))))
-            }
-        },
+        "" => parse_action(&body, actors).map_err(|m| ctx.error(vat, m, Some(format!("actions: {}", ACTIONS.join("; ")))))?,
         "sends xmpp" | "sends sip" => Action::Send { wire: wire_of(&verb), text: body },
         "receives nothing" => {
             let wire = if body.trim_start().starts_with('<') { Wire::Xmpp } else { Wire::Sip };
@@ -350,6 +399,19 @@ mod tests {
         let e = parse(&GOOD.replace("\"<message/>\"", "\"<message>\"")).unwrap_err();
         assert!(e.message.contains("XML pattern"));
         assert!(parse("title: [").is_err());
+    }
+
+    #[test]
+    fn high_level_actions() {
+        let actors = ["alice".to_string(), "bob".to_string()];
+        let a = |t: &str| parse_action(t, &actors);
+        assert!(matches!(a("call bob with video"), Ok(Action::Call { video: true, .. })));
+        assert!(matches!(a("reject decline"), Ok(Action::Reject { code: 603 })));
+        assert!(matches!(a("hang  up"), Ok(Action::HangUp)));
+        assert!(matches!(a("message bob Hello  there"), Ok(Action::Message { text, .. }) if text == "Hello  there"));
+        assert!(matches!(a("publish presence closed On a call"), Ok(Action::PublishPresence { open: false, note }) if note == "On a call"));
+        assert_eq!(a("call carol").unwrap_err(), "unknown actor `carol` (declared: alice, bob)");
+        assert!(a("dance").unwrap_err().contains("unknown action"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod digest;
 pub mod message;
+pub mod pidf;
 pub mod sdp;
 pub mod validate;
 

@@ -124,14 +124,28 @@ impl Normalizer<'_> {
         let body = String::from_utf8_lossy(msg.body());
         if !body.is_empty() {
             lines.push(String::new());
+            let sdp = msg.header("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
             for l in body.lines() {
-                lines.push(self.final_pass(l));
+                let l = if sdp { self.sdp_line(l) } else { l.to_string() };
+                lines.push(self.final_pass(&l));
             }
         }
         if !msg.trailing().is_empty() {
             lines.push(format!("!! {} bytes after Content-Length", msg.trailing().len()));
         }
         lines
+    }
+
+    /// SDP's volatile fields: the origin's session id and each stream's port (0, a refusal,
+    /// stays as it is).
+    fn sdp_line(&mut self, line: &str) -> String {
+        let mut f: Vec<String> = line.split(' ').map(str::to_string).collect();
+        if line.starts_with("o=") && f.len() >= 2 {
+            f[1] = self.syms.get("sdp-session", &f[1]);
+        } else if line.starts_with("m=") && f.len() >= 2 && f[1] != "0" {
+            f[1] = self.syms.get("media-port", &f[1]);
+        }
+        f.join(" ")
     }
 
     fn sip_value(&mut self, name: &str, value: &str) -> String {
@@ -148,6 +162,8 @@ impl Normalizer<'_> {
         let mut v = value.to_string();
         if is("Via") || is("Record-Route") || is("Route") {
             v = self.param(&v, "branch", |s, x| s.syms.get("branch", x));
+            // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
+            v = self.param(&v, "ftag", |s, x| s.syms.get("tag", x));
             v = self.param(&v, "rport", |s, x| {
                 if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}")) }
             });

@@ -35,7 +35,7 @@ pub struct Pending2xx {
     pub give_up_at: Instant,
 }
 
-/// One call and its dialog.
+/// One call and its dialog. A presence subscription's dialog uses the same record.
 #[derive(Debug, Clone)]
 pub struct Call {
     pub call_id: String,
@@ -95,8 +95,9 @@ impl Call {
         }
     }
 
-    /// A request inside the dialog (§12.2.1.1): BYE, or the ACK for a 2xx (same CSeq number).
-    pub fn in_dialog(&mut self, method: &str, via: &str, contact: &str) -> Vec<u8> {
+    /// A request inside the dialog (§12.2.1.1): BYE, a refreshing SUBSCRIBE, or the ACK for a
+    /// 2xx (same CSeq number). `extra` holds more header lines, each ending in CRLF.
+    pub fn in_dialog(&mut self, method: &str, via: &str, contact: &str, extra: &str) -> Vec<u8> {
         let cseq = if method == "ACK" {
             self.local_cseq
         } else {
@@ -110,7 +111,7 @@ impl Call {
         }
         let (from, to) = (&self.local, &self.remote);
         out.push_str(&format!(
-            "Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>\r\nContent-Length: 0\r\n\r\n",
+            "Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\n",
             self.call_id
         ));
         out.into_bytes()
@@ -205,7 +206,7 @@ mod tests {
         };
         call.learn_from_response(&resp);
         assert_eq!(call.route_set, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
-        let bye = String::from_utf8(call.in_dialog("BYE", "SIP/2.0/UDP h;branch=z9hG4bKx", "sip:alice@h")).unwrap();
+        let bye = String::from_utf8(call.in_dialog("BYE", "SIP/2.0/UDP h;branch=z9hG4bKx", "sip:alice@h", "")).unwrap();
         assert!(bye.starts_with("BYE sip:bob@1.2.3.4:5 SIP/2.0\r\n"), "{bye}");
         assert!(bye.contains("Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\n") && bye.contains("To: <sip:bob@x>;tag=b") && bye.contains("CSeq: 2 BYE"), "{bye}");
     }

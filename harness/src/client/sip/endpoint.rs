@@ -7,10 +7,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-enum Command {
-    Register { expires: u32, reply: oneshot::Sender<TxId> },
-    Send { bytes: Vec<u8>, reply: oneshot::Sender<Result<Option<TxId>, UaError>> },
-}
+/// Work for the UA, run inside its task with the current time.
+type Command = Box<dyn FnOnce(&mut SipUa, Instant) + Send>;
 
 /// A running SIP leg: socket task plus channels.
 pub struct SipEndpoint {
@@ -68,19 +66,24 @@ impl SipEndpoint {
         &self.contact
     }
 
+    /// Run `f` on the UA inside its task and return its result; None when the task is gone.
+    pub async fn with<R: Send + 'static>(&self, f: impl FnOnce(&mut SipUa, Instant) -> R + Send + 'static) -> Option<R> {
+        let (reply, rx) = oneshot::channel();
+        let job: Command = Box::new(move |ua, now| {
+            let _ = reply.send(f(ua, now));
+        });
+        self.commands.send(job).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Start a REGISTER transaction.
     pub async fn register(&self, expires: u32) -> Option<TxId> {
-        let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Register { expires, reply }).await.ok()?;
-        rx.await.ok()
+        self.with(move |ua, now| ua.register(now, expires)).await
     }
 
     /// Send message bytes; requests other than ACK become client transactions.
     pub async fn send(&self, bytes: Vec<u8>) -> Result<Option<TxId>, UaError> {
-        let (reply, rx) = oneshot::channel();
-        let gone = || UaError::Untrackable;
-        self.commands.send(Command::Send { bytes, reply }).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.with(move |ua, now| ua.send(now, &bytes)).await.unwrap_or(Err(UaError::Untrackable))
     }
 }
 
@@ -115,12 +118,7 @@ async fn drive(
             _ = tokio::time::sleep_until(wake) => ua.handle_timeout(Instant::now()),
             c = commands.recv() => match c {
                 None => return,
-                Some(Command::Register { expires, reply }) => {
-                    let _ = reply.send(ua.register(Instant::now(), expires));
-                }
-                Some(Command::Send { bytes, reply }) => {
-                    let _ = reply.send(ua.send(Instant::now(), &bytes));
-                }
+                Some(job) => job(&mut ua, Instant::now()),
             },
         }
     }

@@ -99,6 +99,10 @@ pub struct SipUa {
     nc: u32,
     /// Port announced in SDP for audio (nothing listens: no media yet).
     media_port: u16,
+    /// Presence subscriptions we hold, as dialogs keyed by the target's URI (in `remote`).
+    subscriptions: Vec<Call>,
+    /// Our publication's entity tag (RFC 3903), once the server has given one.
+    etag: Option<String>,
 }
 
 /// A random lowercase hex token (for branches, tags, Call-IDs, nonces).
@@ -190,6 +194,98 @@ impl SipUa {
             reg_cseq: 0,
             nc: 0,
             media_port,
+            subscriptions: Vec::new(),
+            etag: None,
+        }
+    }
+
+    /// PUBLISH presence (RFC 3903 §4): with a body and no SIP-If-Match the first time; with
+    /// SIP-If-Match afterwards (a modification with a body, a refresh without); `expires` 0
+    /// removes the publication.
+    pub fn publish(&mut self, now: Instant, pidf: Option<&str>, expires: u32) -> TxId {
+        let aor = self.aor();
+        let mut req = format!(
+            "PUBLISH {aor} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{aor}>;tag={tag}\r\nTo: <{aor}>\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\n",
+            via = self.via(),
+            tag = token(10),
+            cid = token(20),
+        );
+        if let Some(etag) = &self.etag {
+            req.push_str(&format!("SIP-If-Match: {etag}\r\n"));
+        }
+        match pidf {
+            Some(body) => req.push_str(&format!("Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}", body.len())),
+            None => req.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        if expires == 0 {
+            self.etag = None;
+        }
+        self.send(now, req.as_bytes()).ok().flatten().expect("own PUBLISH is trackable")
+    }
+
+    /// SUBSCRIBE to a presentity (RFC 3856, RFC 6665): a new dialog the first time, a refresh
+    /// inside it afterwards; `expires` 0 ends the subscription.
+    pub fn subscribe(&mut self, now: Instant, to_uri: &str, expires: u32) -> TxId {
+        let (via, contact) = (self.via(), self.contact());
+        let extra = format!("Event: presence\r\nAccept: application/pidf+xml\r\nExpires: {expires}\r\n");
+        let bytes = match self.subscriptions.iter_mut().find(|d| d.remote.contains(to_uri) && d.state == CallState::Confirmed) {
+            Some(d) => {
+                if expires == 0 {
+                    d.state = CallState::Terminated;
+                }
+                d.in_dialog("SUBSCRIBE", &via, &contact, &extra)
+            }
+            None => {
+                let call_id = token(20);
+                let local = format!("<{}>;tag={}", self.aor(), token(10));
+                let req = format!(
+                    "SUBSCRIBE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: <{to_uri}>\r\nCall-ID: {call_id}\r\n\
+                     CSeq: 1 SUBSCRIBE\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\n"
+                );
+                self.subscriptions.retain(|d| !d.remote.contains(to_uri));
+                self.subscriptions.push(Call {
+                    call_id,
+                    role: Role::Caller,
+                    state: CallState::Early,
+                    local,
+                    remote: format!("<{to_uri}>"),
+                    remote_target: None,
+                    route_set: Vec::new(),
+                    local_cseq: 1,
+                    invite: req.clone().into_bytes(),
+                    invite_tx: None,
+                    offer: None,
+                    ack: None,
+                    pending_2xx: None,
+                    peer: None,
+                });
+                req.into_bytes()
+            }
+        };
+        self.send(now, &bytes).ok().flatten().expect("own SUBSCRIBE is trackable")
+    }
+
+    /// What a final response to our PUBLISH or SUBSCRIBE means for its state.
+    fn on_presence_response(&mut self, msg: &SipMessage, request: &[u8]) {
+        let ok = msg.status().is_some_and(|c| (200..300).contains(&c));
+        match msg.cseq().map(|(_, m)| m).as_deref() {
+            Some("PUBLISH") if ok => {
+                let removing = SipMessage::parse(request).ok().and_then(|r| r.header("Expires")).is_some_and(|e| e.trim() == "0");
+                self.etag = if removing { None } else { msg.header("SIP-ETag").or(self.etag.take()) };
+            }
+            Some("SUBSCRIBE") => {
+                let call_id = msg.header("Call-ID").unwrap_or_default();
+                if let Some(d) = self.subscriptions.iter_mut().find(|d| d.call_id == call_id) {
+                    if ok && d.state == CallState::Early {
+                        d.learn_from_response(msg);
+                        d.state = CallState::Confirmed;
+                    } else if !ok {
+                        d.state = CallState::Terminated;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -383,7 +479,7 @@ impl SipUa {
         }
         call.state = CallState::Terminated;
         call.pending_2xx = None;
-        let bytes = call.in_dialog("BYE", &via, &contact);
+        let bytes = call.in_dialog("BYE", &via, &contact, "");
         self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: "we hung up".into() });
         Ok(self.send(now, &bytes)?.expect("BYE is tracked"))
     }
@@ -533,6 +629,9 @@ impl SipUa {
         let acts = self.clients[idx].tx.on_response(now, &msg);
         if self.clients[idx].tx.invite() {
             self.on_invite_response(&msg);
+        } else if code >= 200 {
+            let request = self.clients[idx].tx.request.clone();
+            self.on_presence_response(&msg, &request);
         }
         self.apply_client(idx, acts, true);
     }
@@ -562,7 +661,7 @@ impl SipUa {
         }
         c.learn_from_response(msg);
         if (200..300).contains(&code) {
-            let ack = c.in_dialog("ACK", &via, &contact);
+            let ack = c.in_dialog("ACK", &via, &contact, "");
             c.ack = Some(ack.clone());
             c.state = CallState::Confirmed;
             self.out.push_back(Transmit { to: self.cfg.proxy, bytes: ack });
