@@ -100,6 +100,13 @@ pub fn match_sip(pattern: &str, actual: &SipMessage) -> Result<(), String> {
     let start = lines.next().unwrap_or("").trim();
     match_start_line(start, actual.start_line())?;
     for line in lines.filter(|l| !l.trim().is_empty()) {
+        // `!Name` says the header must be absent (RFC 3428: no Contact in MESSAGE).
+        if let Some(name) = line.trim().strip_prefix('!') {
+            if !actual.headers(name.trim()).is_empty() {
+                return Err(format!("{} header present, expected none", name.trim()));
+            }
+            continue;
+        }
         let (name, want) = line
             .split_once(':')
             .ok_or_else(|| format!("pattern line {line:?} is not `Header: value`"))?;
@@ -203,6 +210,8 @@ mod tests {
         assert!(match_sip("INVITE {any} SIP/2.0", &m).is_err());
         assert!(match_sip("SIP/2.0 200 OK", &m).unwrap_err().contains("got a MESSAGE request"));
         assert!(match_sip("MESSAGE {any} SIP/2.0\nSubject: x", &m).unwrap_err().contains("no Subject"));
+        assert!(match_sip("MESSAGE {any} SIP/2.0\n!Contact", &m).is_ok());
+        assert!(match_sip("MESSAGE {any} SIP/2.0\n!Content-Type", &m).unwrap_err().contains("present, expected none"), "compact c: counts");
         let r = SipMessage::parse(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert!(match_sip("SIP/2.0 200 OK", &r).is_ok());
         assert!(match_sip("SIP/2.0 2{any}", &r).is_ok());

@@ -699,11 +699,12 @@ impl SipUa {
         let call_id = msg.header("Call-ID").unwrap_or_default();
         if method == "ACK" {
             // ACK for a non-2xx goes to the INVITE server transaction; for a 2xx, to the dialog.
+            // Either way a scenario may check it arrived.
+            self.events.push_back(SipEvent::Received(msg.clone()));
             if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.invite()) {
                 e.tx.on_request(now, "ACK");
                 return;
             }
-            self.events.push_back(SipEvent::Received(msg.clone()));
             if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id && c.pending_2xx.is_some()) {
                 c.pending_2xx = None;
                 self.events.push_back(SipEvent::CallConfirmed { call_id });
