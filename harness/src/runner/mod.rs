@@ -112,6 +112,11 @@ pub async fn run_scenario(
 ) -> Outcome {
     let started = Instant::now();
     let mut outcome = Outcome::new(sc, &set.profile.name);
+    if let Some(why) = set.profile.cannot_serve(&sc.needs) {
+        outcome.verdict = Verdict::Inconclusive;
+        outcome.message = why;
+        return outcome;
+    }
     let ep = Endpoints {
         xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
         sip: set.endpoint(Proto::Sip, Transport::Udp),

@@ -94,6 +94,8 @@ pub struct Scenario {
     pub title: String,
     pub requirements: Vec<String>,
     pub tags: Vec<String>,
+    /// Server features the scenario depends on; a profile that lacks one gives `inconclusive`.
+    pub needs: Vec<String>,
     pub profiles: Vec<String>,
     pub actors: Vec<ActorDecl>,
     pub steps: Vec<Step>,

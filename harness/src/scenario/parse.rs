@@ -131,6 +131,8 @@ struct RawScenario {
     requirements: Vec<String>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    needs: Vec<String>,
     profiles: Vec<Spanned<String>>,
     actors: Ordered<Spanned<String>, Spanned<String>>,
     steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
@@ -227,7 +229,7 @@ pub fn parse_scenario(
         let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
         let msg = e.without_snippet().to_string();
         let help = msg.contains("unknown field").then(|| {
-            "top-level keys: title, requirements, tags, profiles, actors, steps".to_string()
+            "top-level keys: title, requirements, tags, needs, profiles, actors, steps".to_string()
         });
         ctx.error(at, msg, help)
     })?;
@@ -279,6 +281,7 @@ pub fn parse_scenario(
         title: raw.title,
         requirements: raw.requirements,
         tags: raw.tags,
+        needs: raw.needs,
         profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
         actors,
         steps,

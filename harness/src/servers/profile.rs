@@ -54,6 +54,17 @@ pub struct Profile {
     pub name: String,
     pub domain: String,
     pub servers: Vec<ServerDecl>,
+    /// Features this profile's servers cannot serve, each with the reason (scenarios that
+    /// need one are `inconclusive` here, never `pass`).
+    #[serde(default)]
+    pub lacks: std::collections::BTreeMap<String, String>,
+}
+
+impl Profile {
+    /// Why this profile cannot serve a scenario that needs `needs`, if it cannot.
+    pub fn cannot_serve(&self, needs: &[String]) -> Option<String> {
+        needs.iter().find_map(|n| self.lacks.get(n).map(|why| format!("profile {} lacks `{n}`: {why}", self.name)))
+    }
 }
 
 /// Why profiles could not be read.

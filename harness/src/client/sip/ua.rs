@@ -613,12 +613,11 @@ impl SipUa {
                 let attempts = e.auth_attempts + 1;
                 let parsed = SipMessage::parse(&retry).expect("rebuilt request parses");
                 let new_branch = parsed.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
-                if method == "INVITE" {
-                    let call_id = parsed.header("Call-ID").unwrap_or_default();
-                    if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
-                        c.invite = retry.clone();
-                        c.local_cseq = parsed.cseq().map(|(n, _)| n).unwrap_or(c.local_cseq);
-                    }
+                // A dialog-creating request's retry carries the dialog's CSeq from now on.
+                let call_id = parsed.header("Call-ID").unwrap_or_default();
+                if let Some(d) = self.calls.iter_mut().chain(self.subscriptions.iter_mut()).find(|d| d.call_id == call_id) {
+                    d.invite = retry.clone();
+                    d.local_cseq = parsed.cseq().map(|(n, _)| n).unwrap_or(d.local_cseq);
                 }
                 self.out.push_back(Transmit { to: self.cfg.proxy, bytes: retry.clone() });
                 let tx = ClientTx::new(now, retry, new_branch, method, false);
