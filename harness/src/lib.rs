@@ -1,5 +1,6 @@
 //! sixpac: an interop test harness and conformance suite for SIP+XMPP dual-stack clients.
 
+pub mod catalog;
 pub mod client;
 pub mod report;
 pub mod runner;

@@ -120,12 +120,18 @@ enum ImagesCmd {
     },
 }
 
-fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>), u8> {
+/// Profiles, scenarios and the requirement catalog, all checked.
+fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>, Vec<sixpac::catalog::Requirement>), u8> {
     let profiles = load_profiles(&paths.fixtures).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
     })?;
     let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let catalog = sixpac::catalog::load(&paths.fixtures).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })?;
+    let ids: Vec<String> = catalog.iter().map(|r| r.id.clone()).collect();
     let files = discover(&paths.scenarios).map_err(|e| {
         eprintln!("error: cannot read scenarios in {}: {e}", paths.scenarios.display());
         EXIT_USAGE
@@ -141,7 +147,7 @@ fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>), u8> {
                 continue;
             }
         };
-        match parse_scenario(&path, &id, &text, &names) {
+        match parse_scenario(&path, &id, &text, &names, Some(&ids)) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 // One greppable line first, then the snippet.
@@ -154,7 +160,7 @@ fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>), u8> {
     if bad {
         return Err(EXIT_USAGE);
     }
-    Ok((profiles, scenarios))
+    Ok((profiles, scenarios, catalog))
 }
 
 fn note(msg: &str) {
@@ -263,7 +269,7 @@ async fn run(
     report_dir: PathBuf,
 ) -> u8 {
     let wall = Instant::now();
-    let (profiles, scenarios) = match load_all(&paths) {
+    let (profiles, scenarios, catalog) = match load_all(&paths) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -396,7 +402,8 @@ async fn run(
         EXIT_PASS
     };
     print!("{}", summary_table(&outcomes, &facts));
-    if let Err(e) = report.finish(&outcomes, &facts, backend.name(), code as i32, wall.elapsed().as_secs_f64()) {
+    print!("{}", sixpac::report::matrix::to_text(&catalog, &outcomes));
+    if let Err(e) = report.finish(&outcomes, &facts, &catalog, backend.name(), code as i32, wall.elapsed().as_secs_f64()) {
         eprintln!("error: writing report: {e}");
         return EXIT_INFRA;
     }
@@ -452,7 +459,7 @@ fn main() -> ExitCode {
         Cmd::List { paths } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             match load_all(&paths) {
-                Ok((_, scenarios)) => {
+                Ok((_, scenarios, _)) => {
                     for s in scenarios {
                         println!("{:<32} [{}]  {}  {}", s.id, s.profiles.join(", "), s.requirements.join(","), s.title);
                     }
@@ -544,7 +551,7 @@ fn main() -> ExitCode {
         Cmd::Check { paths } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             match load_all(&paths) {
-                Ok((_, s)) => {
+                Ok((_, s, _)) => {
                     println!("{} scenario files OK", s.len());
                     EXIT_PASS
                 }

@@ -1,6 +1,7 @@
 //! Reports: the run directory with JUnit, summary.json, traces and server logs; terminal output.
 
 pub mod junit;
+pub mod matrix;
 
 use crate::runner::{Outcome, Verdict};
 use std::path::{Path, PathBuf};
@@ -74,7 +75,15 @@ impl RunReport {
     }
 
     /// Write junit.xml and summary.json.
-    pub fn finish(&self, outcomes: &[Outcome], servers: &[ServerFacts], backend: &str, exit_code: i32, wall: f64) -> std::io::Result<()> {
+    pub fn finish(
+        &self,
+        outcomes: &[Outcome],
+        servers: &[ServerFacts],
+        catalog: &[crate::catalog::Requirement],
+        backend: &str,
+        exit_code: i32,
+        wall: f64,
+    ) -> std::io::Result<()> {
         std::fs::write(self.dir.join("junit.xml"), junit::render(outcomes))?;
         let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
         let results: Vec<serde_json::Value> = outcomes
@@ -109,6 +118,7 @@ impl RunReport {
                 "error": count(Verdict::Error),
             },
             "servers": servers,
+            "requirements": matrix::to_json(catalog, outcomes),
             "results": results,
         });
         let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;

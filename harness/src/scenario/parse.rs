@@ -128,7 +128,7 @@ enum RawValue {
 struct RawScenario {
     title: String,
     #[serde(default)]
-    requirements: Vec<String>,
+    requirements: Vec<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -222,6 +222,7 @@ pub fn parse_scenario(
     id: &str,
     source: &str,
     known_profiles: &[String],
+    known_requirements: Option<&[String]>,
 ) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();
     let ctx = Ctx { path: &shown, source };
@@ -240,6 +241,15 @@ pub fn parse_scenario(
                 At::of(&p.referenced),
                 format!("unknown profile `{}`", p.value),
                 Some(format!("profiles under fixtures/profiles/: {}", known_profiles.join(", "))),
+            ));
+        }
+    }
+    if let Some(known) = known_requirements {
+        if let Some(r) = raw.requirements.iter().find(|r| !known.contains(&r.value)) {
+            return Err(ctx.error(
+                At::of(&r.referenced),
+                format!("requirement `{}` is not in the catalog", r.value),
+                Some("add it to fixtures/requirements.yaml, or fix the ID".into()),
             ));
         }
     }
@@ -279,7 +289,7 @@ pub fn parse_scenario(
         id: id.to_string(),
         path: path.to_path_buf(),
         title: raw.title,
-        requirements: raw.requirements,
+        requirements: raw.requirements.into_iter().map(|r| r.value).collect(),
         tags: raw.tags,
         needs: raw.needs,
         profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
@@ -363,7 +373,7 @@ mod tests {
     use super::*;
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
-        parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()])
+        parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
     }
 
     const GOOD: &str = "title: T\nprofiles: [p]\nactors:\n  alice: dual\n  bob: xmpp\nsteps:\n  - alice: connect\n  - alice sends xmpp: <message to='${bob.jid}'/>\n  - bob receives xmpp: { match: \"<message/>\", within: 2s }\n  - bob receives nothing: \"<presence/>\"\n";
@@ -402,6 +412,9 @@ mod tests {
         let e = parse(&GOOD.replace("\"<message/>\"", "\"<message>\"")).unwrap_err();
         assert!(e.message.contains("XML pattern"));
         assert!(parse("title: [").is_err());
+        let e = parse(&GOOD.replace("title: T\n", "title: T\nrequirements: [R-1, R-9]\n")).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 21), "{e}");
+        assert!(e.message.contains("`R-9` is not in the catalog"));
     }
 
     #[test]
