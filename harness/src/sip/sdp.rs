@@ -35,18 +35,19 @@ fn rtpmap(kind: &str, fmt: &str) -> Option<&'static str> {
 }
 
 impl Session {
-    /// An offer: audio, and video when asked for.
-    pub fn offer(user: &str, address: &str, audio_port: u16, video: bool) -> Session {
+    /// An offer: audio, and video when asked for. The origin's username is `-` (RFC 4566
+    /// §5.2), so no account name appears in the body.
+    pub fn offer(address: &str, audio_port: u16, video: bool) -> Session {
         let mut media = vec![Media { kind: "audio".into(), port: audio_port, proto: "RTP/AVP".into(), formats: AUDIO_FORMATS.map(String::from).to_vec() }];
         if video {
             media.push(Media { kind: "video".into(), port: audio_port + 2, proto: "RTP/AVP".into(), formats: VIDEO_FORMATS.map(String::from).to_vec() });
         }
-        Session { origin_user: user.into(), session_id: session_id(), version: 1, address: address.into(), media }
+        Session { origin_user: "-".into(), session_id: session_id(), version: 1, address: address.into(), media }
     }
 
     /// The answer to `offer`: one m-line per offered m-line, in order (§6); streams of a
     /// kind we do not take, or with no format in common, get port 0.
-    pub fn answer(offer: &Session, user: &str, address: &str, audio_port: u16, accept_video: bool) -> Session {
+    pub fn answer(offer: &Session, address: &str, audio_port: u16, accept_video: bool) -> Session {
         let media = offer
             .media
             .iter()
@@ -66,7 +67,7 @@ impl Session {
                 }
             })
             .collect();
-        Session { origin_user: user.into(), session_id: session_id(), version: 1, address: address.into(), media }
+        Session { origin_user: "-".into(), session_id: session_id(), version: 1, address: address.into(), media }
     }
 
     /// The text, with CRLF line ends, fields in RFC 4566 §5 order.
@@ -192,16 +193,16 @@ mod tests {
 
     #[test]
     fn an_offer_round_trips_and_is_valid() {
-        let o = Session::offer("alice", "127.0.0.1", 40000, true);
+        let o = Session::offer("127.0.0.1", 40000, true);
         let text = o.to_text();
-        assert!(text.starts_with("v=0\r\no=alice "));
+        assert!(text.starts_with("v=0\r\no=- "));
         assert_eq!(Session::parse(&text).unwrap(), o);
     }
 
     #[test]
     fn an_audio_only_answer_rejects_video_with_port_0_and_keeps_the_m_line_count() {
-        let offer = Session::offer("alice", "127.0.0.1", 40000, true);
-        let ans = Session::answer(&offer, "bob", "127.0.0.1", 42000, false);
+        let offer = Session::offer("127.0.0.1", 40000, true);
+        let ans = Session::answer(&offer, "127.0.0.1", 42000, false);
         assert_eq!(ans.media.len(), 2);
         assert_eq!(ans.media[0].port, 42000);
         assert_eq!(ans.media[1].port, 0);
@@ -210,8 +211,8 @@ mod tests {
 
     #[test]
     fn a_short_answer_is_named() {
-        let offer = Session::offer("alice", "127.0.0.1", 40000, true);
-        let ans = Session::offer("bob", "127.0.0.1", 42000, false);
+        let offer = Session::offer("127.0.0.1", 40000, true);
+        let ans = Session::offer("127.0.0.1", 42000, false);
         assert_eq!(check_answer(&offer, &ans).unwrap_err(), "the offer has 2 m-lines, the answer 1");
     }
 

@@ -118,7 +118,14 @@ impl Normalizer<'_> {
         for h in msg.header_lines() {
             let name = msg.name_of(h).to_string();
             let value = msg.value_of(h);
-            let value = self.sip_value(&name, &value);
+            // A Content-Length that matches the body shows as `{body}`: account names differ in
+            // length between backends, so the number would differ while the message is right.
+            // A wrong one keeps its number and so shows in the diff.
+            let value = if same_header(&name, "Content-Length") && value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
+                "{body}".to_string()
+            } else {
+                self.sip_value(&name, &value)
+            };
             lines.push(format!("{name}: {}", self.final_pass(&value)));
         }
         let body = String::from_utf8_lossy(msg.body());

@@ -366,7 +366,7 @@ impl SipUa {
     pub fn invite(&mut self, now: Instant, to_uri: &str, video: bool) -> String {
         let call_id = token(20);
         let local = format!("<{}>;tag={}", self.aor(), token(10));
-        let offer = Session::offer(&self.cfg.user, &self.cfg.local.ip().to_string(), self.media_port, video);
+        let offer = Session::offer(&self.cfg.local.ip().to_string(), self.media_port, video);
         let sdp = offer.to_text();
         let req = format!(
             "INVITE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: <{to_uri}>\r\nCall-ID: {call_id}\r\n\
@@ -410,7 +410,7 @@ impl SipUa {
     fn respond_invite(&mut self, now: Instant, call_id: &str, code: u16, reason: &str, ended: &str) -> Result<(), UaError> {
         let with_sdp = code < 300;
         let (contact, port) = (self.contact(), self.media_port);
-        let (user, ip, proxy) = (self.cfg.user.clone(), self.cfg.local.ip().to_string(), self.cfg.proxy);
+        let (ip, proxy) = (self.cfg.local.ip().to_string(), self.cfg.proxy);
         let call = self.call_mut(call_id)?;
         if call.role != Role::Callee || call.state != CallState::Early {
             let state = call.state;
@@ -419,8 +419,8 @@ impl SipUa {
         let inv = SipMessage::parse(&call.invite)?;
         let tag = call.local_tag().unwrap_or_default();
         let sdp = with_sdp.then(|| {
-            let offer = call.offer.clone().unwrap_or_else(|| Session::offer(&user, &ip, port, false));
-            Session::answer(&offer, &user, &ip, port, true).to_text()
+            let offer = call.offer.clone().unwrap_or_else(|| Session::offer(&ip, port, false));
+            Session::answer(&offer, &ip, port, true).to_text()
         });
         let bytes = call::response(&inv, code, reason, &tag, (code < 300).then_some(contact.as_str()), sdp.as_deref());
         let to = call.peer.unwrap_or(proxy);
