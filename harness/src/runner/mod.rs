@@ -137,6 +137,10 @@ pub async fn run_scenario(
         let interp = |t: &str| crate::scenario::interpolate::interpolate(t, &values, fresh).map_err(StepError::Fail);
         let result = match &step.action {
             Action::Connect => actor.connect(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Wait { duration } => {
+                tokio::time::sleep(*duration).await;
+                Ok(())
+            }
             Action::Register => actor.register(ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Unregister => actor.unregister(Instant::now() + STEP_DEADLINE).await,
             Action::Message { to, text } => actor.message(values[&format!("{to}.sip")].clone(), text.clone(), Instant::now() + STEP_DEADLINE).await,

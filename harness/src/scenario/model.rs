@@ -40,6 +40,8 @@ pub enum Action {
     Connect,
     /// Close the actor's legs.
     Disconnect,
+    /// Let time pass: for a server that finishes work asynchronously. Prefer `receives`.
+    Wait { duration: Duration },
     /// SIP leg only: REGISTER (opening the leg if needed).
     Register,
     /// Remove the SIP registration (Expires: 0).

@@ -162,6 +162,7 @@ const VERBS: &[&str] = &["sends xmpp", "sends sip", "receives xmpp", "receives s
 const ACTIONS: &[&str] = &[
     "connect",
     "disconnect",
+    "wait <duration>",
     "register",
     "unregister",
     "message <actor> <text>",
@@ -191,6 +192,7 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
     Ok(match words.as_slice() {
         ["connect"] => Action::Connect,
         ["disconnect"] => Action::Disconnect,
+        ["wait", d] => Action::Wait { duration: parse_duration(d).ok_or_else(|| format!("`{d}` is not a duration (e.g. 500ms, 2s)"))? },
         ["register"] => Action::Register,
         ["unregister"] => Action::Unregister,
         ["message", to, rest @ ..] if !rest.is_empty() => {
