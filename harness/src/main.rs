@@ -83,9 +83,21 @@ enum Cmd {
         /// Folder with the 49 .dat files extracted from RFC 4475's appendix.
         #[arg(long)]
         corpus: PathBuf,
-        /// Parse only; start no server. (On-wire mode is not built yet.)
+        /// Parse only; start no server.
         #[arg(long)]
         offline: bool,
+        /// On the wire: send each message to this profile's SIP server through a tap.
+        #[arg(long)]
+        profile: Option<String>,
+        /// How the profile's servers are started (on-wire mode).
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendChoice,
+        /// Directory holding profiles and server config templates.
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
+        /// Parent directory of run reports (on-wire mode writes the raw trace there).
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
     },
     /// Check scenario files without starting anything.
     Check {
@@ -411,6 +423,67 @@ async fn run(
     code
 }
 
+/// `sixpac torture --profile`: start the profile, send the corpus through the SIP tap.
+async fn torture_on_wire(corpus: &Path, name: &str, choice: BackendChoice, fixtures: &Path, report_dir: &Path) -> u8 {
+    if !corpus.is_dir() {
+        eprintln!("error: {} is not a directory", corpus.display());
+        return EXIT_USAGE;
+    }
+    let profiles = match load_profiles(fixtures) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let Some(profile) = profiles.iter().find(|p| p.name == name) else {
+        eprintln!("error: unknown profile `{name}`");
+        return EXIT_USAGE;
+    };
+    let backend = match choose_backend(choice, None, fixtures, &[profile]).await {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let report = match RunReport::create(report_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot create report in {}: {e}", report_dir.display());
+            return EXIT_INFRA;
+        }
+    };
+    let set = match ServerSet::start(profile, fixtures, &[], &backend, |m| note(&format!("[{name}] {m}"))).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: [{name}] {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let tap = set.endpoint(sixpac::trace::frame::Proto::Sip, sixpac::trace::frame::Transport::Udp);
+    let (Some(tap), Some(server)) = (tap, set.servers.iter().find_map(|s| s.sip)) else {
+        eprintln!("error: profile {name} has no SIP server");
+        return EXIT_USAGE;
+    };
+    let server_name = set.servers.iter().find(|s| s.sip.is_some()).map(|s| s.name.clone()).unwrap_or_default();
+    note(&format!("sending the corpus to {server_name} through its tap"));
+    let results = match sixpac::torture::wire::run(corpus, tap, server).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let (table, alive) = sixpac::torture::wire::report(&results, &server_name);
+    print!("{table}");
+    let frames = set.recorder.frames_for_all();
+    if let Ok(mut f) = std::fs::File::create(report.dir.join("torture.raw")) {
+        let _ = sixpac::trace::raw::write(&frames, &mut f);
+    }
+    set.save_logs(&report.logs_dir(name));
+    set.stop();
+    println!("report: {}", report.dir.display());
+    if alive { EXIT_PASS } else { EXIT_FAIL }
+}
+
 /// Resolve a default relative path against the project root when the cwd lacks it.
 fn locate(p: PathBuf) -> PathBuf {
     if p.is_relative() && !p.exists() {
@@ -468,24 +541,35 @@ fn main() -> ExitCode {
                 Err(c) => c,
             }
         }
-        Cmd::Torture { corpus, offline } => {
-            if !offline {
-                eprintln!("error: only --offline is available yet");
-                EXIT_USAGE
-            } else {
-                match sixpac::torture::classify_dir(&corpus) {
-                    Err(e) => {
-                        eprintln!("error: cannot read {}: {e}", corpus.display());
-                        EXIT_USAGE
-                    }
-                    Ok((classified, missing)) => {
-                        let (table, right) = sixpac::torture::offline_report(&classified, &missing);
-                        print!("{table}");
-                        if right == sixpac::torture::EXPECTED.len() { EXIT_PASS } else { EXIT_FAIL }
-                    }
+        Cmd::Torture { corpus, offline, profile, backend, fixtures, report_dir } => match (offline, profile) {
+            (true, _) => match sixpac::torture::classify_dir(&corpus) {
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", corpus.display());
+                    EXIT_USAGE
                 }
+                Ok((classified, missing)) => {
+                    let (table, right) = sixpac::torture::offline_report(&classified, &missing);
+                    print!("{table}");
+                    if right == sixpac::torture::EXPECTED.len() { EXIT_PASS } else { EXIT_FAIL }
+                }
+            },
+            (false, None) => {
+                eprintln!("error: give --offline, or --profile NAME to send the messages to that profile's SIP server");
+                EXIT_USAGE
             }
-        }
+            (false, Some(name)) => {
+                let fixtures = locate(fixtures);
+                rt.block_on(async {
+                    tokio::select! {
+                        code = torture_on_wire(&corpus, &name, backend, &fixtures, &report_dir) => code,
+                        _ = interrupted() => {
+                            note("interrupted: stopping servers");
+                            EXIT_INTERRUPTED
+                        }
+                    }
+                })
+            }
+        },
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);
             match images::recipes(&fixtures) {

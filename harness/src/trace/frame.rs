@@ -157,6 +157,11 @@ impl Recorder {
         frames.iter().filter(|f| clients.contains(&f.client)).cloned().collect()
     }
 
+    /// Every frame so far.
+    pub fn frames_for_all(&self) -> Vec<Frame> {
+        self.frames.lock().expect("recorder lock").clone()
+    }
+
     /// Number of frames so far.
     pub fn len(&self) -> usize {
         self.frames.lock().expect("recorder lock").len()

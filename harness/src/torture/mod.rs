@@ -3,6 +3,8 @@
 use crate::sip::{validate, SipMessage};
 use std::path::Path;
 
+pub mod wire;
+
 /// What RFC 4475 says an element must do with a message's syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
