@@ -174,3 +174,25 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
         }
     }
 }
+
+#[test]
+fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
+    if !servers_available() {
+        return;
+    }
+    let reports = scratch("loss");
+    let scen = root().join("harness/tests/scenarios/loss");
+    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The raw trace holds all three copies of the first MESSAGE, one branch, before any answer:
+    // two the tap dropped, the third Timer E's second retransmission (at 1.5 s).
+    let raw = std::fs::read_to_string(reports.join("latest/traces/message-loss.prosody+kamailio.raw")).unwrap();
+    let first_branch = raw
+        .split("#frame ")
+        .find(|f| f.contains("MESSAGE sip:") && f.contains("dir=to-server"))
+        .and_then(|f| f.split("branch=").nth(1))
+        .map(|b| b.split(['\r', '\n', ';']).next().unwrap_or("").to_string())
+        .expect("a MESSAGE was sent");
+    let copies = raw.split("#frame ").filter(|f| f.contains("MESSAGE sip:") && f.contains(&format!("branch={first_branch}\r"))).count();
+    assert_eq!(copies, 3, "{raw}");
+}

@@ -128,6 +128,7 @@ pub async fn run_scenario(
         .map(|(decl, account)| Actor::new(&decl.name, decl.kind, account.clone()))
         .collect();
 
+    set.set_faults(&sc.faults);
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
         progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
@@ -173,6 +174,7 @@ pub async fn run_scenario(
             break;
         }
     }
+    set.set_faults(&[]);
     for a in &mut actors {
         let _ = a.disconnect(Instant::now() + CLOSE_DEADLINE).await;
     }

@@ -96,6 +96,8 @@ pub struct Scenario {
     pub title: String,
     pub requirements: Vec<String>,
     pub tags: Vec<String>,
+    /// Loss the SIP taps inject while the scenario runs.
+    pub faults: Vec<crate::tap::DropRule>,
     /// Server features the scenario depends on; a profile that lacks one gives `inconclusive`.
     pub needs: Vec<String>,
     pub profiles: Vec<String>,

@@ -133,9 +133,20 @@ struct RawScenario {
     tags: Vec<String>,
     #[serde(default)]
     needs: Vec<String>,
+    #[serde(default)]
+    faults: Vec<RawFault>,
     profiles: Vec<Spanned<String>>,
     actors: Ordered<Spanned<String>, Spanned<String>>,
     steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
+}
+
+/// `- { drop: MESSAGE, copies: 2 }`: the SIP taps drop the first copies of requests whose
+/// line starts with that method.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    drop: String,
+    copies: usize,
 }
 
 /// Parse `5s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
@@ -232,7 +243,7 @@ pub fn parse_scenario(
         let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
         let msg = e.without_snippet().to_string();
         let help = msg.contains("unknown field").then(|| {
-            "top-level keys: title, requirements, tags, needs, profiles, actors, steps".to_string()
+            "top-level keys: title, requirements, tags, needs, faults, profiles, actors, steps".to_string()
         });
         ctx.error(at, msg, help)
     })?;
@@ -294,6 +305,7 @@ pub fn parse_scenario(
         requirements: raw.requirements.into_iter().map(|r| r.value).collect(),
         tags: raw.tags,
         needs: raw.needs,
+        faults: raw.faults.into_iter().map(|f| crate::tap::DropRule { prefix: format!("{} ", f.drop.trim()), copies: f.copies }).collect(),
         profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
         actors,
         steps,

@@ -240,6 +240,13 @@ impl ServerSet {
         Ok(set)
     }
 
+    /// Make every SIP/UDP tap inject these faults from now on (empty: none).
+    pub fn set_faults(&self, rules: &[crate::tap::DropRule]) {
+        for t in self.taps.iter().filter(|t| t.spec.proto == Proto::Sip && t.spec.transport == Transport::Udp) {
+            *t.faults.lock().expect("faults lock") = rules.to_vec();
+        }
+    }
+
     /// The tap address actors use for a protocol and transport.
     pub fn endpoint(&self, proto: Proto, transport: Transport) -> Option<SocketAddr> {
         self.taps.iter().find(|t| t.spec.proto == proto && t.spec.transport == transport).map(|t| t.listen)

@@ -21,10 +21,24 @@ pub struct TapSpec {
     pub upstream: SocketAddr,
 }
 
+/// A fault a UDP tap injects: drop the first `copies` client datagrams whose first line starts
+/// with `prefix` (e.g. `MESSAGE `), as a lossy network would. They are still recorded: the
+/// client did send them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropRule {
+    pub prefix: String,
+    pub copies: usize,
+}
+
+/// The rules a tap applies now, shared with whoever sets them per scenario.
+pub type Faults = Arc<std::sync::Mutex<Vec<DropRule>>>;
+
 /// A running tap; dropping it stops every relay task.
 pub struct Tap {
     pub spec: TapSpec,
     pub listen: SocketAddr,
+    /// Loss to inject (UDP only).
+    pub faults: Faults,
     tasks: JoinSet<()>,
 }
 
@@ -32,6 +46,7 @@ impl Tap {
     /// Bind on a free loopback port and start relaying.
     pub async fn start(spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
         let mut tasks = JoinSet::new();
+        let faults: Faults = Default::default();
         let listen = match spec.transport {
             Transport::Tcp => {
                 let l = TcpListener::bind("127.0.0.1:0").await?;
@@ -42,11 +57,11 @@ impl Tap {
             Transport::Udp => {
                 let s = UdpSocket::bind("127.0.0.1:0").await?;
                 let addr = s.local_addr()?;
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder));
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone()));
                 addr
             }
         };
-        Ok(Tap { spec, listen, tasks })
+        Ok(Tap { spec, listen, faults, tasks })
     }
 
     /// Stop relaying.
@@ -116,7 +131,19 @@ where
     let _ = to.shutdown().await;
 }
 
-async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>) {
+/// Whether the fault rules swallow this client datagram (and count it if so).
+fn swallowed(faults: &Faults, bytes: &[u8]) -> bool {
+    let mut rules = faults.lock().expect("faults lock");
+    for r in rules.iter_mut() {
+        if r.copies > 0 && bytes.starts_with(r.prefix.as_bytes()) {
+            r.copies -= 1;
+            return true;
+        }
+    }
+    false
+}
+
+async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>, faults: Faults) {
     let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Origin)> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
@@ -134,6 +161,9 @@ async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>) {
         }
         let (up, origin) = &upstreams[&peer];
         rec.record(origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone());
+        if swallowed(&faults, &bytes) {
+            continue;
+        }
         let _ = up.send(&bytes).await;
     }
 }
@@ -150,5 +180,19 @@ async fn udp_return(up: Arc<UdpSocket>, tap: Arc<UdpSocket>, client: SocketAddr,
             // ICMP unreachable from a not-yet-listening server: keep the relay alive.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drop_rule_swallows_only_its_first_copies() {
+        let f: Faults = Arc::new(std::sync::Mutex::new(vec![DropRule { prefix: "MESSAGE ".into(), copies: 2 }]));
+        assert!(!swallowed(&f, b"REGISTER sip:x SIP/2.0"));
+        assert!(swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
+        assert!(swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
+        assert!(!swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
     }
 }
