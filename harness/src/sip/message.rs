@@ -453,4 +453,61 @@ l: 0\r\n\r\n";
         assert_eq!(v.len(), 2);
         assert_eq!(addr_uri(&v[0]), "sip:x");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// SIP-shaped text: a start line, headers of arbitrary names and values, a body.
+        fn sipish() -> impl Strategy<Value = Vec<u8>> {
+            let line = "[ -~]{0,40}";
+            (line, proptest::collection::vec((r"[A-Za-z-]{1,12}", line), 0..8), prop::bool::ANY, "[ -~\\r\\n]{0,60}")
+                .prop_map(|(start, headers, len_ok, body)| {
+                    let mut m = format!("{start}\r\n");
+                    for (n, v) in headers {
+                        m.push_str(&format!("{n}:{v}\r\n"));
+                    }
+                    if len_ok {
+                        m.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                    }
+                    m.push_str("\r\n");
+                    m.push_str(&body);
+                    m.into_bytes()
+                })
+        }
+
+        fn check_lossless(bytes: &[u8]) {
+            let Ok(m) = SipMessage::parse(bytes) else { return };
+            assert_eq!(m.raw(), bytes, "raw() is the input");
+            let mut last = 0;
+            for h in m.header_lines() {
+                assert!(h.name.start >= last && h.name.end <= h.value.start && h.value.end <= bytes.len());
+                last = h.value.end;
+            }
+            // Body and trailing bytes are the input's tail, in order, with nothing lost.
+            let tail = [m.body(), m.trailing()].concat();
+            assert!(bytes.ends_with(&tail));
+            assert!(last <= bytes.len() - tail.len());
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                check_lossless(&bytes);
+                let _ = stream_frame_len(&bytes);
+                let _ = crate::torture::classify_bytes(&bytes);
+            }
+
+            #[test]
+            fn sip_shaped_messages_round_trip_their_bytes(bytes in sipish()) {
+                check_lossless(&bytes);
+                if let Ok(m) = SipMessage::parse(&bytes) {
+                    for h in m.header_lines() {
+                        let _ = m.value_of(h);
+                    }
+                    let _ = (m.top_via(), m.cseq(), m.headers("Via"), crate::sip::validate::problems(&m));
+                }
+            }
+        }
+    }
 }

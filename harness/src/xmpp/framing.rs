@@ -261,4 +261,56 @@ mod tests {
         assert!(f.next_frame().is_none());
         assert!(matches!(f.finish().unwrap().kind, XmppFrameKind::Unparsed(_)));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// XML-ish bytes: tags, text, quotes and stray brackets, cut into random chunks.
+        fn xmlish() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("<stream:stream xmlns='jabber:client'>".to_string()),
+                    Just("<message to='a'><body>x</body></message>".to_string()),
+                    Just("<presence/>".to_string()),
+                    Just("</stream:stream>".to_string()),
+                    "[<>/a-z'\" =]{0,12}",
+                ],
+                0..12,
+            )
+            .prop_map(|parts| parts.concat().into_bytes())
+        }
+
+        fn frames_cover(bytes: &[u8], cuts: &[usize]) {
+            let mut f = XmppFramer::new();
+            let mut out = Vec::new();
+            let mut at = 0;
+            for c in cuts.iter().map(|c| c % (bytes.len() + 1)).chain([bytes.len()]) {
+                let c = c.max(at);
+                f.push(&bytes[at..c]);
+                at = c;
+                while let Some(fr) = f.next_frame() {
+                    out.extend(fr.bytes);
+                }
+            }
+            if let Some(fr) = f.finish() {
+                out.extend(fr.bytes);
+            }
+            assert_eq!(out, bytes, "every byte lands in exactly one frame, in order");
+        }
+
+        proptest! {
+            #[test]
+            fn every_byte_ends_up_in_one_frame(bytes in xmlish(), cuts in proptest::collection::vec(any::<usize>(), 0..6)) {
+                let mut cuts = cuts;
+                cuts.sort_unstable();
+                frames_cover(&bytes, &cuts);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                frames_cover(&bytes, &[]);
+            }
+        }
+    }
 }
