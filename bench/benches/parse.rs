@@ -1,0 +1,88 @@
+//! Parse + normalize of three typical messages (REGISTER, INVITE with SDP, NOTIFY with PIDF),
+//! and, for the XML body the project reads with quick-xml, quick-xml alone on the same bytes.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sixpac::sip::SipMessage;
+use sixpac::trace::frame::{Direction, Frame, Proto, Transport};
+use sixpac::trace::normalize::{normalize, NormalizeContext};
+use std::hint::black_box;
+use std::time::Duration;
+
+const REGISTER: &str = "REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;rport;branch=z9hG4bK8f2a9c41d7e0b356\r\nMax-Forwards: 70\r\nFrom: <sip:alice_1a2b3c4d@example.test>;tag=4f1e2d3c4b\r\nTo: <sip:alice_1a2b3c4d@example.test>\r\nCall-ID: 9a8b7c6d5e4f3a2b1c0d\r\nCSeq: 2 REGISTER\r\nAuthorization: Digest username=\"alice_1a2b3c4d\", realm=\"example.test\", nonce=\"Z0f1e2d3c4b5a69788f\", uri=\"sip:example.test\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5, cnonce=\"abcdef0123456789\", qop=auth, nc=00000001\r\nContact: <sip:alice_1a2b3c4d@127.0.0.1:40001>\r\nExpires: 3600\r\nUser-Agent: sixpac/0.1.0\r\nContent-Length: 0\r\n\r\n";
+
+const SDP: &str = "v=0\r\no=- 1234567890 1 IN IP4 127.0.0.1\r\ns=sixpac\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\nm=video 40004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=sendrecv\r\n";
+
+const PIDF: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" entity=\"sip:bob_5e6f7a8b@example.test\"><tuple id=\"t1\"><status><basic>open</basic></status><contact>sip:bob_5e6f7a8b@127.0.0.1:40003</contact><note>Available</note></tuple><dm:person id=\"p1\"><rpid:activities><rpid:unknown/></rpid:activities></dm:person></presence>";
+
+fn invite() -> String {
+    format!("INVITE sip:bob_5e6f7a8b@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;rport;branch=z9hG4bK77aa88bb99cc00dd\r\nMax-Forwards: 70\r\nFrom: <sip:alice_1a2b3c4d@example.test>;tag=1122334455\r\nTo: <sip:bob_5e6f7a8b@example.test>\r\nCall-ID: 0f1e2d3c4b5a69788796\r\nCSeq: 1 INVITE\r\nContact: <sip:alice_1a2b3c4d@127.0.0.1:40001>\r\nUser-Agent: sixpac/0.1.0\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len())
+}
+
+fn notify() -> String {
+    format!("NOTIFY sip:alice_1a2b3c4d@127.0.0.1:40009 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcd10.3fd2a1b0c9e8f7a6.0\r\nTo: <sip:alice_1a2b3c4d@example.test>;tag=aa11bb22cc\r\nFrom: <sip:bob_5e6f7a8b@example.test>;tag=dd33ee44ff\r\nCSeq: 2 NOTIFY\r\nCall-ID: 5566778899aabbccddee\r\nMax-Forwards: 70\r\nEvent: presence\r\nContact: <sip:127.0.0.1:5060>\r\nSubscription-State: active;expires=3600\r\nContent-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{PIDF}", PIDF.len())
+}
+
+fn frame(bytes: &[u8]) -> Frame {
+    Frame {
+        seq: 1,
+        at: Duration::ZERO,
+        server: "kamailio".into(),
+        proto: Proto::Sip,
+        transport: Transport::Udp,
+        conn: 1,
+        client: "127.0.0.1:40001".parse().unwrap(),
+        dir: Direction::ToServer,
+        kind: sixpac::tap::cut::datagram(bytes),
+        bytes: bytes.to_vec(),
+    }
+}
+
+fn context() -> NormalizeContext {
+    NormalizeContext {
+        title: "bench".into(),
+        actors: vec![("alice".into(), vec!["127.0.0.1:40001".parse().unwrap()])],
+        addr_names: vec![("127.0.0.1:5060".parse().unwrap(), "kamailio".into())],
+        literals: vec![("alice_1a2b3c4d".into(), "alice".into()), ("bob_5e6f7a8b".into(), "bob".into())],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let messages = [("register", REGISTER.to_string()), ("invite_sdp", invite()), ("notify_pidf", notify())];
+    let ctx = context();
+    let mut g = c.benchmark_group("sixpac");
+    g.throughput(Throughput::Elements(1));
+    for (name, text) in &messages {
+        let bytes = text.as_bytes();
+        g.bench_function(format!("parse/{name}"), |b| b.iter(|| SipMessage::parse(black_box(bytes)).unwrap()));
+        let frames = [frame(bytes)];
+        g.bench_function(format!("parse+normalize/{name}"), |b| b.iter(|| normalize(black_box(&frames), &ctx)));
+    }
+    g.finish();
+
+    // The PIDF body: sixpac's element tree (on quick-xml) against quick-xml's reader alone.
+    let mut x = c.benchmark_group("pidf_body");
+    x.throughput(Throughput::Elements(1));
+    let body = PIDF.split_once("?>").unwrap().1.trim().as_bytes();
+    x.bench_function("sixpac::xml::parse", |b| {
+        b.iter(|| sixpac::xml::parse(black_box(body), &sixpac::xml::Scope::new(), false).unwrap())
+    });
+    x.bench_function("quick-xml reader alone", |b| {
+        b.iter(|| {
+            let mut r = quick_xml::Reader::from_reader(black_box(body));
+            let mut buf = Vec::new();
+            let mut n = 0usize;
+            loop {
+                match r.read_event_into(&mut buf).unwrap() {
+                    quick_xml::events::Event::Eof => break,
+                    _ => n += 1,
+                }
+                buf.clear();
+            }
+            n
+        })
+    });
+    x.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
