@@ -196,3 +196,45 @@ fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() 
     let copies = raw.split("#frame ").filter(|f| f.contains("MESSAGE sip:") && f.contains(&format!("branch={first_branch}\r"))).count();
     assert_eq!(copies, 3, "{raw}");
 }
+
+/// Copy a directory tree (fixtures, scenarios) for a test to change.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn digest_with_sha256_where_kamailio_offers_it() {
+    if !servers_available() {
+        return;
+    }
+    let dir = scratch("sha256");
+    let (fixtures, scen) = (dir.join("fixtures"), dir.join("scenarios"));
+    copy_tree(&root().join("fixtures"), &fixtures);
+    std::fs::create_dir_all(&scen).unwrap();
+    std::fs::copy(root().join("scenarios/sip/message-both-ways.yaml"), scen.join("m.yaml")).unwrap();
+    let cfg = fixtures.join("servers/kamailio/kamailio.cfg");
+    let config = std::fs::read_to_string(&cfg).unwrap();
+    let anchor = "modparam(\"auth_db\", \"calculate_ha1\", yes)\n";
+    assert!(config.contains(anchor));
+    std::fs::write(&cfg, config.replace(anchor, &format!("{anchor}modparam(\"auth\", \"algorithm\", \"SHA-256\")\n"))).unwrap();
+    // --accept: the steps must pass (REGISTER, MESSAGE both ways, all challenged); the trace
+    // is new for this variant, so it is written rather than compared.
+    let out = sixpac(&[
+        "run", "--backend", "process", "--accept",
+        "--fixtures", fixtures.to_str().unwrap(),
+        "--scenarios", scen.to_str().unwrap(),
+        "--report-dir", dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let trace = std::fs::read_to_string(scen.join("m.prosody+kamailio.trace")).unwrap();
+    assert!(trace.contains("algorithm=SHA-256"), "{trace}");
+    assert!(trace.contains("Authorization: Digest username=\"alice\"") && trace.contains("response=\"{redacted}\", algorithm=SHA-256"), "{trace}");
+}

@@ -1,4 +1,5 @@
-//! HTTP Digest authentication as SIP uses it (RFC 3261 §22, RFC 2617 `qop=auth`).
+//! HTTP Digest authentication as SIP uses it (RFC 3261 §22, RFC 2617 `qop=auth`), with MD5
+//! or, where the server offers it, SHA-256 (RFC 7616, RFC 8760).
 
 use md5::{Digest, Md5};
 
@@ -70,6 +71,11 @@ fn md5_hex(s: &str) -> String {
     out.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn sha256_hex(s: &str) -> String {
+    let out = sha2::Sha256::digest(s.as_bytes());
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The Authorization header value answering `ch` for `method` on `uri`.
 pub fn answer(
     ch: &Challenge,
@@ -79,19 +85,20 @@ pub fn answer(
     cnonce: &str,
     nc: u32,
 ) -> Result<String, DigestError> {
-    if let Some(alg) = &ch.algorithm {
-        if !alg.eq_ignore_ascii_case("MD5") {
-            return Err(DigestError::Algorithm(alg.clone()));
-        }
-    }
-    let ha1 = md5_hex(&format!("{}:{}:{}", cred.user, ch.realm, cred.password));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let h: fn(&str) -> String = match ch.algorithm.as_deref() {
+        None => md5_hex,
+        Some(a) if a.eq_ignore_ascii_case("MD5") => md5_hex,
+        Some(a) if a.eq_ignore_ascii_case("SHA-256") => sha256_hex,
+        Some(a) => return Err(DigestError::Algorithm(a.to_string())),
+    };
+    let ha1 = h(&format!("{}:{}:{}", cred.user, ch.realm, cred.password));
+    let ha2 = h(&format!("{method}:{uri}"));
     let use_qop = ch.qop.iter().any(|q| q == "auth");
     let nc = format!("{nc:08x}");
     let response = if use_qop {
-        md5_hex(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
+        h(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", ch.nonce))
     } else {
-        md5_hex(&format!("{ha1}:{}:{ha2}", ch.nonce))
+        h(&format!("{ha1}:{}:{ha2}", ch.nonce))
     };
     let mut out = format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\"",
@@ -129,6 +136,21 @@ mod tests {
         let a = answer(&ch, &cred, "GET", "/dir/index.html", "0a4f113b", 1).unwrap();
         assert!(a.contains(r#"response="6629fae49393a05397450978507c4ef1""#), "{a}");
         assert!(a.contains("nc=00000001"));
+    }
+
+    #[test]
+    fn rfc7616_sha256_example_response() {
+        // RFC 7616 §3.9.1 worked example.
+        let ch = Challenge::parse(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
+        )
+        .unwrap();
+        let cred = Credentials { user: "Mufasa", password: "Circle of Life" };
+        let a = answer(&ch, &cred, "GET", "/dir/index.html", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", 1).unwrap();
+        assert!(a.contains(r#"response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1""#), "{a}");
+        assert!(a.contains("algorithm=SHA-256"));
+        let other = Challenge { algorithm: Some("SHA-512-256".into()), ..ch };
+        assert_eq!(answer(&other, &cred, "GET", "/", "c", 1), Err(DigestError::Algorithm("SHA-512-256".into())));
     }
 
     #[test]
