@@ -235,7 +235,7 @@ async fn choose_backend(
         return Err(EXIT_INFRA);
     }
     if matches!(backend, Backend::Container) {
-        let wanted: Vec<&str> = profiles.iter().flat_map(|p| p.servers.iter().map(|s| s.kind.binary())).collect();
+        let wanted: Vec<&str> = profiles.iter().flat_map(|p| p.servers.iter().map(|s| s.kind.name())).collect();
         let recipes = match images::recipes(fixtures) {
             Ok(r) => r.into_iter().filter(|r| wanted.contains(&r.name.as_str())).collect::<Vec<_>>(),
             Err(e) => {
@@ -372,7 +372,7 @@ async fn run(
             facts.push(ServerFacts {
                 profile: profile.name.clone(),
                 name: s.name.clone(),
-                kind: s.kind.binary().into(),
+                kind: s.kind.name().into(),
                 backend: set.backend.into(),
                 ready_ms: started.then_some(s.ready_in.as_millis()),
                 version: s.version.clone(),
@@ -380,7 +380,7 @@ async fn run(
                 packages: s
                     .image
                     .as_ref()
-                    .map(|_| images::package_labels(&images::tag_for(s.kind.binary())))
+                    .map(|_| images::package_labels(&images::tag_for(s.kind.name())))
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(p, v)| format!("{p}={v}"))

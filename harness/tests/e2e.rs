@@ -10,7 +10,7 @@ use sixpac::xml;
 use std::time::{Duration, Instant};
 
 fn servers_available() -> bool {
-    let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl"]
+    let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl", "ejabberdctl"]
         .into_iter()
         .filter(|b| !sixpac::servers::process::binary_exists(b))
         .collect();

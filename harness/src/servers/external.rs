@@ -47,13 +47,14 @@ impl ServersFile {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let f: ServersFile = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         for s in &f.servers {
-            let addr = match s.kind.serves() {
-                crate::trace::frame::Proto::Xmpp => s.xmpp,
-                crate::trace::frame::Proto::Sip => s.sip,
-            };
-            if addr.is_none() {
-                let key = if s.kind.serves() == crate::trace::frame::Proto::Xmpp { "xmpp" } else { "sip" };
-                return Err(format!("{}: server `{}` needs `{key}: host:port`", path.display(), s.name));
+            for proto in s.kind.serves() {
+                let (addr, key) = match proto {
+                    crate::trace::frame::Proto::Xmpp => (s.xmpp, "xmpp"),
+                    crate::trace::frame::Proto::Sip => (s.sip, "sip"),
+                };
+                if addr.is_none() {
+                    return Err(format!("{}: server `{}` needs `{key}: host:port`", path.display(), s.name));
+                }
             }
         }
         if f.accounts.is_empty() {

@@ -175,7 +175,8 @@ impl ServerSet {
                         name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip,
                         ready_in: Duration::ZERO, version: None, image: None, process: None,
                     };
-                    rs.version = wait_ready(&mut rs, &profile.domain, &probe_account, started, EXTERNAL_DEADLINE).await?.1;
+                    let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE).await?;
+                    after_ready(&mut rs, &[], &probe_account, header).await?;
                     set.servers.push(rs);
                 }
             }
@@ -189,7 +190,7 @@ impl ServerSet {
                     let prep = prepare::prepare(decl, fixtures, &root, &profile.domain, &all)?;
                     let (launcher, image) = match backend {
                         Backend::Container => {
-                            let tag = images::tag_for(decl.kind.binary());
+                            let tag = images::tag_for(decl.kind.name());
                             let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing {
                                 what: format!("image {tag}"),
                                 install: "sixpac images build".into(),
@@ -210,7 +211,9 @@ impl ServerSet {
                         ready_in: Duration::ZERO, version: None, image, process: Some(proc),
                     });
                     let rs = set.servers.last_mut().expect("just pushed");
-                    (rs.ready_in, rs.version) = wait_ready(rs, &profile.domain, &probe_account, started, READY_DEADLINE).await?;
+                    let (ready_in, header) = wait_ready(rs, &profile.domain, started, READY_DEADLINE).await?;
+                    rs.ready_in = ready_in;
+                    after_ready(rs, accounts, &probe_account, header).await?;
                     progress(&format!(
                         "{} ready in {} ms ({})",
                         decl.name,
@@ -221,14 +224,14 @@ impl ServerSet {
             }
         }
         for s in &set.servers {
-            let specs: Vec<TapSpec> = match (s.kind.serves(), s.xmpp, s.sip) {
-                (Proto::Xmpp, Some(addr), _) => vec![tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr)],
-                (Proto::Sip, _, Some(addr)) => vec![
-                    tap_spec(&s.name, Proto::Sip, Transport::Udp, addr),
-                    tap_spec(&s.name, Proto::Sip, Transport::Tcp, addr),
-                ],
-                _ => vec![],
-            };
+            let mut specs: Vec<TapSpec> = Vec::new();
+            if let Some(addr) = s.xmpp {
+                specs.push(tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr));
+            }
+            if let Some(addr) = s.sip {
+                specs.push(tap_spec(&s.name, Proto::Sip, Transport::Udp, addr));
+                specs.push(tap_spec(&s.name, Proto::Sip, Transport::Tcp, addr));
+            }
             for spec in specs {
                 let tap = Tap::start(spec, set.recorder.clone()).await.map_err(|e| InfraError::Setup {
                     server: s.name.clone(),
@@ -299,17 +302,12 @@ fn tap_spec(server: &str, proto: Proto, transport: Transport, upstream: SocketAd
     TapSpec { server: server.into(), proto, transport, upstream }
 }
 
-/// Probe until the server answers its protocol, then ask it its version: start-to-ready
-/// time and version.
-async fn wait_ready(
-    s: &mut RunningServer,
-    domain: &str,
-    probe: &Account,
-    started: Instant,
-    within: Duration,
-) -> Result<(Duration, Option<String>), InfraError> {
+/// Probe until the server answers every protocol it serves: start-to-ready time, and the
+/// SIP `Server:` header when it serves SIP.
+async fn wait_ready(s: &mut RunningServer, domain: &str, started: Instant, within: Duration) -> Result<(Duration, Option<String>), InfraError> {
     let deadline = started + within;
     let log_tail = |s: &RunningServer| s.process.as_ref().map(|p| p.log_tail(15)).unwrap_or_default();
+    let (mut xmpp_ok, mut sip_header) = (s.xmpp.is_none(), if s.sip.is_none() { Some(String::new()) } else { None });
     loop {
         if let Some(p) = &mut s.process {
             if let Some(status) = p.exited() {
@@ -318,22 +316,38 @@ async fn wait_ready(
         }
         // Short probes: a UDP probe sent before the socket exists is lost, not refused.
         let wait = Duration::from_millis(100);
-        let answer = match (s.xmpp, s.sip) {
-            (Some(addr), _) => readiness::xmpp_answers(addr, domain, wait).await.then(String::new),
-            (_, Some(addr)) => readiness::sip_answers(addr, wait).await,
-            _ => Some(String::new()),
-        };
-        if let Some(server_header) = answer {
-            // Ready is when the protocol answers; the version question comes after.
-            let ready_in = started.elapsed();
-            return Ok((ready_in, match s.xmpp {
-                Some(addr) => readiness::xmpp_version(addr, probe, tokio::time::Instant::now() + Duration::from_secs(5)).await,
-                None => Some(server_header).filter(|h| !h.is_empty()),
-            }));
+        if let (false, Some(addr)) = (xmpp_ok, s.xmpp) {
+            xmpp_ok = readiness::xmpp_answers(addr, domain, wait).await;
+        }
+        if let (None, Some(addr)) = (&sip_header, s.sip) {
+            sip_header = readiness::sip_answers(addr, wait).await;
+        }
+        if xmpp_ok {
+            if let Some(h) = &sip_header {
+                return Ok((started.elapsed(), Some(h.clone()).filter(|h| !h.is_empty())));
+            }
         }
         if Instant::now() >= deadline {
             return Err(InfraError::NotReady { server: s.name.clone(), secs: within.as_secs(), log: log_tail(s) });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// After readiness: accounts a server makes in-band, then the version it reports (XEP-0092
+/// where it serves XMPP, else its SIP `Server:` header).
+async fn after_ready(s: &mut RunningServer, accounts: &[Account], probe: &Account, server_header: Option<String>) -> Result<(), InfraError> {
+    if s.kind.registers_in_band() && s.process.is_some() {
+        let addr = s.xmpp.expect("in-band registration needs XMPP");
+        for a in accounts.iter().chain([probe]) {
+            readiness::register_in_band(addr, a, Duration::from_secs(5))
+                .await
+                .map_err(|message| InfraError::Account { server: s.name.clone(), user: a.user.clone(), message })?;
+        }
+    }
+    s.version = match s.xmpp {
+        Some(addr) => readiness::xmpp_version(addr, probe, tokio::time::Instant::now() + Duration::from_secs(5)).await.or(server_header),
+        None => server_header,
+    };
+    Ok(())
 }

@@ -72,6 +72,8 @@ fn setup_script(decl: &ServerDecl, dir: &Path, config: &Path, accounts: &[Accoun
                 lines.push(sh_line(&["prosodyctl", "--config", &cfg, "register", &a.user, &a.domain, &a.password]));
             }
         }
+        // ejabberd's accounts are made in-band once it runs (see `registers_in_band`).
+        ServerKind::Ejabberd => lines.push("mkdir -p logs spool".into()),
         ServerKind::Kamailio => {
             lines.push("mkdir -p db".into());
             for t in KAMAILIO_TABLES {
@@ -112,20 +114,36 @@ pub fn prepare(
     let template_path = fixtures.join(&decl.config);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| setup_err(&format!("read {}", template_path.display()), e))?;
-    let port = free_port().map_err(|e| setup_err("pick a port", e))?;
-    let ports = match decl.kind.serves() {
-        Proto::Xmpp => Ports { xmpp: Some(port), sip: None },
-        Proto::Sip => Ports { xmpp: None, sip: Some(port) },
-    };
+    let port = || free_port().map_err(|e| setup_err("pick a port", e));
+    let mut ports = Ports::default();
+    for proto in decl.kind.serves() {
+        match proto {
+            Proto::Xmpp => ports.xmpp = Some(port()?),
+            Proto::Sip => ports.sip = Some(port()?),
+        }
+    }
+    let token = crate::client::sip::ua::token(12);
     let vars = [
         ("DIR", dir.display().to_string()),
         ("DOMAIN", domain.to_string()),
-        ("XMPP_PORT", port.to_string()),
-        ("SIP_PORT", port.to_string()),
+        ("XMPP_PORT", ports.xmpp.unwrap_or(0).to_string()),
+        ("SIP_PORT", ports.sip.unwrap_or(0).to_string()),
+        // ejabberd's Erlang node: its own name, distribution port and cookie per run.
+        ("NODE", format!("sixpac_{token}")),
+        ("DIST_PORT", port()?.to_string()),
+        ("COOKIE", format!("sixpac{token}")),
     ];
     let file = decl.config.file_name().map(PathBuf::from).unwrap_or_else(|| "server.cfg".into());
     let config = dir.join(file);
     std::fs::write(&config, render(&template, &vars)).map_err(|e| setup_err("write config", e))?;
+    // Other files beside the template (ejabberdctl.cfg, inetrc) are rendered too.
+    if let Some(tdir) = template_path.parent() {
+        let entries = std::fs::read_dir(tdir).map_err(|e| setup_err(&format!("read {}", tdir.display()), e))?;
+        for e in entries.flatten().filter(|e| e.path() != template_path && e.path().is_file()) {
+            let text = std::fs::read_to_string(e.path()).map_err(|err| setup_err(&format!("read {}", e.path().display()), err))?;
+            std::fs::write(dir.join(e.file_name()), render(&text, &vars)).map_err(|err| setup_err("write config", err))?;
+        }
+    }
     let setup = dir.join("setup.sh");
     std::fs::write(&setup, setup_script(decl, &dir, &config, accounts)?).map_err(|e| setup_err("write setup script", e))?;
     let cfg = config.display().to_string();
@@ -135,6 +153,13 @@ pub fn prepare(
         ServerKind::Kamailio => [
             "kamailio", "-f", &cfg, "-DD", "-E", "-Y", &format!("{d}/run"), "-P", &format!("{d}/run/kamailio.pid"),
             "-w", &d, "-m", "64", "-M", "8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ServerKind::Ejabberd => [
+            "ejabberdctl", "--config-dir", &d, "--config", &cfg, "--ctl-config", &format!("{d}/ejabberdctl.cfg"),
+            "--logs", &format!("{d}/logs"), "--spool", &format!("{d}/spool"), "foreground",
         ]
         .iter()
         .map(|s| s.to_string())

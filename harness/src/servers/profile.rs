@@ -9,15 +9,25 @@ use std::path::{Path, PathBuf};
 pub enum ServerKind {
     Prosody,
     Kamailio,
+    /// XMPP and, through mod_sip, SIP.
+    Ejabberd,
 }
 
 impl ServerKind {
-    /// Which protocol the server serves to actors.
-    pub fn serves(self) -> crate::trace::frame::Proto {
+    /// Which protocols the server serves to actors.
+    pub fn serves(self) -> &'static [crate::trace::frame::Proto] {
+        use crate::trace::frame::Proto;
         match self {
-            ServerKind::Prosody => crate::trace::frame::Proto::Xmpp,
-            ServerKind::Kamailio => crate::trace::frame::Proto::Sip,
+            ServerKind::Prosody => &[Proto::Xmpp],
+            ServerKind::Kamailio => &[Proto::Sip],
+            ServerKind::Ejabberd => &[Proto::Xmpp, Proto::Sip],
         }
+    }
+
+    /// True when accounts can only be made once the server runs (ejabberd: in-band
+    /// registration), not by the setup script before it starts.
+    pub fn registers_in_band(self) -> bool {
+        self == ServerKind::Ejabberd
     }
 
     /// The binary whose presence the process backend needs.
@@ -25,6 +35,16 @@ impl ServerKind {
         match self {
             ServerKind::Prosody => "prosody",
             ServerKind::Kamailio => "kamailio",
+            ServerKind::Ejabberd => "ejabberdctl",
+        }
+    }
+
+    /// Its lower-case name: in reports, and the image recipe (fixtures/images/<name>).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Kamailio => "kamailio",
+            ServerKind::Ejabberd => "ejabberd",
         }
     }
 
@@ -33,6 +53,7 @@ impl ServerKind {
         match self {
             ServerKind::Prosody => "prosody",
             ServerKind::Kamailio => "kamailio kamailio-presence-modules",
+            ServerKind::Ejabberd => "ejabberd erlang-p1-sip",
         }
     }
 }

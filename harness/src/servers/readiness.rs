@@ -89,3 +89,49 @@ pub async fn xmpp_version(addr: SocketAddr, account: &Account, deadline: tokio::
     };
     tokio::time::timeout_at(deadline, ask).await.ok().flatten()
 }
+
+/// Create an account by in-band registration (XEP-0077): a stream, then the register iq
+/// before any authentication. Used where accounts can only be made on a running server.
+pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duration) -> Result<(), String> {
+    use crate::xml::escape;
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let hdr = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='{}' version='1.0'>",
+            escape(&account.domain, true)
+        );
+        s.write_all(hdr.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut sent = false;
+        loop {
+            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("stream closed: {}", String::from_utf8_lossy(&got)));
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if !sent && text.contains("</stream:features>") {
+                let iq = format!(
+                    "<iq type='set' id='sixpac-reg'><query xmlns='jabber:iq:register'><username>{}</username><password>{}</password></query></iq>",
+                    escape(&account.user, false),
+                    escape(&account.password, false)
+                );
+                s.write_all(iq.as_bytes()).await.map_err(|e| e.to_string())?;
+                sent = true;
+            }
+            if let Some(at) = text.find("id='sixpac-reg'").or_else(|| text.find("id=\"sixpac-reg\"")) {
+                let _ = s.write_all(b"</stream:stream>").await;
+                let start = text[..at].rfind("<iq").unwrap_or(0);
+                let iq = &text[start..];
+                return if iq.contains("type='result'") || iq.contains("type=\"result\"") {
+                    Ok(())
+                } else {
+                    Err(format!("registration refused: {iq}"))
+                };
+            }
+        }
+    };
+    tokio::time::timeout(wait, attempt).await.unwrap_or_else(|_| Err(format!("no answer within {} s", wait.as_secs())))
+}

@@ -175,6 +175,11 @@ impl Normalizer<'_> {
                 if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}")) }
             });
         }
+        if is("Record-Route") || is("Route") {
+            // A proxy may keep its own state in the route URI's user part (ejabberd puts a
+            // timestamp and a hash there): opaque to everyone else, so a symbol.
+            v = self.route_user(&v);
+        }
         if is("From") || is("To") {
             v = self.param(&v, "tag", |s, x| s.syms.get("tag", x));
         }
@@ -184,6 +189,26 @@ impl Normalizer<'_> {
             }
         }
         v
+    }
+
+    /// `<sip:USER@host;lr>` -> `<sip:{route-N}@host;lr>` for each route in the value.
+    fn route_user(&mut self, value: &str) -> String {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(at) = rest.find("sip:") {
+            out.push_str(&rest[..at + 4]);
+            rest = &rest[at + 4..];
+            let end = rest.find(['>', ';', ',']).unwrap_or(rest.len());
+            match rest[..end].split_once('@') {
+                Some((user, _)) if !user.is_empty() => {
+                    out.push_str(&self.syms.get("route", user));
+                    rest = &rest[user.len()..];
+                }
+                _ => {}
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Replace the value of every `name=value` parameter (`;`, `,` or space separated).
