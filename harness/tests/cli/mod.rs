@@ -81,3 +81,20 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// How many scenario × profile outcomes a run of the default suite gives.
+pub fn default_suite_outcomes() -> usize {
+    let profiles: Vec<String> = sixpac::servers::profile::load_profiles(&root().join("fixtures"))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    sixpac::scenario::discover(&root().join("scenarios"))
+        .unwrap()
+        .into_iter()
+        .map(|(path, id)| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            sixpac::scenario::parse_scenario(&path, &id, &text, &profiles, None).unwrap().profiles.len()
+        })
+        .sum()
+}
