@@ -223,7 +223,12 @@ impl Actor {
 
     /// Send a SIP MESSAGE with a text/plain body and wait for its 2xx.
     pub async fn message(&mut self, to_uri: String, text: String, deadline: Instant) -> Result<(), StepError> {
-        let tx = self.sip_leg()?.with(move |ua, now| ua.message(now, &to_uri, &text)).await.ok_or_else(gone)?;
+        let tx = self
+            .sip_leg()?
+            .with(move |ua, now| ua.message(now, &to_uri, &text))
+            .await
+            .ok_or_else(gone)?
+            .map_err(|e| StepError::Fail(e.to_string()))?;
         self.expect_2xx("MESSAGE", tx, deadline).await.map(|_| ())
     }
 

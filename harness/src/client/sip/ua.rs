@@ -65,6 +65,8 @@ pub enum UaError {
     Untrackable,
     #[error("no call {0}")]
     NoCall(String),
+    #[error("a MESSAGE of {0} bytes outside a session exceeds RFC 3428's 1300-byte limit for UDP")]
+    TooLarge(usize),
     #[error("call {call}: cannot {what} while it is {state:?}")]
     CallState { call: String, what: &'static str, state: CallState },
 }
@@ -330,8 +332,12 @@ impl SipUa {
         self.send(now, &prepare_outgoing(&text)).ok().flatten().expect("own REGISTER is trackable")
     }
 
-    /// A MESSAGE (RFC 3428) with a text/plain body, outside any dialog and without Contact.
-    pub fn message(&mut self, now: Instant, to_uri: &str, text: &str) -> TxId {
+    /// The largest out-of-session MESSAGE sent over UDP (RFC 3428 §8: the path MTU is unknown).
+    pub const MESSAGE_LIMIT: usize = 1300;
+
+    /// A MESSAGE (RFC 3428) with a text/plain body, outside any dialog and without Contact;
+    /// refused when it would exceed [`Self::MESSAGE_LIMIT`] bytes.
+    pub fn message(&mut self, now: Instant, to_uri: &str, text: &str) -> Result<TxId, UaError> {
         let req = format!(
             "MESSAGE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{aor}>;tag={tag}\r\nTo: <{to_uri}>\r\n\
              Call-ID: {cid}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{text}",
@@ -341,7 +347,10 @@ impl SipUa {
             cid = token(20),
             len = text.len(),
         );
-        self.send(now, req.as_bytes()).ok().flatten().expect("own MESSAGE is trackable")
+        if req.len() > Self::MESSAGE_LIMIT {
+            return Err(UaError::TooLarge(req.len()));
+        }
+        Ok(self.send(now, req.as_bytes())?.expect("own MESSAGE is trackable"))
     }
 
     /// Send a request's bytes as a new client transaction (responses and ACKs go out untracked).
@@ -1033,5 +1042,16 @@ mod tests {
             }
         }
         assert_eq!(&sends[..5], &[500, 1500, 3500, 7500, 11500]);
+    }
+
+    #[test]
+    fn an_out_of_session_message_over_1300_bytes_is_refused() {
+        let (mut a, _) = pair();
+        let now = Instant::now();
+        assert!(a.message(now, "sip:bob@example.test", &"x".repeat(900)).is_ok());
+        a.poll_transmit();
+        let err = a.message(now, "sip:bob@example.test", &"x".repeat(1200)).unwrap_err();
+        assert!(matches!(err, UaError::TooLarge(n) if n > 1300), "{err}");
+        assert!(a.poll_transmit().is_none(), "nothing was sent");
     }
 }
