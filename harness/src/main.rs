@@ -133,7 +133,13 @@ enum ImagesCmd {
 }
 
 /// Profiles, scenarios and the requirement catalog, all checked.
-fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>, Vec<sixpac::catalog::Requirement>), u8> {
+struct Loaded {
+    profiles: Vec<Profile>,
+    scenarios: Vec<Scenario>,
+    catalog: Vec<sixpac::catalog::Requirement>,
+}
+
+fn load_all(paths: &Paths) -> Result<Loaded, u8> {
     let profiles = load_profiles(&paths.fixtures).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
@@ -172,7 +178,7 @@ fn load_all(paths: &Paths) -> Result<(Vec<Profile>, Vec<Scenario>, Vec<sixpac::c
     if bad {
         return Err(EXIT_USAGE);
     }
-    Ok((profiles, scenarios, catalog))
+    Ok(Loaded { profiles, scenarios, catalog })
 }
 
 fn note(msg: &str) {
@@ -281,7 +287,7 @@ async fn run(
     report_dir: PathBuf,
 ) -> u8 {
     let wall = Instant::now();
-    let (profiles, scenarios, catalog) = match load_all(&paths) {
+    let Loaded { profiles, scenarios, catalog } = match load_all(&paths) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -532,7 +538,7 @@ fn main() -> ExitCode {
         Cmd::List { paths } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             match load_all(&paths) {
-                Ok((_, scenarios, _)) => {
+                Ok(Loaded { scenarios, .. }) => {
                     for s in scenarios {
                         println!("{:<32} [{}]  {}  {}", s.id, s.profiles.join(", "), s.requirements.join(","), s.title);
                     }
@@ -635,7 +641,7 @@ fn main() -> ExitCode {
         Cmd::Check { paths } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             match load_all(&paths) {
-                Ok((_, s, _)) => {
+                Ok(Loaded { scenarios: s, .. }) => {
                     println!("{} scenario files OK", s.len());
                     EXIT_PASS
                 }

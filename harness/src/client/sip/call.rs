@@ -2,7 +2,7 @@
 //! functions that build its requests and responses. The UA (`ua.rs`) owns the transactions
 //! and decides when these run.
 
-use crate::sip::message::{addr_uri, header_param, same_header, SipMessage};
+use crate::sip::message::{addr_uri, header_param, same_header, split_list, SipMessage};
 use crate::sip::sdp::Session;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -73,6 +73,26 @@ fn tag_of(value: &str) -> Option<String> {
 }
 
 impl Call {
+    /// A dialog in its early state: the rest is learned as responses and requests come.
+    pub fn new(call_id: String, role: Role, local: String, remote: String, invite: Vec<u8>) -> Call {
+        Call {
+            call_id,
+            role,
+            state: CallState::Early,
+            local,
+            remote,
+            remote_target: None,
+            route_set: Vec::new(),
+            local_cseq: if role == Role::Caller { 1 } else { 0 },
+            invite,
+            invite_tx: None,
+            offer: None,
+            ack: None,
+            pending_2xx: None,
+            peer: None,
+        }
+    }
+
     /// Our tag.
     pub fn local_tag(&self) -> Option<String> {
         tag_of(&self.local)
@@ -89,7 +109,7 @@ impl Call {
             self.remote_target = Some(c);
         }
         // The caller's route set is the Record-Route of the response, reversed.
-        let rr: Vec<String> = resp.headers("Record-Route").iter().flat_map(|v| split_commas(v)).collect();
+        let rr: Vec<String> = resp.headers("Record-Route").iter().flat_map(|v| split_list(v)).collect();
         if !rr.is_empty() {
             self.route_set = rr.into_iter().rev().collect();
         }
@@ -140,29 +160,6 @@ impl Call {
     }
 }
 
-/// Split a header value at commas outside `<...>` and quotes.
-pub fn split_commas(v: &str) -> Vec<String> {
-    let (mut out, mut cur, mut angle, mut quote) = (Vec::new(), String::new(), false, false);
-    for c in v.chars() {
-        match c {
-            '"' => quote = !quote,
-            '<' if !quote => angle = true,
-            '>' if !quote => angle = false,
-            ',' if !quote && !angle => {
-                out.push(cur.trim().to_string());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
-    out
-}
-
 /// A response to `req` with our tag on To, optional Contact and SDP body (§8.2.6, §12.1.1).
 pub fn response(req: &SipMessage, code: u16, reason: &str, to_tag: &str, contact: Option<&str>, sdp: Option<&str>) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
@@ -193,17 +190,13 @@ mod tests {
 
     #[test]
     fn record_route_lists_split_outside_brackets() {
-        assert_eq!(split_commas("<sip:a;lr>, <sip:b,c;lr>"), vec!["<sip:a;lr>", "<sip:b,c;lr>"]);
+        assert_eq!(split_list("<sip:a;lr>, <sip:b,c;lr>"), vec!["<sip:a;lr>", "<sip:b,c;lr>"]);
     }
 
     #[test]
     fn the_callers_route_set_is_the_record_route_reversed() {
         let resp = SipMessage::parse(b"SIP/2.0 200 OK\r\nRecord-Route: <sip:p2;lr>, <sip:p1;lr>\r\nTo: <sip:bob@x>;tag=b\r\nContact: <sip:bob@1.2.3.4:5>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
-        let mut call = Call {
-            call_id: "c".into(), role: Role::Caller, state: CallState::Early, local: "<sip:alice@x>;tag=a".into(),
-            remote: "<sip:bob@x>".into(), remote_target: None, route_set: vec![], local_cseq: 1, invite: vec![],
-            invite_tx: None, offer: None, ack: None, pending_2xx: None, peer: None,
-        };
+        let mut call = Call::new("c".into(), Role::Caller, "<sip:alice@x>;tag=a".into(), "<sip:bob@x>".into(), vec![]);
         call.learn_from_response(&resp);
         assert_eq!(call.route_set, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
         let bye = String::from_utf8(call.in_dialog("BYE", "SIP/2.0/UDP h;branch=z9hG4bKx", "sip:alice@h", "")).unwrap();

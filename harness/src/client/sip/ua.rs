@@ -9,7 +9,7 @@ use super::call::{self, Call, CallState, Pending2xx, Role};
 use super::transaction::{ClientState, ClientTx, ServerState, ServerTx, TxAction};
 pub use super::transaction::{T1, T2, T4};
 use crate::sip::digest::{self, Challenge, Credentials};
-use crate::sip::message::{header_param, same_header, SipMessage};
+use crate::sip::message::{header_param, same_header, split_list, SipMessage};
 use crate::sip::sdp::Session;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -246,22 +246,8 @@ impl SipUa {
                      CSeq: 1 SUBSCRIBE\r\nContact: <{contact}>\r\n{extra}Content-Length: 0\r\n\r\n"
                 );
                 self.subscriptions.retain(|d| !d.remote.contains(to_uri));
-                self.subscriptions.push(Call {
-                    call_id,
-                    role: Role::Caller,
-                    state: CallState::Early,
-                    local,
-                    remote: format!("<{to_uri}>"),
-                    remote_target: None,
-                    route_set: Vec::new(),
-                    local_cseq: 1,
-                    invite: req.clone().into_bytes(),
-                    invite_tx: None,
-                    offer: None,
-                    ack: None,
-                    pending_2xx: None,
-                    peer: None,
-                });
+                let dialog = Call::new(call_id, Role::Caller, local, format!("<{to_uri}>"), req.clone().into_bytes());
+                self.subscriptions.push(dialog);
                 req.into_bytes()
             }
         };
@@ -386,22 +372,10 @@ impl SipUa {
             len = sdp.len(),
         );
         let tx = self.send(now, req.as_bytes()).ok().flatten();
-        self.calls.push(Call {
-            call_id: call_id.clone(),
-            role: Role::Caller,
-            state: CallState::Early,
-            local,
-            remote: format!("<{to_uri}>"),
-            remote_target: None,
-            route_set: Vec::new(),
-            local_cseq: 1,
-            invite: req.into_bytes(),
-            invite_tx: tx,
-            offer: Some(offer),
-            ack: None,
-            pending_2xx: None,
-            peer: None,
-        });
+        let mut call = Call::new(call_id.clone(), Role::Caller, local, format!("<{to_uri}>"), req.into_bytes());
+        call.invite_tx = tx;
+        call.offer = Some(offer);
+        self.calls.push(call);
         call_id
     }
 
@@ -741,41 +715,31 @@ impl SipUa {
                 if header_param(&local, "tag").is_none() {
                     local = format!("{local};tag={tag}");
                 }
-                self.calls.push(Call {
-                    call_id: call_id.clone(),
-                    role: Role::Callee,
-                    state: CallState::Early,
-                    local,
-                    remote: remote.clone(),
-                    remote_target: call::contact_uri(&msg),
-                    route_set: msg.headers("Record-Route").iter().flat_map(|v| call::split_commas(v)).collect(),
-                    local_cseq: 0,
-                    invite: msg.raw().to_vec(),
-                    invite_tx: None,
-                    offer,
-                    ack: None,
-                    pending_2xx: None,
-                    peer: Some(to),
-                });
+                let mut call = Call::new(call_id.clone(), Role::Callee, local, remote.clone(), msg.raw().to_vec());
+                call.remote_target = call::contact_uri(&msg);
+                // The callee's route set is the Record-Route as received (§12.1.1).
+                call.route_set = msg.headers("Record-Route").iter().flat_map(|v| split_list(v)).collect();
+                call.offer = offer;
+                call.peer = Some(to);
+                self.calls.push(call);
                 self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video });
                 (180, "Ringing")
             }
             "CANCEL" => {
                 let pending = self.servers.iter().any(|e| e.tx.branch == branch && e.tx.invite() && e.tx.state == ServerState::Proceeding);
-                match pending {
-                    true => {
-                        // 200 for the CANCEL, then 487 for the INVITE (§9.2).
-                        let ok = call::response(&msg, 200, "OK", &tag, None, None);
-                        for a in tx.respond(now, 200, ok) {
-                            if let TxAction::Transmit(b) = a {
-                                self.out.push_back(Transmit { to, bytes: b });
-                            }
+                if !pending {
+                    (481, "Call/Transaction Does Not Exist")
+                } else {
+                    // 200 for the CANCEL, then 487 for the INVITE (§9.2).
+                    let ok = call::response(&msg, 200, "OK", &tag, None, None);
+                    for a in tx.respond(now, 200, ok) {
+                        if let TxAction::Transmit(b) = a {
+                            self.out.push_back(Transmit { to, bytes: b });
                         }
-                        self.servers.push(ServerEntry { tx, to });
-                        let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", "cancelled by the caller");
-                        return;
                     }
-                    false => (481, "Call/Transaction Does Not Exist"),
+                    self.servers.push(ServerEntry { tx, to });
+                    let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", "cancelled by the caller");
+                    return;
                 }
             }
             "BYE" => match self.calls.iter_mut().find(|c| c.call_id == call_id && c.state == CallState::Confirmed) {
