@@ -26,12 +26,15 @@ pub enum StepError {
 pub struct Endpoints {
     pub xmpp: Option<SocketAddr>,
     pub sip: Option<SocketAddr>,
+    pub sip_tcp: Option<SocketAddr>,
 }
 
 /// One participant driven by the reference client.
 pub struct Actor {
     pub name: String,
     pub kind: ActorKind,
+    /// The SIP leg runs over TCP.
+    pub sip_tcp: bool,
     pub account: Account,
     sip: Option<SipEndpoint>,
     xmpp: Option<XmppConnection>,
@@ -58,10 +61,11 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, StepError> {
 
 impl Actor {
     /// A disconnected actor.
-    pub fn new(name: &str, kind: ActorKind, account: Account) -> Actor {
+    pub fn new(name: &str, kind: ActorKind, sip_tcp: bool, account: Account) -> Actor {
         Actor {
             name: name.into(),
             kind,
+            sip_tcp,
             account,
             sip: None,
             xmpp: None,
@@ -165,9 +169,10 @@ impl Actor {
     /// Open the SIP leg if needed and REGISTER (3600 s), answering the digest challenge.
     pub async fn register(&mut self, ep: Endpoints, deadline: Instant) -> Result<(), StepError> {
         if self.sip.is_none() {
-            let proxy = ep.sip.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;
+            let proxy = if self.sip_tcp { ep.sip_tcp } else { ep.sip };
+            let proxy = proxy.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;
             let a = &self.account;
-            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy)
+            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy, self.sip_tcp)
                 .await
                 .map_err(|e| StepError::Error(format!("SIP socket: {e}")))?;
             self.addrs.push((sip.local_addr(), Wire::Sip));

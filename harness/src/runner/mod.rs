@@ -120,12 +120,13 @@ pub async fn run_scenario(
     let ep = Endpoints {
         xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
         sip: set.endpoint(Proto::Sip, Transport::Udp),
+        sip_tcp: set.endpoint(Proto::Sip, Transport::Tcp),
     };
     let mut actors: Vec<Actor> = sc
         .actors
         .iter()
         .zip(accounts)
-        .map(|(decl, account)| Actor::new(&decl.name, decl.kind, account.clone()))
+        .map(|(decl, account)| Actor::new(&decl.name, decl.kind, decl.sip_tcp, account.clone()))
         .collect();
 
     set.set_faults(&sc.faults);

@@ -24,6 +24,8 @@ pub enum ActorKind {
 pub struct ActorDecl {
     pub name: String,
     pub kind: ActorKind,
+    /// The SIP leg runs over TCP (`sip/tcp`, `dual/tcp`) instead of UDP.
+    pub sip_tcp: bool,
 }
 
 /// Which protocol a raw step uses.

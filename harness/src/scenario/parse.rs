@@ -268,15 +268,17 @@ pub fn parse_scenario(
     }
     let mut actors = Vec::new();
     for (name, kind) in &raw.actors.0 {
-        let k = match kind.value.as_str() {
-            "dual" => ActorKind::Dual,
-            "xmpp" => ActorKind::Xmpp,
-            "sip" => ActorKind::Sip,
+        let (k, sip_tcp) = match kind.value.as_str() {
+            "dual" => (ActorKind::Dual, false),
+            "dual/tcp" => (ActorKind::Dual, true),
+            "xmpp" => (ActorKind::Xmpp, false),
+            "sip" => (ActorKind::Sip, false),
+            "sip/tcp" => (ActorKind::Sip, true),
             other => {
                 return Err(ctx.error(
                     At::of(&kind.referenced),
                     format!("unknown actor kind `{other}`"),
-                    Some("one of: dual, xmpp, sip".into()),
+                    Some("one of: dual, xmpp, sip; dual/tcp and sip/tcp put the SIP leg on TCP".into()),
                 ))
             }
         };
@@ -287,7 +289,7 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k });
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let mut steps = Vec::new();

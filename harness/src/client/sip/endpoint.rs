@@ -1,9 +1,12 @@
-//! Tokio shell around [`SipUa`]: one UDP socket, one task, commands in, events out.
+//! Tokio shell around [`SipUa`]: one UDP socket or one TCP connection, one task, commands in,
+//! events out.
 
 use super::ua::{SipConfig, SipEvent, SipUa, TxId, UaError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
+use crate::sip::message::{keepalive_prefix_len, stream_frame_len};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -28,26 +31,37 @@ impl Drop for SipEndpoint {
 }
 
 impl SipEndpoint {
-    /// Bind a loopback socket and start the UA task.
+    /// Bind a loopback UDP socket, or connect over TCP to `proxy`, and start the UA task.
     pub async fn start(
         user: &str,
         password: &str,
         domain: &str,
         proxy: SocketAddr,
+        tcp: bool,
     ) -> std::io::Result<SipEndpoint> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let local = socket.local_addr()?;
+        let link = if tcp {
+            let s = TcpStream::connect(proxy).await?;
+            s.set_nodelay(true)?;
+            Link::Tcp(s, Vec::new())
+        } else {
+            Link::Udp(UdpSocket::bind("127.0.0.1:0").await?)
+        };
+        let local = match &link {
+            Link::Udp(s) => s.local_addr()?,
+            Link::Tcp(s, _) => s.local_addr()?,
+        };
         let ua = SipUa::new(SipConfig {
             user: user.into(),
             password: password.into(),
             domain: domain.into(),
             local,
             proxy,
+            tcp,
         });
         let (aor, contact) = (ua.aor(), ua.contact());
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(ua, socket, cmd_rx, ev_tx));
+        let task = tokio::spawn(drive(ua, link, proxy, cmd_rx, ev_tx));
         Ok(SipEndpoint { commands: cmd_tx, events: ev_rx, local, aor, contact, task })
     }
 
@@ -87,18 +101,66 @@ impl SipEndpoint {
     }
 }
 
+/// The leg's transport: a datagram socket, or a stream with the bytes not yet cut into messages.
+enum Link {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+impl Link {
+    async fn send(&mut self, t: &super::ua::Transmit) {
+        // A send error on loopback UDP means the peer port is gone; the transaction's timers
+        // report the consequence, so the error itself carries nothing more. On TCP a broken
+        // connection shows as end of stream on the next read.
+        match self {
+            Link::Udp(s) => drop(s.send_to(&t.bytes, t.to).await),
+            Link::Tcp(s, _) => drop(s.write_all(&t.bytes).await),
+        }
+    }
+
+    /// Wait for input: whole messages with their source, or None when the link is closed.
+    async fn recv(&mut self, buf: &mut [u8], peer: SocketAddr) -> Option<Vec<(SocketAddr, Vec<u8>)>> {
+        match self {
+            Link::Udp(s) => match s.recv_from(buf).await {
+                Ok((n, from)) => Some(vec![(from, buf[..n].to_vec())]),
+                // ICMP port-unreachable surfaces here on Linux; keep serving.
+                Err(_) => Some(vec![]),
+            },
+            Link::Tcp(s, pending) => {
+                let n = s.read(buf).await.ok().filter(|n| *n > 0)?;
+                pending.extend_from_slice(&buf[..n]);
+                let mut out = Vec::new();
+                loop {
+                    let keep = keepalive_prefix_len(pending);
+                    pending.drain(..keep);
+                    match stream_frame_len(pending) {
+                        Ok(Some(len)) => out.push((peer, pending.drain(..len).collect())),
+                        Ok(None) => break,
+                        // Unframeable bytes: hand them over as they are; the UA reports them.
+                        Err(_) => {
+                            out.push((peer, std::mem::take(pending)));
+                            break;
+                        }
+                    }
+                }
+                Some(out)
+            }
+        }
+    }
+}
+
 async fn drive(
     mut ua: SipUa,
-    socket: UdpSocket,
+    mut link: Link,
+    proxy: SocketAddr,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<SipEvent>,
 ) {
     let mut buf = vec![0u8; 65536];
+    let mut open = true;
     loop {
         while let Some(t) = ua.poll_transmit() {
-            // A send error on loopback UDP means the peer port is gone; the transaction's
-            // timers report the consequence, so the error itself carries nothing more.
-            let _ = socket.send_to(&t.bytes, t.to).await;
+            link.send(&t).await;
         }
         while let Some(e) = ua.poll_event() {
             if events.send(e).is_err() {
@@ -110,10 +172,14 @@ async fn drive(
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => ua.handle_input(Instant::now(), from, &buf[..n]),
-                // ICMP port-unreachable surfaces here on Linux; keep serving.
-                Err(_) => continue,
+            r = link.recv(&mut buf, proxy), if open => match r {
+                Some(msgs) => {
+                    for (from, bytes) in msgs {
+                        ua.handle_input(Instant::now(), from, &bytes);
+                    }
+                }
+                // The server closed the connection: keep the task for its timers and commands.
+                None => open = false,
             },
             _ = tokio::time::sleep_until(wake) => ua.handle_timeout(Instant::now()),
             c = commands.recv() => match c {

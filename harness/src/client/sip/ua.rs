@@ -25,6 +25,8 @@ pub struct SipConfig {
     pub domain: String,
     pub local: SocketAddr,
     pub proxy: SocketAddr,
+    /// UDP, or TCP (reliable: no retransmissions, timers D/I/J/K zero).
+    pub tcp: bool,
 }
 
 /// A datagram to send.
@@ -284,11 +286,17 @@ impl SipUa {
 
     /// The Contact URI this UA registers.
     pub fn contact(&self) -> String {
-        format!("sip:{}@{}", self.cfg.user, self.cfg.local)
+        let transport = if self.cfg.tcp { ";transport=tcp" } else { "" };
+        format!("sip:{}@{}{transport}", self.cfg.user, self.cfg.local)
+    }
+
+    /// The transport's name in Via.
+    pub fn transport(&self) -> &'static str {
+        if self.cfg.tcp { "TCP" } else { "UDP" }
     }
 
     fn via(&self) -> String {
-        format!("SIP/2.0/UDP {};rport;branch={}", self.cfg.local, new_branch())
+        format!("SIP/2.0/{} {};rport;branch={}", self.transport(), self.cfg.local, new_branch())
     }
 
     /// Start (or refresh, or with 0 remove) a registration.
@@ -296,7 +304,7 @@ impl SipUa {
         self.reg_cseq += 1;
         let text = format!(
             "REGISTER sip:{domain} SIP/2.0\n\
-             Via: SIP/2.0/UDP {local};rport;branch={branch}\n\
+             Via: SIP/2.0/{transport} {local};rport;branch={branch}\n\
              Max-Forwards: 70\n\
              From: <{aor}>;tag={tag}\n\
              To: <{aor}>\n\
@@ -306,6 +314,7 @@ impl SipUa {
              Expires: {expires}\n\
              User-Agent: sixpac/{ver}\n",
             domain = self.cfg.domain,
+            transport = self.transport(),
             local = self.cfg.local,
             branch = new_branch(),
             aor = self.aor(),
@@ -352,7 +361,7 @@ impl SipUa {
         msg.cseq().ok_or(UaError::Untrackable)?;
         let id = self.next_id;
         self.next_id += 1;
-        let tx = ClientTx::new(now, bytes.to_vec(), branch, method.to_string(), false);
+        let tx = ClientTx::new(now, bytes.to_vec(), branch, method.to_string(), self.cfg.tcp);
         self.clients.push(ClientEntry { id, tx, auth_attempts: 0 });
         Ok(Some(id))
     }
@@ -603,7 +612,7 @@ impl SipUa {
                     d.local_cseq = parsed.cseq().map(|(n, _)| n).unwrap_or(d.local_cseq);
                 }
                 self.out.push_back(Transmit { to: self.cfg.proxy, bytes: retry.clone() });
-                let tx = ClientTx::new(now, retry, new_branch, method, false);
+                let tx = ClientTx::new(now, retry, new_branch, method, self.cfg.tcp);
                 self.clients.push(ClientEntry { id, tx, auth_attempts: attempts });
                 return;
             }
@@ -703,7 +712,7 @@ impl SipUa {
         }
         self.events.push_back(SipEvent::Received(msg.clone()));
         let to = response_target(&msg, from);
-        let mut tx = ServerTx::new(branch.clone(), method.clone(), false);
+        let mut tx = ServerTx::new(branch.clone(), method.clone(), self.cfg.tcp);
         let tag = token(10);
         let (code, reason): (u16, &str) = match method.as_str() {
             "MESSAGE" | "OPTIONS" | "NOTIFY" => (200, "OK"),
@@ -814,6 +823,7 @@ mod tests {
             domain: "example.test".into(),
             local: "127.0.0.1:5070".parse().unwrap(),
             proxy: "127.0.0.1:5060".parse().unwrap(),
+            tcp: false,
         })
     }
 
@@ -886,7 +896,7 @@ mod tests {
 
     fn pair() -> (SipUa, SipUa) {
         let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:5071".parse().unwrap(), "127.0.0.1:5072".parse().unwrap());
-        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy });
+        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy, tcp: false });
         (mk("alice", a, b), mk("bob", b, a))
     }
 
