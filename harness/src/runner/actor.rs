@@ -257,29 +257,33 @@ impl Actor {
         }
     }
 
-    /// Wait for an incoming call and make it the current one.
-    async fn incoming(&mut self, deadline: Instant) -> Result<String, StepError> {
+    /// Wait for an incoming call and make it the current one; its offer's SDP problem, if any.
+    async fn incoming(&mut self, deadline: Instant) -> Result<(String, Option<String>), StepError> {
         match self.wait_call_event("incoming call", deadline, |e| matches!(e, SipEvent::IncomingCall { .. })).await? {
-            SipEvent::IncomingCall { call_id, .. } => {
+            SipEvent::IncomingCall { call_id, sdp_problem, .. } => {
                 self.current_call = Some(call_id.clone());
-                Ok(call_id)
+                Ok((call_id, sdp_problem))
             }
             _ => unreachable!("matched above"),
         }
     }
 
-    /// Answer the incoming call and wait for the caller's ACK.
+    /// Answer the incoming call and wait for the caller's ACK. An INVITE whose SDP offer is not
+    /// valid fails the step.
     pub async fn answer(&mut self, deadline: Instant) -> Result<(), StepError> {
-        let id = self.incoming(deadline).await?;
+        let (id, problem) = self.incoming(deadline).await?;
+        if let Some(p) = problem {
+            return fail(format!("the incoming INVITE: {p}"));
+        }
         let c = id.clone();
         self.sip_leg()?.with(move |ua, now| ua.answer(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
-        self.wait_call_event("ACK for our 200", deadline, |e| matches!(e, SipEvent::CallConfirmed { call_id } if *call_id == id)).await?;
+        self.wait_call_event("ACK for our 200", deadline, |e| matches!(e, SipEvent::CallConfirmed { call_id, .. } if *call_id == id)).await?;
         Ok(())
     }
 
     /// Reject the incoming call with `code`.
     pub async fn reject(&mut self, code: u16, deadline: Instant) -> Result<(), StepError> {
-        let id = self.incoming(deadline).await?;
+        let (id, _) = self.incoming(deadline).await?;
         self.sip_leg()?.with(move |ua, now| ua.reject(now, &id, code)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))
     }
 
@@ -296,15 +300,22 @@ impl Actor {
         Ok(())
     }
 
-    /// BYE the established call and wait for the 200.
+    /// BYE the established call and wait for the 200. An SDP answer that did not fit the
+    /// offer (RFC 3264 §6) fails the step, after the call is down.
     pub async fn hang_up(&mut self, deadline: Instant) -> Result<(), StepError> {
         let id = self.current()?;
-        // The call must be up: its confirmation may still be queued.
         let c = id.clone();
         let tx = self.sip_leg()?.with(move |ua, now| ua.bye(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
         self.expect_2xx("BYE", tx, deadline).await?;
-        self.call_events.retain(|e| !matches!(e, SipEvent::CallConfirmed { call_id } | SipEvent::CallEnded { call_id, .. } if *call_id == id));
-        Ok(())
+        let problem = self.call_events.iter().find_map(|e| match e {
+            SipEvent::CallConfirmed { call_id, sdp_problem } if *call_id == id => sdp_problem.clone(),
+            _ => None,
+        });
+        self.call_events.retain(|e| !matches!(e, SipEvent::CallConfirmed { call_id, .. } | SipEvent::CallEnded { call_id, .. } if *call_id == id));
+        match problem {
+            Some(p) => fail(format!("the call's {p}")),
+            None => Ok(()),
+        }
     }
 
     fn send_xmpp(&self, text: String) -> Result<(), StepError> {

@@ -51,9 +51,9 @@ pub enum SipEvent {
     /// A datagram that is not SIP.
     Unparsed { bytes: Vec<u8>, error: String },
     /// An INVITE arrived and we answered 180 Ringing.
-    IncomingCall { call_id: String, from: String, video: bool },
+    IncomingCall { call_id: String, from: String, video: bool, sdp_problem: Option<String> },
     /// The call's 2xx was acknowledged (callee) or received and acknowledged (caller).
-    CallConfirmed { call_id: String },
+    CallConfirmed { call_id: String, sdp_problem: Option<String> },
     /// The call ended, and why.
     CallEnded { call_id: String, reason: String },
 }
@@ -655,8 +655,14 @@ impl SipUa {
             let ack = c.in_dialog("ACK", &via, &contact, "");
             c.ack = Some(ack.clone());
             c.state = CallState::Confirmed;
+            // RFC 3264 §6: the answer is valid SDP with the offer's m-lines, in order.
+            let sdp_problem = match (&c.offer, sdp_of(msg)) {
+                (Some(offer), Ok(answer)) => crate::sip::sdp::check_answer(offer, &answer).err().map(|e| format!("SDP answer: {e}")),
+                (_, Err(e)) => Some(format!("SDP answer: {e}")),
+                (None, Ok(_)) => None,
+            };
             self.out.push_back(Transmit { to: self.cfg.proxy, bytes: ack });
-            self.events.push_back(SipEvent::CallConfirmed { call_id });
+            self.events.push_back(SipEvent::CallConfirmed { call_id, sdp_problem });
         } else if code >= 300 {
             c.state = CallState::Terminated;
             self.events.push_back(SipEvent::CallEnded { call_id, reason: format!("answered {code}") });
@@ -698,7 +704,7 @@ impl SipUa {
             }
             if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id && c.pending_2xx.is_some()) {
                 c.pending_2xx = None;
-                self.events.push_back(SipEvent::CallConfirmed { call_id });
+                self.events.push_back(SipEvent::CallConfirmed { call_id, sdp_problem: None });
             }
             return;
         }
@@ -717,7 +723,9 @@ impl SipUa {
         let (code, reason): (u16, &str) = match method.as_str() {
             "MESSAGE" | "OPTIONS" | "NOTIFY" => (200, "OK"),
             "INVITE" => {
-                let offer = std::str::from_utf8(msg.body()).ok().and_then(|b| Session::parse(b).ok());
+                let parsed = sdp_of(&msg);
+                let sdp_problem = parsed.as_ref().err().map(|e| format!("SDP offer: {e}"));
+                let offer = parsed.ok();
                 let video = offer.as_ref().is_some_and(|o| o.media.iter().any(|m| m.kind == "video" && m.port != 0));
                 let remote = msg.header("From").unwrap_or_default();
                 let mut local = msg.header("To").unwrap_or_default();
@@ -731,7 +739,7 @@ impl SipUa {
                 call.offer = offer;
                 call.peer = Some(to);
                 self.calls.push(call);
-                self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video });
+                self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video, sdp_problem });
                 (180, "Ringing")
             }
             "CANCEL" => {
@@ -776,6 +784,16 @@ impl SipUa {
         }
         self.servers.push(ServerEntry { tx, to });
     }
+}
+
+/// The SDP body of a message, or why there is none that parses.
+fn sdp_of(msg: &SipMessage) -> Result<Session, String> {
+    let is_sdp = msg.header("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
+    if !is_sdp || msg.body().is_empty() {
+        return Err("no application/sdp body".into());
+    }
+    let text = std::str::from_utf8(msg.body()).map_err(|_| "the body is not UTF-8".to_string())?;
+    Session::parse(text).map_err(|e| e.to_string())
 }
 
 /// Where a response goes (RFC 3261 §18.2.2 with RFC 3581 symmetric response routing).
@@ -933,12 +951,12 @@ mod tests {
         let call = a.invite(now, "sip:bob@example.test", true);
         let wire = exchange(&mut a, &mut b, now);
         assert_eq!(wire, vec!["alice INVITE sip:bob@example.test SIP/2.0", "bob SIP/2.0 180 Ringing"]);
-        assert!(matches!(events(&mut b).as_slice(), [SipEvent::IncomingCall { video: true, .. }]));
+        assert!(matches!(events(&mut b).as_slice(), [SipEvent::IncomingCall { video: true, sdp_problem: None, .. }]));
         b.answer(now, &call).unwrap();
         let wire = exchange(&mut a, &mut b, now);
         assert_eq!(wire, vec!["bob SIP/2.0 200 OK", "alice ACK sip:bob@127.0.0.1:5072 SIP/2.0"]);
         assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallConfirmed { .. })), "the ACK stops the 2xx retransmissions");
-        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallConfirmed { .. })));
+        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallConfirmed { sdp_problem: None, .. })), "the answer fits the offer");
         assert!(b.calls[0].pending_2xx.is_none());
         a.bye(now, &call).unwrap();
         let wire = exchange(&mut a, &mut b, now);
@@ -1027,5 +1045,16 @@ mod tests {
         let err = a.message(now, "sip:bob@example.test", &"x".repeat(1200)).unwrap_err();
         assert!(matches!(err, UaError::TooLarge(n) if n > 1300), "{err}");
         assert!(a.poll_transmit().is_none(), "nothing was sent");
+    }
+
+    #[test]
+    fn an_invite_with_broken_sdp_is_reported() {
+        let (_, mut b) = pair();
+        let now = Instant::now();
+        let body = "v=0\r\ns=x\r\n";
+        let inv = format!("INVITE sip:bob@127.0.0.1:5072 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKbad;rport\r\nFrom: <sip:alice@example.test>;tag=1\r\nTo: <sip:bob@example.test>\r\nCall-ID: broken\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5071>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        b.handle_input(now, "127.0.0.1:5071".parse().unwrap(), inv.as_bytes());
+        let ev = events(&mut b);
+        assert!(matches!(ev.as_slice(), [SipEvent::IncomingCall { sdp_problem: Some(p), .. }] if p.starts_with("SDP offer:")), "{ev:?}");
     }
 }
