@@ -175,6 +175,10 @@ impl Normalizer<'_> {
                 if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}")) }
             });
         }
+        if is("Via") {
+            // Kamailio numbers its TCP connections in its own Via as `i=`: counts, not meaning.
+            v = self.param(&v, "i", |s, x| s.syms.get("conn", x));
+        }
         if is("Record-Route") || is("Route") {
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
