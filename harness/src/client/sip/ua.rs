@@ -357,6 +357,13 @@ impl SipUa {
         if method == "ACK" {
             return Ok(None);
         }
+        let call_id = msg.header("Call-ID").unwrap_or_default();
+        let to_tag = msg.header("To").and_then(|t| header_param(&t, "tag"));
+        if method == "SUBSCRIBE" && to_tag.is_none() && !self.subscriptions.iter().any(|d| d.call_id == call_id) {
+            // A subscription written by hand still gets its NOTIFYs answered 200, not 481.
+            let (from, to_hdr) = (msg.header("From").unwrap_or_default(), msg.header("To").unwrap_or_default());
+            self.subscriptions.push(Call::new(call_id, Role::Caller, from, to_hdr, bytes.to_vec()));
+        }
         let branch = msg.top_via().and_then(|v| header_param(&v, "branch")).ok_or(UaError::Untrackable)?;
         msg.cseq().ok_or(UaError::Untrackable)?;
         let id = self.next_id;
@@ -721,7 +728,10 @@ impl SipUa {
         let mut tx = ServerTx::new(branch.clone(), method.clone(), self.cfg.tcp);
         let tag = token(10);
         let (code, reason): (u16, &str) = match method.as_str() {
-            "MESSAGE" | "OPTIONS" | "NOTIFY" => (200, "OK"),
+            "MESSAGE" | "OPTIONS" => (200, "OK"),
+            // RFC 6665 §4.1.3: a NOTIFY that matches no subscription of ours gets 481.
+            "NOTIFY" if self.subscriptions.iter().any(|d| d.call_id == call_id) => (200, "OK"),
+            "NOTIFY" => (481, "Subscription Does Not Exist"),
             "INVITE" => {
                 let parsed = sdp_of(&msg);
                 let sdp_problem = parsed.as_ref().err().map(|e| format!("SDP offer: {e}"));
@@ -1056,5 +1066,19 @@ mod tests {
         b.handle_input(now, "127.0.0.1:5071".parse().unwrap(), inv.as_bytes());
         let ev = events(&mut b);
         assert!(matches!(ev.as_slice(), [SipEvent::IncomingCall { sdp_problem: Some(p), .. }] if p.starts_with("SDP offer:")), "{ev:?}");
+    }
+
+    #[test]
+    fn a_notify_for_no_subscription_gets_481() {
+        let (mut a, _) = pair();
+        let now = Instant::now();
+        let notify = |cid: &str| format!("NOTIFY sip:alice@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{cid};rport\r\nFrom: <sip:bob@example.test>;tag=b\r\nTo: <sip:alice@example.test>;tag=a\r\nCall-ID: {cid}\r\nCSeq: 1 NOTIFY\r\nEvent: presence\r\nSubscription-State: active;expires=60\r\nContent-Length: 0\r\n\r\n");
+        a.handle_input(now, "127.0.0.1:5060".parse().unwrap(), notify("nosuch").as_bytes());
+        assert!(a.poll_transmit().unwrap().bytes.starts_with(b"SIP/2.0 481 "));
+        a.subscribe(now, "sip:bob@example.test", 600);
+        let sub = SipMessage::parse(&a.poll_transmit().unwrap().bytes).unwrap();
+        let cid = sub.header("Call-ID").unwrap();
+        a.handle_input(now, "127.0.0.1:5060".parse().unwrap(), notify(&cid).as_bytes());
+        assert!(a.poll_transmit().unwrap().bytes.starts_with(b"SIP/2.0 200 "), "a NOTIFY may come before the 200");
     }
 }
