@@ -69,6 +69,10 @@ enum Cmd {
         /// Write normalized traces as the expected ones instead of comparing.
         #[arg(long)]
         accept: bool,
+        /// Make the reference client break a CUSAX rule on purpose: chat-over-sip (chat goes
+        /// as SIP MESSAGE). The suite must then fail; this proves it notices.
+        #[arg(long, value_name = "RULE")]
+        misbehave: Option<String>,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
@@ -277,6 +281,7 @@ fn missing_packages(profiles: &[&Profile]) -> Vec<String> {
     pkgs
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     paths: Paths,
     choice: BackendChoice,
@@ -284,8 +289,17 @@ async fn run(
     only: Vec<String>,
     filter: Option<String>,
     accept: bool,
+    misbehave: Option<String>,
     report_dir: PathBuf,
 ) -> u8 {
+    let misbehave = match misbehave.as_deref().map(|m| (m, sixpac::runner::actor::cusax::Misbehaviour::parse(m))) {
+        None => None,
+        Some((_, Some(m))) => Some(m),
+        Some((m, None)) => {
+            eprintln!("error: unknown --misbehave `{m}`; known: chat-over-sip");
+            return EXIT_USAGE;
+        }
+    };
     let wall = Instant::now();
     let Loaded { profiles, scenarios, catalog } = match load_all(&paths) {
         Ok(x) => x,
@@ -395,7 +409,7 @@ async fn run(
         }
         for (sc, acc) in mine.into_iter().zip(&accounts) {
             n += 1;
-            let o = run_scenario(sc, acc, &mut set, RunOptions { accept }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
+            let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
             note(&format!("[{n}/{total}] {} on {}: {} ({:.2} s)", o.scenario, o.profile, o.verdict.as_str(), o.duration.as_secs_f64()));
             if o.verdict != Verdict::Pass {
                 eprintln!("  {}", o.message.replace('\n', "\n  "));
@@ -521,11 +535,11 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, servers, profiles, filter, accept, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.

@@ -238,3 +238,25 @@ fn digest_with_sha256_where_kamailio_offers_it() {
     assert!(trace.contains("algorithm=SHA-256"), "{trace}");
     assert!(trace.contains("Authorization: Digest username=\"alice\"") && trace.contains("response=\"{redacted}\", algorithm=SHA-256"), "{trace}");
 }
+
+#[test]
+fn a_client_that_chats_over_sip_fails_the_cusax_3_scenario() {
+    if !servers_available() {
+        return;
+    }
+    let reports = scratch("misbehave");
+    let args = ["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "cusax/channel-split", "--report-dir"];
+    let good = sixpac(&[&args[..], &[reports.to_str().unwrap()]].concat());
+    assert_eq!(good.status.code(), Some(0), "the conforming client passes: {}", text(&good));
+    let bad = sixpac(&[&args[..], &[reports.to_str().unwrap(), "--misbehave", "chat-over-sip"]].concat());
+    let t = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{t}");
+    assert!(t.contains("`bob receives xmpp`") && t.contains("type='chat'><body>Shall we talk?</body>"), "{t}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap();
+    let cusax3 = summary["requirements"].as_array().unwrap().iter().find(|r| r["id"] == "CUSAX-3").unwrap().clone();
+    assert_eq!(cusax3["profiles"]["prosody+kamailio"], "fail", "{cusax3}");
+    // The chat went out as a SIP MESSAGE: it is in the raw trace.
+    let raw = std::fs::read_to_string(reports.join("latest/traces/cusax.channel-split.prosody+kamailio.raw")).unwrap();
+    assert!(raw.contains("MESSAGE sip:") && raw.contains("Shall we talk?"), "{raw}");
+}

@@ -82,6 +82,8 @@ impl Outcome {
 pub struct RunOptions {
     /// Write the expected traces instead of comparing.
     pub accept: bool,
+    /// Make the reference client break a CUSAX rule on purpose.
+    pub misbehave: Option<actor::cusax::Misbehaviour>,
 }
 
 fn fresh(kind: &str) -> String {
@@ -126,7 +128,7 @@ pub async fn run_scenario(
         .actors
         .iter()
         .zip(accounts)
-        .map(|(decl, account)| Actor::new(&decl.name, decl.kind, decl.sip_tcp, account.clone()))
+        .map(|(decl, account)| Actor::new(decl, account.clone(), opts.misbehave))
         .collect();
 
     set.set_faults(&sc.faults);
@@ -146,7 +148,20 @@ pub async fn run_scenario(
             Action::Register => actor.register(ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Unregister => actor.unregister(Instant::now() + STEP_DEADLINE).await,
             Action::Message { to, text } => actor.message(values[&format!("{to}.sip")].clone(), text.clone(), Instant::now() + STEP_DEADLINE).await,
-            Action::Call { to, video } => actor.call(values[&format!("{to}.sip")].clone(), *video).await,
+            Action::Call { to, video } => {
+                // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard.
+                let callee_dual = sc.actors.iter().any(|a| &a.name == to && a.kind == crate::scenario::ActorKind::Dual);
+                if actor.kind == crate::scenario::ActorKind::Dual && callee_dual {
+                    actor.call_contact(&values[&format!("{to}.jid")].clone(), Instant::now() + STEP_DEADLINE).await
+                } else {
+                    actor.call(values[&format!("{to}.sip")].clone(), *video).await
+                }
+            }
+            Action::VerifyCaps { of } => actor.verify_caps(&values[&format!("{of}.jid")].clone(), Instant::now() + STEP_DEADLINE).await,
+            Action::Chat { to, text } => {
+                let (jid, aor) = (values[&format!("{to}.jid")].clone(), values[&format!("{to}.sip")].clone());
+                actor.chat(jid, aor, text.clone(), Instant::now() + STEP_DEADLINE).await
+            }
             Action::Answer => actor.answer(Instant::now() + STEP_DEADLINE).await,
             Action::Reject { code } => actor.reject(*code, Instant::now() + STEP_DEADLINE).await,
             Action::Cancel => actor.cancel(Instant::now() + STEP_DEADLINE).await,

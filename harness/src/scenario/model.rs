@@ -26,6 +26,8 @@ pub struct ActorDecl {
     pub kind: ActorKind,
     /// The SIP leg runs over TCP (`sip/tcp`, `dual/tcp`) instead of UDP.
     pub sip_tcp: bool,
+    /// A dual actor whose vCard types its SIP URI as video-capable (`dual+video`).
+    pub video: bool,
 }
 
 /// Which protocol a raw step uses.
@@ -50,8 +52,13 @@ pub enum Action {
     Unregister,
     /// SIP MESSAGE (RFC 3428) to another actor's address-of-record; waits for the 2xx.
     Message { to: String, text: String },
-    /// INVITE another actor (audio; video too when asked); does not wait for an answer.
+    /// INVITE another actor (audio; video too when asked); does not wait for an answer. A dual
+    /// caller calling a dual actor calls the SIP URI in that actor's vCard (RFC 7081 §3.3).
     Call { to: String, video: bool },
+    /// XEP-0115: the caps `ver` in the actor's latest presence matches its disco#info.
+    VerifyCaps { of: String },
+    /// Chat with another actor: XMPP `<message type='chat'>` (RFC 7081 §3: chat over XMPP).
+    Chat { to: String, text: String },
     /// Wait for an incoming call, answer it with 200 and SDP, and wait for the ACK.
     Answer,
     /// Wait for an incoming call and reject it with this code (486 busy, 603 decline).

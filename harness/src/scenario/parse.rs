@@ -182,6 +182,8 @@ const ACTIONS: &[&str] = &[
     "reject [busy|decline]",
     "cancel",
     "hang up",
+    "chat <actor> <text>",
+    "verify caps of <actor>",
     "publish presence <open|closed> [note]",
     "refresh presence",
     "withdraw presence",
@@ -211,6 +213,11 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
             let after = text.trim_start()["message".len()..].trim_start()[to.len()..].trim_start();
             Action::Message { to: actor(Some(to))?, text: after.to_string() }
         }
+        ["chat", to, rest @ ..] if !rest.is_empty() => {
+            let after = text.trim_start()["chat".len()..].trim_start()[to.len()..].trim_start();
+            Action::Chat { to: actor(Some(to))?, text: after.to_string() }
+        }
+        ["verify", "caps", "of", of] => Action::VerifyCaps { of: actor(Some(of))? },
         ["call", to] => Action::Call { to: actor(Some(to))?, video: false },
         ["call", to, "with", "video"] => Action::Call { to: actor(Some(to))?, video: true },
         ["answer"] => Action::Answer,
@@ -268,17 +275,20 @@ pub fn parse_scenario(
     }
     let mut actors = Vec::new();
     for (name, kind) in &raw.actors.0 {
-        let (k, sip_tcp) = match kind.value.as_str() {
+        let (base, sip_tcp) = match kind.value.strip_suffix("/tcp") {
+            Some(b) => (b, true),
+            None => (kind.value.as_str(), false),
+        };
+        let (k, video) = match base {
             "dual" => (ActorKind::Dual, false),
-            "dual/tcp" => (ActorKind::Dual, true),
-            "xmpp" => (ActorKind::Xmpp, false),
+            "dual+video" => (ActorKind::Dual, true),
+            "xmpp" if !sip_tcp => (ActorKind::Xmpp, false),
             "sip" => (ActorKind::Sip, false),
-            "sip/tcp" => (ActorKind::Sip, true),
-            other => {
+            _ => {
                 return Err(ctx.error(
                     At::of(&kind.referenced),
-                    format!("unknown actor kind `{other}`"),
-                    Some("one of: dual, xmpp, sip; dual/tcp and sip/tcp put the SIP leg on TCP".into()),
+                    format!("unknown actor kind `{}`", kind.value),
+                    Some("one of: dual, dual+video, xmpp, sip; add /tcp to put the SIP leg on TCP".into()),
                 ))
             }
         };
@@ -289,7 +299,7 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp });
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let mut steps = Vec::new();

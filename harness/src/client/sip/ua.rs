@@ -375,13 +375,18 @@ impl SipUa {
 
     /// Call `to_uri`: INVITE with an SDP offer (audio, and video when asked). Returns the Call-ID.
     pub fn invite(&mut self, now: Instant, to_uri: &str, video: bool) -> String {
+        self.invite_with(now, to_uri, video, "")
+    }
+
+    /// [`Self::invite`] with more header lines (each ending in CRLF), e.g. Call-Info.
+    pub fn invite_with(&mut self, now: Instant, to_uri: &str, video: bool, extra: &str) -> String {
         let call_id = token(20);
         let local = format!("<{}>;tag={}", self.aor(), token(10));
         let offer = Session::offer(&self.cfg.local.ip().to_string(), self.media_port, video);
         let sdp = offer.to_text();
         let req = format!(
             "INVITE {to_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: <{to_uri}>\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 INVITE\r\nContact: <{contact}>\r\nUser-Agent: sixpac/{ver}\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+             CSeq: 1 INVITE\r\nContact: <{contact}>\r\n{extra}User-Agent: sixpac/{ver}\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
             via = self.via(),
             contact = self.contact(),
             ver = env!("CARGO_PKG_VERSION"),

@@ -215,7 +215,16 @@ impl XmppSession {
                     _ => self.fail(format!("bind failed: {}", el.to_xml())),
                 }
             }
-            (State::Online | State::Closing, _) => self.events.push_back(XmppEvent::Stanza(el)),
+            (State::Online | State::Closing, _) => {
+                // Requests addressed to the client are answered at once (disco#info, ping,
+                // roster push; anything else service-unavailable); every stanza still goes up.
+                if el.local_name() == "iq" && self.state == State::Online {
+                    if let Some(answer) = super::features::answer_iq(&el) {
+                        self.out.push_back(answer.into_bytes());
+                    }
+                }
+                self.events.push_back(XmppEvent::Stanza(el))
+            }
             (_, "error") => self.fail(format!("stream error: {}", el.to_xml())),
             _ => self.fail(format!("unexpected element during negotiation: {}", el.to_xml())),
         }

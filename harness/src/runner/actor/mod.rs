@@ -1,5 +1,7 @@
 //! An actor bound to the reference client: its legs, its inboxes, and the waits on them.
 
+pub mod cusax;
+
 use crate::client::sip::ua::SipEvent;
 use crate::client::sip::SipEndpoint;
 use crate::client::xmpp::{XmppConfig, XmppConnection, XmppEvent};
@@ -35,6 +37,13 @@ pub struct Actor {
     pub kind: ActorKind,
     /// The SIP leg runs over TCP.
     pub sip_tcp: bool,
+    /// Its vCard types the SIP URI as video-capable.
+    pub video: bool,
+    /// A CUSAX rule the client breaks on purpose, if any.
+    pub misbehave: Option<cusax::Misbehaviour>,
+    iq_seq: u64,
+    /// The latest presence from each bare JID, kept even after a step consumed it.
+    last_presence: HashMap<String, Element>,
     pub account: Account,
     sip: Option<SipEndpoint>,
     xmpp: Option<XmppConnection>,
@@ -51,7 +60,7 @@ pub struct Actor {
     pub addrs: Vec<(SocketAddr, Wire)>,
 }
 
-fn gone() -> StepError {
+pub(crate) fn gone() -> StepError {
     StepError::Error("the SIP leg's task has ended".into())
 }
 
@@ -61,11 +70,15 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, StepError> {
 
 impl Actor {
     /// A disconnected actor.
-    pub fn new(name: &str, kind: ActorKind, sip_tcp: bool, account: Account) -> Actor {
+    pub fn new(decl: &crate::scenario::model::ActorDecl, account: Account, misbehave: Option<cusax::Misbehaviour>) -> Actor {
         Actor {
-            name: name.into(),
-            kind,
-            sip_tcp,
+            name: decl.name.clone(),
+            kind: decl.kind,
+            sip_tcp: decl.sip_tcp,
+            video: decl.video,
+            misbehave,
+            iq_seq: 0,
+            last_presence: HashMap::new(),
             account,
             sip: None,
             xmpp: None,
@@ -132,7 +145,10 @@ impl Actor {
                     None => return fail("XMPP login did not finish before the deadline"),
                 }
             }
-            self.send_xmpp("<presence/>".into())?;
+            if self.kind == ActorKind::Dual {
+                self.link_identity(deadline).await?;
+            }
+            self.send_xmpp(self.initial_presence())?;
             // RFC 6121 §4.2.2: the server reflects initial presence to the sending resource.
             let own = self.full_jid.clone().unwrap_or_default();
             let pattern = format!("<presence from='{own}'/>");
@@ -348,7 +364,13 @@ impl Actor {
             }
             Ok(Some(ev)) => {
                 match &ev {
-                    XmppEvent::Stanza(el) => self.xmpp_inbox.push(el.clone()),
+                    XmppEvent::Stanza(el) => {
+                        if el.local_name() == "presence" {
+                            let bare = el.attr("from").unwrap_or("").split('/').next().unwrap_or("").to_string();
+                            self.last_presence.insert(bare, el.clone());
+                        }
+                        self.xmpp_inbox.push(el.clone())
+                    }
                     XmppEvent::Closed => self.xmpp_closed = true,
                     _ => {}
                 }

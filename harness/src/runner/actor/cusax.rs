@@ -1,0 +1,165 @@
+//! The reference client's CUSAX behaviour (RFC 7081): the identity link through the vCard
+//! (§3.1), the SIP URI advertised in presence (XEP-0152), calls to the SIP URI a contact's
+//! vCard names (§3.3) with `Call-Info: <xmpp:…>;purpose=impp` (§3.5), and chat over XMPP
+//! only (§3). A misbehaviour switch makes the client break one of these on purpose, so the
+//! suite can show it catches a non-conforming client.
+
+use super::{fail, Actor, StepError};
+use crate::scenario::Wire;
+use crate::xml::{escape, Element};
+use tokio::time::Instant;
+
+/// Ways the reference client can be told to break CUSAX, to prove the suite notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Send chat as SIP MESSAGE instead of XMPP (breaks CUSAX-3).
+    ChatOverSip,
+}
+
+impl Misbehaviour {
+    /// The command-line name.
+    pub fn parse(s: &str) -> Option<Misbehaviour> {
+        match s {
+            "chat-over-sip" => Some(Misbehaviour::ChatOverSip),
+            _ => None,
+        }
+    }
+}
+
+/// The SIP URI a vCard-temp `<vCard/>` names in a TEL, and whether that TEL is typed video.
+pub fn sip_tel(vcard: &Element) -> Option<(String, bool)> {
+    vcard.elements().filter(|e| e.local_name() == "TEL").find_map(|tel| {
+        let number = tel.child("NUMBER").map(|n| n.text().trim().to_string())?;
+        number.starts_with("sip:").then(|| (number, tel.child("VIDEO").is_some()))
+    })
+}
+
+impl Actor {
+    /// Send an iq request and wait for its result (or error) by id.
+    pub(crate) async fn iq(&mut self, attrs: &str, payload: &str, deadline: Instant) -> Result<Element, StepError> {
+        self.iq_seq += 1;
+        let id = format!("sixpac-{}-{}", self.name, self.iq_seq);
+        self.send_xmpp(format!("<iq {attrs} id='{id}'>{payload}</iq>"))?;
+        loop {
+            if let Some(i) = self.xmpp_inbox.iter().position(|e| e.local_name() == "iq" && e.attr("id") == Some(id.as_str())) {
+                return Ok(self.xmpp_inbox.remove(i));
+            }
+            if self.next_xmpp(deadline).await?.is_none() {
+                return fail(format!("no answer to iq {id} before the deadline"));
+            }
+        }
+    }
+
+    /// What a dual actor does once logged in over XMPP, before its initial presence: fetch the
+    /// roster (§3) and publish the vCard whose TEL links the SIP account (§3.1).
+    pub(crate) async fn link_identity(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let roster = self.iq("type='get'", "<query xmlns='jabber:iq:roster'/>", deadline).await?;
+        if roster.attr("type") != Some("result") {
+            return fail(format!("roster get failed: {}", roster.to_xml()));
+        }
+        let aor = format!("sip:{}@{}", self.account.user, self.account.domain);
+        let video = if self.video { "<VIDEO/>" } else { "" };
+        let vcard = format!(
+            "<vCard xmlns='vcard-temp'><FN>{}</FN><TEL><VOICE/>{video}<NUMBER>{}</NUMBER></TEL></vCard>",
+            escape(&self.name, false),
+            escape(&aor, false)
+        );
+        let r = self.iq("type='set'", &vcard, deadline).await?;
+        if r.attr("type") != Some("result") {
+            return fail(format!("vCard publication failed: {}", r.to_xml()));
+        }
+        Ok(())
+    }
+
+    /// Initial presence: a dual actor adds entity caps and its SIP URI as a XEP-0152 address.
+    pub(crate) fn initial_presence(&self) -> String {
+        if self.sip.is_none() {
+            return "<presence/>".into();
+        }
+        let aor = format!("sip:{}@{}", self.account.user, self.account.domain);
+        format!(
+            "<presence>{}<reach xmlns='urn:xmpp:reach:0'><addr uri='{}'/></reach></presence>",
+            crate::client::xmpp::features::caps_element(),
+            escape(&aor, true)
+        )
+    }
+
+    /// The SIP URI in `jid`'s vCard (CUSAX-4) and whether it is typed video.
+    pub(crate) async fn sip_uri_from_vcard(&mut self, jid: &str, deadline: Instant) -> Result<(String, bool), StepError> {
+        let r = self.iq(&format!("type='get' to='{}'", escape(jid, true)), "<vCard xmlns='vcard-temp'/>", deadline).await?;
+        let vcard = r.child("vCard").filter(|_| r.attr("type") == Some("result"));
+        match vcard.and_then(sip_tel) {
+            Some(found) => Ok(found),
+            None => fail(format!("{jid}'s vCard names no SIP URI in a TEL: {}", r.to_xml())),
+        }
+    }
+
+    /// Call a dual contact the CUSAX way: the SIP URI from its vCard, video only when that TEL
+    /// is typed video, and our XMPP address in Call-Info.
+    pub(crate) async fn call_contact(&mut self, jid: &str, deadline: Instant) -> Result<(), StepError> {
+        let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
+        let info = format!("Call-Info: <xmpp:{}@{}>;purpose=impp\r\n", self.account.user, self.account.domain);
+        let id = self
+            .sip_leg()?
+            .with(move |ua, now| ua.invite_with(now, &uri, video, &info))
+            .await
+            .ok_or_else(super::gone)?;
+        self.current_call = Some(id);
+        Ok(())
+    }
+
+    /// XEP-0115 check of a contact: the `ver` in its latest presence equals the hash of the
+    /// disco#info it answers (CAPS-1). Waits for a presence with caps from `jid` first.
+    pub async fn verify_caps(&mut self, jid: &str, deadline: Instant) -> Result<(), StepError> {
+        let presence = loop {
+            if let Some(p) = self.last_presence.get(jid).filter(|p| p.child("c").is_some()) {
+                break p.clone();
+            }
+            if self.next_xmpp(deadline).await?.is_none() {
+                return fail(format!("no presence with entity caps from {jid}"));
+            }
+        };
+        let c = presence.child("c").expect("checked above");
+        let (full, node, ver) = (presence.attr("from").unwrap_or(jid).to_string(), c.attr("node").unwrap_or(""), c.attr("ver").unwrap_or(""));
+        if c.attr("hash") != Some("sha-1") {
+            return fail(format!("caps hash is {:?}, not sha-1", c.attr("hash")));
+        }
+        let query = format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{}#{}'/>", escape(node, true), escape(ver, true));
+        let ver = ver.to_string();
+        let r = self.iq(&format!("type='get' to='{}'", escape(&full, true)), &query, deadline).await?;
+        let Some(q) = r.child("query").filter(|_| r.attr("type") == Some("result")) else {
+            return fail(format!("disco#info to {full} failed: {}", r.to_xml()));
+        };
+        let (ids, feats) = crate::client::xmpp::features::disco_info_of(q);
+        let computed = crate::client::xmpp::features::caps_ver(&ids, &feats);
+        if computed != ver {
+            return fail(format!("{full} announces ver {ver} but its disco#info hashes to {computed}"));
+        }
+        Ok(())
+    }
+
+    /// Chat: an XMPP chat message to the contact's bare JID. Misbehaving, a SIP MESSAGE.
+    pub async fn chat(&mut self, jid: String, aor: String, text: String, deadline: Instant) -> Result<(), StepError> {
+        if self.misbehave == Some(Misbehaviour::ChatOverSip) {
+            return self.message(aor, text, deadline).await;
+        }
+        self.send(
+            Wire::Xmpp,
+            format!("<message to='{}' type='chat'><body>{}</body></message>", escape(&jid, true), escape(&text, false)),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sip_uri_comes_from_a_tel_number() {
+        let parse = |s: &str| crate::xml::parse(s.as_bytes(), &crate::xml::Scope::new(), false).unwrap();
+        let v = parse("<vCard xmlns='vcard-temp'><TEL><HOME/><NUMBER>+1 555</NUMBER></TEL><TEL><VOICE/><VIDEO/><NUMBER>sip:a@x</NUMBER></TEL></vCard>");
+        assert_eq!(sip_tel(&v), Some(("sip:a@x".into(), true)));
+        assert_eq!(sip_tel(&parse("<vCard xmlns='vcard-temp'><FN>x</FN></vCard>")), None);
+    }
+}
