@@ -135,3 +135,52 @@ pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duratio
     };
     tokio::time::timeout(wait, attempt).await.unwrap_or_else(|_| Err(format!("no answer within {} s", wait.as_secs())))
 }
+
+/// Empty an existing account's roster, logged in directly (not through a tap, so nothing of
+/// it is in any trace). The external backend does this before each scenario: its accounts are
+/// reused, and contacts left by an earlier scenario would change what the next one sees.
+pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::time::Instant) -> Result<(), String> {
+    let cfg = XmppConfig {
+        user: account.user.clone(),
+        domain: account.domain.clone(),
+        password: account.password.clone(),
+        resource: "sixpac-reset".into(),
+    };
+    let work = async {
+        let mut conn = XmppConnection::start(addr, cfg).await.map_err(|e| e.to_string())?;
+        let mut pending: Option<usize> = None;
+        while let Some(ev) = conn.events.recv().await {
+            match ev {
+                XmppEvent::Online { .. } => {
+                    conn.send_raw(b"<iq type='get' id='reset-roster'><query xmlns='jabber:iq:roster'/></iq>".to_vec());
+                }
+                XmppEvent::Stanza(el) if el.attr("id") == Some("reset-roster") => {
+                    let items: Vec<String> = el
+                        .child("query")
+                        .map(|q| q.elements().filter_map(|i| i.attr("jid").map(str::to_string)).collect())
+                        .unwrap_or_default();
+                    pending = Some(items.len());
+                    for (n, jid) in items.iter().enumerate() {
+                        let iq = format!(
+                            "<iq type='set' id='reset-{n}'><query xmlns='jabber:iq:roster'><item jid='{}' subscription='remove'/></query></iq>",
+                            crate::xml::escape(jid, true)
+                        );
+                        conn.send_raw(iq.into_bytes());
+                    }
+                }
+                XmppEvent::Stanza(el) if el.attr("id").is_some_and(|i| i.starts_with("reset-")) => {
+                    pending = pending.map(|p| p.saturating_sub(1));
+                }
+                XmppEvent::Failed(why) => return Err(why),
+                XmppEvent::Closed => break,
+                _ => {}
+            }
+            if pending == Some(0) {
+                conn.close();
+                pending = None;
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| Err("roster reset did not finish in time".into()))
+}

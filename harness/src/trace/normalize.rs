@@ -267,6 +267,8 @@ impl Normalizer<'_> {
         el.attrs.sort_by(|a, b| a.0.cmp(&b.0));
         let sasl = el.ns.as_deref() == Some("urn:ietf:params:xml:ns:xmpp-sasl");
         let caps = el.ns.as_deref() == Some("http://jabber.org/protocol/caps");
+        // Roster versions (RFC 6121 §2.6) count changes an account has seen, across runs.
+        let roster = el.ns.as_deref() == Some("jabber:iq:roster");
         for (k, v) in el.attrs.iter_mut() {
             *v = match k.as_str() {
                 "id" if header => self.syms.get("stream-id", v),
@@ -274,6 +276,7 @@ impl Normalizer<'_> {
                 "to" | "from" | "jid" => self.jid(v),
                 "stamp" => "{stamp}".into(),
                 "ver" if caps => self.syms.get("caps-ver", v),
+                "ver" if roster => "{roster-ver}".into(),
                 _ => continue,
             };
         }
