@@ -358,7 +358,48 @@ pub fn escape_bytes(b: &[u8]) -> String {
     s
 }
 
-/// Render frames as a normalized trace: one section per connection, frames in arrival order.
+/// The `(type, id)` of an XMPP iq frame, read cheaply from its start tag.
+fn iq_type_id(f: &Frame) -> Option<(String, String)> {
+    if f.proto != Proto::Xmpp || !f.bytes.starts_with(b"<iq") {
+        return None;
+    }
+    let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
+    Some((el.attr("type")?.to_string(), el.attr("id")?.to_string()))
+}
+
+/// Frames of one connection in arrival order, except that an iq result or error follows its
+/// request directly. Which of two frames crossing in opposite directions the tap reads first
+/// is chance (a client's answer to a roster push races the server's next stanzas); listing
+/// the answer after its question makes the trace the same every run.
+fn responses_after_requests(frames: Vec<&Frame>) -> Vec<&Frame> {
+    let info: Vec<Option<(String, String)>> = frames.iter().map(|f| iq_type_id(f)).collect();
+    let mut placed = vec![false; frames.len()];
+    let mut out = Vec::with_capacity(frames.len());
+    for i in 0..frames.len() {
+        if placed[i] {
+            continue;
+        }
+        placed[i] = true;
+        out.push(frames[i]);
+        if let Some((kind, id)) = &info[i] {
+            if kind == "get" || kind == "set" {
+                let answer = (i + 1..frames.len()).find(|&j| {
+                    !placed[j]
+                        && frames[j].dir != frames[i].dir
+                        && info[j].as_ref().is_some_and(|(k, jid)| jid == id && (k == "result" || k == "error"))
+                });
+                if let Some(j) = answer {
+                    placed[j] = true;
+                    out.push(frames[j]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Render frames as a normalized trace: one section per connection, frames in arrival order
+/// (iq answers right after their requests, see [`responses_after_requests`]).
 pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut n = Normalizer { ctx, syms: Symbols::default() };
     let actor_rank = |addr: SocketAddr| {
@@ -375,7 +416,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
     for (_, _, _, conn) in conns {
-        let mut it = frames.iter().filter(|f| f.conn == conn).peekable();
+        let mut it = responses_after_requests(frames.iter().filter(|f| f.conn == conn).collect()).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client);
         out.push_str(&format!(
