@@ -144,6 +144,7 @@ pub async fn run_scenario(
         }
     }
     set.set_faults(&sc.faults);
+    let first_frame = set.recorder.len();
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
         progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
@@ -233,7 +234,8 @@ pub async fn run_scenario(
         ctx.actors.push((a.name.clone(), addrs));
     }
     drop(actors);
-    outcome.frames = set.recorder.frames_for(&clients);
+    set.forget_clients();
+    outcome.frames = set.recorder.frames_since(first_frame, &clients);
     outcome.normalized = normalize(&outcome.frames, &ctx).text;
     outcome.duration = started.elapsed();
 

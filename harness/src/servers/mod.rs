@@ -250,6 +250,13 @@ impl ServerSet {
         }
     }
 
+    /// Make every tap forget its UDP clients (between scenarios).
+    pub fn forget_clients(&self) {
+        for t in &self.taps {
+            t.forget_clients();
+        }
+    }
+
     /// The tap address actors use for a protocol and transport.
     pub fn endpoint(&self, proto: Proto, transport: Transport) -> Option<SocketAddr> {
         self.taps.iter().find(|t| t.spec.proto == proto && t.spec.transport == transport).map(|t| t.listen)

@@ -39,6 +39,8 @@ pub struct Tap {
     pub listen: SocketAddr,
     /// Loss to inject (UDP only).
     pub faults: Faults,
+    /// Bumped to make a UDP tap forget its clients (see [`Tap::forget_clients`]).
+    generation: Arc<std::sync::atomic::AtomicU64>,
     tasks: JoinSet<()>,
 }
 
@@ -47,6 +49,7 @@ impl Tap {
     pub async fn start(spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
         let mut tasks = JoinSet::new();
         let faults: Faults = Default::default();
+        let generation: Arc<std::sync::atomic::AtomicU64> = Default::default();
         let listen = match spec.transport {
             Transport::Tcp => {
                 let l = TcpListener::bind("127.0.0.1:0").await?;
@@ -57,11 +60,18 @@ impl Tap {
             Transport::Udp => {
                 let s = UdpSocket::bind("127.0.0.1:0").await?;
                 let addr = s.local_addr()?;
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone()));
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone()));
                 addr
             }
         };
-        Ok(Tap { spec, listen, faults, tasks })
+        Ok(Tap { spec, listen, faults, generation, tasks })
+    }
+
+    /// Drop every UDP client's upstream socket before the next datagram. Between scenarios:
+    /// a new client may get a port an earlier one had, and must not inherit its upstream
+    /// socket, where a server may still retransmit requests of the earlier scenario.
+    pub fn forget_clients(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stop relaying.
@@ -143,12 +153,25 @@ fn swallowed(faults: &Faults, bytes: &[u8]) -> bool {
     false
 }
 
-async fn udp_relay(socket: Arc<UdpSocket>, spec: TapSpec, rec: Arc<Recorder>, faults: Faults) {
+async fn udp_relay(
+    socket: Arc<UdpSocket>,
+    spec: TapSpec,
+    rec: Arc<Recorder>,
+    faults: Faults,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Origin)> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
+    let mut seen_generation = 0;
     while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
         let bytes = buf[..n].to_vec();
+        let now_generation = generation.load(std::sync::atomic::Ordering::SeqCst);
+        if now_generation != seen_generation {
+            seen_generation = now_generation;
+            upstreams.clear();
+            tasks.abort_all();
+        }
         if !upstreams.contains_key(&peer) {
             let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else { continue };
             if up.connect(spec.upstream).await.is_err() {

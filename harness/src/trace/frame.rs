@@ -153,8 +153,14 @@ impl Recorder {
 
     /// Frames whose client address is one of `clients`.
     pub fn frames_for(&self, clients: &[SocketAddr]) -> Vec<Frame> {
+        self.frames_since(0, clients)
+    }
+
+    /// Frames from the `first`-th on whose client address is one of `clients`: one scenario's,
+    /// even when a client of an earlier scenario had the same address.
+    pub fn frames_since(&self, first: usize, clients: &[SocketAddr]) -> Vec<Frame> {
         let frames = self.frames.lock().expect("recorder lock");
-        frames.iter().filter(|f| clients.contains(&f.client)).cloned().collect()
+        frames.iter().skip(first).filter(|f| clients.contains(&f.client)).cloned().collect()
     }
 
     /// Every frame so far.
