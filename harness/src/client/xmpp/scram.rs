@@ -1,10 +1,62 @@
-//! SCRAM-SHA-1 client side (RFC 5802), as a plain state holder: strings in, strings out.
+//! SCRAM client side (RFC 5802 with SHA-1, RFC 7677 with SHA-256), as a plain state holder:
+//! strings in, strings out.
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
-type HmacSha1 = Hmac<Sha1>;
+/// The hash a SCRAM mechanism is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramHash {
+    Sha1,
+    Sha256,
+}
+
+impl ScramHash {
+    /// The SASL mechanism name.
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            ScramHash::Sha1 => "SCRAM-SHA-1",
+            ScramHash::Sha256 => "SCRAM-SHA-256",
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        match self {
+            ScramHash::Sha1 => {
+                let mut m = Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+                m.update(data);
+                m.finalize().into_bytes().to_vec()
+            }
+            ScramHash::Sha256 => {
+                let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+                m.update(data);
+                m.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            ScramHash::Sha1 => Sha1::digest(data).to_vec(),
+            ScramHash::Sha256 => Sha256::digest(data).to_vec(),
+        }
+    }
+
+    /// PBKDF2 for one output block, which is all SCRAM needs (Hi() of RFC 5802).
+    fn hi(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+        let mut block = salt.to_vec();
+        block.extend_from_slice(&1u32.to_be_bytes());
+        let mut u = self.hmac(password, &block);
+        let mut out = u.clone();
+        for _ in 1..iterations {
+            u = self.hmac(password, &u);
+            out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
+        }
+        out
+    }
+}
 
 /// Why a SCRAM exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,9 +71,10 @@ pub enum ScramError {
     ServerError(String),
 }
 
-/// One SCRAM-SHA-1 exchange from the client's side.
+/// One SCRAM exchange from the client's side.
 #[derive(Debug, Clone)]
 pub struct ScramClient {
+    hash: ScramHash,
     user: String,
     password: String,
     cnonce: String,
@@ -33,29 +86,16 @@ fn escape_name(name: &str) -> String {
     name.replace('=', "=3D").replace(',', "=2C")
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = HmacSha1::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// PBKDF2-HMAC-SHA1 for one output block, which is all SCRAM-SHA-1 needs (Hi() of RFC 5802).
-fn hi(password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-    let mut block = salt.to_vec();
-    block.extend_from_slice(&1u32.to_be_bytes());
-    let mut u = hmac(password, &block);
-    let mut out = u.clone();
-    for _ in 1..iterations {
-        u = hmac(password, &u);
-        out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
-    }
-    out
-}
-
 impl ScramClient {
-    /// Start an exchange with the given client nonce.
+    /// Start a SCRAM-SHA-1 exchange with the given client nonce.
     pub fn new(user: &str, password: &str, cnonce: &str) -> ScramClient {
+        ScramClient::with_hash(ScramHash::Sha1, user, password, cnonce)
+    }
+
+    /// Start an exchange on the given hash.
+    pub fn with_hash(hash: ScramHash, user: &str, password: &str, cnonce: &str) -> ScramClient {
         ScramClient {
+            hash,
             user: user.into(),
             password: password.into(),
             cnonce: cnonce.into(),
@@ -90,15 +130,16 @@ impl ScramClient {
         if iterations == 0 {
             return Err(ScramError::Malformed("iteration count is zero".into()));
         }
-        let salted = hi(self.password.as_bytes(), &salt, iterations);
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = Sha1::digest(&client_key);
+        let h = self.hash;
+        let salted = h.hi(self.password.as_bytes(), &salt, iterations);
+        let client_key = h.hmac(&salted, b"Client Key");
+        let stored_key = h.digest(&client_key);
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.first_bare());
-        let client_sig = hmac(&stored_key, auth_message.as_bytes());
+        let client_sig = h.hmac(&stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&client_sig).map(|(a, b)| a ^ b).collect();
-        let server_key = hmac(&salted, b"Server Key");
-        self.server_signature = Some(hmac(&server_key, auth_message.as_bytes()));
+        let server_key = h.hmac(&salted, b"Server Key");
+        self.server_signature = Some(h.hmac(&server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
     }
 
@@ -122,6 +163,20 @@ impl ScramClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc7677_example() {
+        let mut c = ScramClient::with_hash(ScramHash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO");
+        assert_eq!(c.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let fin = c
+            .client_final("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+            .unwrap();
+        assert_eq!(
+            fin,
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        c.verify_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap();
+    }
 
     #[test]
     fn rfc5802_example() {

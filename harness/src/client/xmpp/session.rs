@@ -3,7 +3,7 @@
 //! Feed received bytes with [`XmppSession::handle_input`]; take bytes to send with
 //! [`XmppSession::poll_transmit`] and happenings with [`XmppSession::poll_event`].
 
-use super::scram::ScramClient;
+use super::scram::{ScramClient, ScramHash};
 use crate::xml::{self, Element};
 use crate::xmpp::{XmppFrameKind, XmppFramer};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
@@ -53,7 +53,9 @@ pub struct XmppSession {
     cfg: XmppConfig,
     framer: XmppFramer,
     state: State,
+    /// The SCRAM exchange, once a mechanism is chosen.
     scram: Option<ScramClient>,
+    cnonce: String,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<XmppEvent>,
 }
@@ -70,13 +72,13 @@ fn header(domain: &str) -> Vec<u8> {
 impl XmppSession {
     /// A session that has sent its stream header (see `poll_transmit`).
     pub fn new(cfg: XmppConfig, cnonce: &str) -> XmppSession {
-        let scram = ScramClient::new(&cfg.user, &cfg.password, cnonce);
         let mut s = XmppSession {
             out: VecDeque::from([header(&cfg.domain)]),
             cfg,
             framer: XmppFramer::new(),
             state: State::AwaitHeader { authed: false },
-            scram: Some(scram),
+            scram: None,
+            cnonce: cnonce.to_string(),
             events: VecDeque::new(),
         };
         s.framer.restart();
@@ -178,8 +180,8 @@ impl XmppSession {
             (State::Sasl { mechanism }, "challenge") if sasl => {
                 let mechanism = *mechanism;
                 let data = B64.decode(el.text().trim()).unwrap_or_default();
-                let reply = match (mechanism, self.scram.as_mut()) {
-                    ("SCRAM-SHA-1", Some(s)) => s.client_final(&String::from_utf8_lossy(&data)),
+                let reply = match (mechanism.starts_with("SCRAM-"), self.scram.as_mut()) {
+                    (true, Some(s)) => s.client_final(&String::from_utf8_lossy(&data)),
                     _ => return self.fail(format!("unexpected challenge for {mechanism}")),
                 };
                 match reply {
@@ -190,7 +192,7 @@ impl XmppSession {
                 }
             }
             (State::Sasl { mechanism }, "success") if sasl => {
-                if *mechanism == "SCRAM-SHA-1" {
+                if mechanism.starts_with("SCRAM-") {
                     let data = B64.decode(el.text().trim()).unwrap_or_default();
                     let check = self.scram.as_ref().map(|s| s.verify_final(&String::from_utf8_lossy(&data)));
                     if let Some(Err(e)) = check {
@@ -235,13 +237,17 @@ impl XmppSession {
             .child("mechanisms")
             .map(|m| m.elements().map(|e| e.text().trim().to_string()).collect())
             .unwrap_or_default();
-        if offered.iter().any(|m| m == "SCRAM-SHA-1") {
-            let first = self.scram.as_ref().map(|s| s.client_first()).unwrap_or_default();
+        // The strongest SCRAM the server offers: SHA-256 (RFC 7677), else SHA-1 (RFC 5802).
+        let scram = [ScramHash::Sha256, ScramHash::Sha1].into_iter().find(|h| offered.iter().any(|m| m == h.mechanism()));
+        if let Some(hash) = scram {
+            let client = ScramClient::with_hash(hash, &self.cfg.user, &self.cfg.password, &self.cnonce);
+            let first = client.client_first();
+            self.scram = Some(client);
+            let mechanism = hash.mechanism();
             self.out.push_back(
-                format!("<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-1'>{}</auth>", B64.encode(first))
-                    .into_bytes(),
+                format!("<auth xmlns='{SASL_NS}' mechanism='{mechanism}'>{}</auth>", B64.encode(first)).into_bytes(),
             );
-            self.state = State::Sasl { mechanism: "SCRAM-SHA-1" };
+            self.state = State::Sasl { mechanism };
         } else if offered.iter().any(|m| m == "PLAIN") {
             let blob = format!("\0{}\0{}", self.cfg.user, self.cfg.password);
             self.out.push_back(
