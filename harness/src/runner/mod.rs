@@ -170,6 +170,8 @@ pub async fn run_scenario(
                     actor.call(values[&format!("{to}.sip")].clone(), *video).await
                 }
             }
+            Action::Escalate => actor.escalate(Instant::now() + STEP_DEADLINE).await,
+            Action::SetPresence { show, status } => actor.set_presence(show, status).await,
             Action::VerifyCaps { of } => actor.verify_caps(&values[&format!("{of}.jid")].clone(), Instant::now() + STEP_DEADLINE).await,
             Action::Chat { to, text } => {
                 let (jid, aor) = (values[&format!("{to}.jid")].clone(), values[&format!("{to}.sip")].clone());

@@ -55,6 +55,10 @@ pub enum Action {
     /// INVITE another actor (audio; video too when asked); does not wait for an answer. A dual
     /// caller calling a dual actor calls the SIP URI in that actor's vCard (RFC 7081 §3.3).
     Call { to: String, video: bool },
+    /// Call the contact chatted with last (a chat becomes a call).
+    Escalate,
+    /// Broadcast presence: show (available, away, chat, dnd, xa) and status text.
+    SetPresence { show: String, status: String },
     /// XEP-0115: the caps `ver` in the actor's latest presence matches its disco#info.
     VerifyCaps { of: String },
     /// Chat with another actor: XMPP `<message type='chat'>` (RFC 7081 §3: chat over XMPP).

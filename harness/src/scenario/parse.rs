@@ -184,6 +184,8 @@ const ACTIONS: &[&str] = &[
     "hang up",
     "chat <actor> <text>",
     "verify caps of <actor>",
+    "escalate",
+    "set presence <available|away|chat|dnd|xa> [status]",
     "publish presence <open|closed> [note]",
     "refresh presence",
     "withdraw presence",
@@ -216,6 +218,10 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
         ["chat", to, rest @ ..] if !rest.is_empty() => {
             let after = text.trim_start()["chat".len()..].trim_start()[to.len()..].trim_start();
             Action::Chat { to: actor(Some(to))?, text: after.to_string() }
+        }
+        ["escalate"] => Action::Escalate,
+        ["set", "presence", show, status @ ..] if ["available", "away", "chat", "dnd", "xa"].contains(show) => {
+            Action::SetPresence { show: show.to_string(), status: status.join(" ") }
         }
         ["verify", "caps", "of", of] => Action::VerifyCaps { of: actor(Some(of))? },
         ["call", to] => Action::Call { to: actor(Some(to))?, video: false },

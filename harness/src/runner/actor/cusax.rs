@@ -143,11 +143,41 @@ impl Actor {
         if self.misbehave == Some(Misbehaviour::ChatOverSip) {
             return self.message(aor, text, deadline).await;
         }
+        // XEP-0085: an advanced client marks its chat messages active.
+        self.last_chat = Some(jid.clone());
         self.send(
             Wire::Xmpp,
-            format!("<message to='{}' type='chat'><body>{}</body></message>", escape(&jid, true), escape(&text, false)),
+            format!(
+                "<message to='{}' type='chat'><body>{}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+                escape(&jid, true),
+                escape(&text, false)
+            ),
         )
         .await
+    }
+
+    /// Escalate the current chat to a call: call the contact chatted with last, the CUSAX way.
+    pub async fn escalate(&mut self, deadline: Instant) -> Result<(), StepError> {
+        let Some(jid) = self.last_chat.clone() else { return fail(format!("{} has not chatted with anyone", self.name)) };
+        self.call_contact(&jid, deadline).await
+    }
+
+    /// Broadcast presence with a show value and status text, keeping caps and the reach
+    /// address a dual client always sends.
+    pub async fn set_presence(&mut self, show: &str, status: &str) -> Result<(), StepError> {
+        let mut extra = String::new();
+        if show != "available" {
+            extra.push_str(&format!("<show>{}</show>", escape(show, false)));
+        }
+        if !status.is_empty() {
+            extra.push_str(&format!("<status>{}</status>", escape(status, false)));
+        }
+        let base = self.initial_presence();
+        let presence = match base.strip_prefix("<presence>") {
+            Some(rest) => format!("<presence>{extra}{rest}"),
+            None => format!("<presence>{extra}</presence>"),
+        };
+        self.send(Wire::Xmpp, presence).await
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Actor {
     /// A CUSAX rule the client breaks on purpose, if any.
     pub misbehave: Option<cusax::Misbehaviour>,
     iq_seq: u64,
+    /// The bare JID this actor chatted with last (what `escalate` calls).
+    last_chat: Option<String>,
     /// The latest presence from each bare JID, kept even after a step consumed it.
     last_presence: HashMap<String, Element>,
     pub account: Account,
@@ -79,6 +81,7 @@ impl Actor {
             misbehave,
             iq_seq: 0,
             last_presence: HashMap::new(),
+            last_chat: None,
             account,
             sip: None,
             xmpp: None,
