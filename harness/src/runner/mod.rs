@@ -170,6 +170,11 @@ pub async fn run_scenario(
                     actor.call(values[&format!("{to}.sip")].clone(), *video).await
                 }
             }
+            Action::CallClaiming { to, claimed } => {
+                let (jid, claimed) = (values[&format!("{to}.jid")].clone(), values[&format!("{claimed}.jid")].clone());
+                actor.call_claiming(&jid, &claimed, Instant::now() + STEP_DEADLINE).await
+            }
+            Action::ExpectCaller { actor: who } => actor.expect_caller(who.as_ref().map(|w| values[&format!("{w}.jid")].as_str())),
             Action::Escalate => actor.escalate(Instant::now() + STEP_DEADLINE).await,
             Action::SetPresence { show, status } => actor.set_presence(show, status).await,
             Action::VerifyCaps { of } => actor.verify_caps(&values[&format!("{of}.jid")].clone(), Instant::now() + STEP_DEADLINE).await,

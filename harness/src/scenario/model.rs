@@ -55,6 +55,10 @@ pub enum Action {
     /// INVITE another actor (audio; video too when asked); does not wait for an answer. A dual
     /// caller calling a dual actor calls the SIP URI in that actor's vCard (RFC 7081 §3.3).
     Call { to: String, video: bool },
+    /// Call `to` but claim to be `claimed` in Call-Info (a spoofing caller).
+    CallClaiming { to: String, claimed: String },
+    /// The last incoming call's Call-Info was confirmed as this actor (None: not confirmed).
+    ExpectCaller { actor: Option<String> },
     /// Call the contact chatted with last (a chat becomes a call).
     Escalate,
     /// Broadcast presence: show (available, away, chat, dnd, xa) and status text.

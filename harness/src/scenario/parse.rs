@@ -185,6 +185,9 @@ const ACTIONS: &[&str] = &[
     "chat <actor> <text>",
     "verify caps of <actor>",
     "escalate",
+    "call <actor> claiming <actor>",
+    "expect caller <actor>",
+    "expect unverified caller",
     "set presence <available|away|chat|dnd|xa> [status]",
     "publish presence <open|closed> [note]",
     "refresh presence",
@@ -220,6 +223,9 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
             Action::Chat { to: actor(Some(to))?, text: after.to_string() }
         }
         ["escalate"] => Action::Escalate,
+        ["call", to, "claiming", claimed] => Action::CallClaiming { to: actor(Some(to))?, claimed: actor(Some(claimed))? },
+        ["expect", "caller", who] => Action::ExpectCaller { actor: Some(actor(Some(who))?) },
+        ["expect", "unverified", "caller"] => Action::ExpectCaller { actor: None },
         ["set", "presence", show, status @ ..] if ["available", "away", "chat", "dnd", "xa"].contains(show) => {
             Action::SetPresence { show: show.to_string(), status: status.join(" ") }
         }

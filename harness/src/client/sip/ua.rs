@@ -51,7 +51,7 @@ pub enum SipEvent {
     /// A datagram that is not SIP.
     Unparsed { bytes: Vec<u8>, error: String },
     /// An INVITE arrived and we answered 180 Ringing.
-    IncomingCall { call_id: String, from: String, video: bool, sdp_problem: Option<String> },
+    IncomingCall { call_id: String, from: String, video: bool, sdp_problem: Option<String>, call_info: Option<String> },
     /// The call's 2xx was acknowledged (callee) or received and acknowledged (caller).
     CallConfirmed { call_id: String, sdp_problem: Option<String> },
     /// The call ended, and why.
@@ -754,7 +754,8 @@ impl SipUa {
                 call.offer = offer;
                 call.peer = Some(to);
                 self.calls.push(call);
-                self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video, sdp_problem });
+                let call_info = msg.header("Call-Info");
+                self.events.push_back(SipEvent::IncomingCall { call_id: call_id.clone(), from: remote, video, sdp_problem, call_info });
                 (180, "Ringing")
             }
             "CANCEL" => {

@@ -138,6 +138,50 @@ impl Actor {
         Ok(())
     }
 
+    /// RFC 7081 §3.5: an incoming call's `Call-Info: <xmpp:JID>;purpose=impp` is only trusted
+    /// when JID's vCard names the SIP address the call comes from. The JID, or why not.
+    pub(crate) async fn check_call_info(&mut self, from: &str, call_info: Option<&str>, deadline: Instant) -> Result<String, String> {
+        let info = call_info.ok_or("the INVITE has no Call-Info")?;
+        let jid = crate::sip::message::split_list(info)
+            .into_iter()
+            .filter(|v| crate::sip::message::header_param(v, "purpose").as_deref() == Some("impp"))
+            .find_map(|v| crate::sip::message::addr_uri(&v).strip_prefix("xmpp:").map(str::to_string))
+            .ok_or_else(|| format!("no xmpp: address with purpose=impp in Call-Info: {info}"))?;
+        let caller = crate::sip::message::addr_uri(from).to_string();
+        match self.sip_uri_from_vcard(&jid, deadline).await {
+            Ok((uri, _)) if uri == caller => Ok(jid),
+            Ok((uri, _)) => Err(format!("{jid}'s vCard names {uri}, but the call comes from {caller}")),
+            Err(StepError::Fail(e) | StepError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Check what the last incoming call's Call-Info came to: confirmed as `jid`, or (None)
+    /// not confirmed.
+    pub fn expect_caller(&self, jid: Option<&str>) -> Result<(), StepError> {
+        match (&self.caller_identity, jid) {
+            (None, _) => fail(format!("{} has not checked an incoming call's identity", self.name)),
+            (Some(Ok(got)), Some(want)) if got == want => Ok(()),
+            (Some(Err(_)), None) => Ok(()),
+            (Some(Ok(got)), None) => fail(format!("the caller was confirmed as {got}, expected no confirmation")),
+            (Some(Err(why)), Some(want)) => fail(format!("the caller was not confirmed as {want}: {why}")),
+            (Some(Ok(got)), Some(want)) => fail(format!("the caller was confirmed as {got}, expected {want}")),
+        }
+    }
+
+    /// Call a contact but claim another identity in Call-Info (a spoofing caller, to test
+    /// the callee's check).
+    pub(crate) async fn call_claiming(&mut self, jid: &str, claimed: &str, deadline: Instant) -> Result<(), StepError> {
+        let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
+        let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
+        let id = self
+            .sip_leg()?
+            .with(move |ua, now| ua.invite_with(now, &uri, video, &info))
+            .await
+            .ok_or_else(super::gone)?;
+        self.current_call = Some(id);
+        Ok(())
+    }
+
     /// Chat: an XMPP chat message to the contact's bare JID. Misbehaving, a SIP MESSAGE.
     pub async fn chat(&mut self, jid: String, aor: String, text: String, deadline: Instant) -> Result<(), StepError> {
         if self.misbehave == Some(Misbehaviour::ChatOverSip) {

@@ -42,6 +42,8 @@ pub struct Actor {
     /// A CUSAX rule the client breaks on purpose, if any.
     pub misbehave: Option<cusax::Misbehaviour>,
     iq_seq: u64,
+    /// What the last incoming call's Call-Info came to: the confirmed JID, or why not.
+    caller_identity: Option<Result<String, String>>,
     /// The bare JID this actor chatted with last (what `escalate` calls).
     last_chat: Option<String>,
     /// The latest presence from each bare JID, kept even after a step consumed it.
@@ -82,6 +84,7 @@ impl Actor {
             iq_seq: 0,
             last_presence: HashMap::new(),
             last_chat: None,
+            caller_identity: None,
             account,
             sip: None,
             xmpp: None,
@@ -277,10 +280,14 @@ impl Actor {
     }
 
     /// Wait for an incoming call and make it the current one; its offer's SDP problem, if any.
+    /// A dual actor checks the caller's Call-Info against the caller's vCard while it rings.
     async fn incoming(&mut self, deadline: Instant) -> Result<(String, Option<String>), StepError> {
         match self.wait_call_event("incoming call", deadline, |e| matches!(e, SipEvent::IncomingCall { .. })).await? {
-            SipEvent::IncomingCall { call_id, sdp_problem, .. } => {
+            SipEvent::IncomingCall { call_id, sdp_problem, from, call_info, .. } => {
                 self.current_call = Some(call_id.clone());
+                if self.kind == ActorKind::Dual && self.xmpp.is_some() {
+                    self.caller_identity = Some(self.check_call_info(&from, call_info.as_deref(), deadline).await);
+                }
                 Ok((call_id, sdp_problem))
             }
             _ => unreachable!("matched above"),
