@@ -28,6 +28,8 @@ pub struct ActorDecl {
     pub sip_tcp: bool,
     /// A dual actor whose vCard types its SIP URI as video-capable (`dual+video`).
     pub video: bool,
+    /// A dual actor that follows sixpac's own "on the phone" profile (`dual+onphone`).
+    pub on_phone_profile: bool,
 }
 
 /// Which protocol a raw step uses.

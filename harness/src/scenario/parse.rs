@@ -291,19 +291,23 @@ pub fn parse_scenario(
             Some(b) => (b, true),
             None => (kind.value.as_str(), false),
         };
-        let (k, video) = match base {
-            "dual" => (ActorKind::Dual, false),
-            "dual+video" => (ActorKind::Dual, true),
-            "xmpp" if !sip_tcp => (ActorKind::Xmpp, false),
-            "sip" => (ActorKind::Sip, false),
-            _ => {
-                return Err(ctx.error(
-                    At::of(&kind.referenced),
-                    format!("unknown actor kind `{}`", kind.value),
-                    Some("one of: dual, dual+video, xmpp, sip; add /tcp to put the SIP leg on TCP".into()),
-                ))
-            }
+        let mut parts = base.split('+');
+        let k = match parts.next() {
+            Some("dual") => ActorKind::Dual,
+            Some("xmpp") if !sip_tcp => ActorKind::Xmpp,
+            Some("sip") => ActorKind::Sip,
+            _ => ActorKind::Xmpp,
         };
+        let mods: Vec<&str> = parts.collect();
+        let known = base == "xmpp" || base == "sip" || base.starts_with("dual");
+        if !known || (k != ActorKind::Dual && !mods.is_empty()) || mods.iter().any(|m| *m != "video" && *m != "onphone") {
+            return Err(ctx.error(
+                At::of(&kind.referenced),
+                format!("unknown actor kind `{}`", kind.value),
+                Some("one of: dual, xmpp, sip; dual takes +video and +onphone; add /tcp to put the SIP leg on TCP".into()),
+            ));
+        }
+        let (video, on_phone_profile) = (mods.contains(&"video"), mods.contains(&"onphone"));
         if name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ctx.error(
                 At::of(&name.referenced),
@@ -311,7 +315,7 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video });
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video, on_phone_profile });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let mut steps = Vec::new();

@@ -184,7 +184,9 @@ fn with_credentials(req: &SipMessage, branch: &str, auth_name: &str, auth_value:
 impl SipUa {
     /// A UA for one account.
     pub fn new(cfg: SipConfig) -> SipUa {
-        let media_port = 20000 + (cfg.local.port() % 20000) / 2 * 2;
+        // The SIP socket's own port: unique among live clients, so no two streams in one trace
+        // share a media port by chance (nothing listens: no media yet).
+        let media_port = cfg.local.port();
         SipUa {
             cfg,
             clients: Vec::new(),

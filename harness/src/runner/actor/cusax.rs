@@ -182,6 +182,27 @@ impl Actor {
         Ok(())
     }
 
+    /// sixpac's "on the phone" profile (not RFC 7081; actors declared `dual+onphone`): while a
+    /// SIP call is up, the client publishes the XEP-0108 activity talking/on_the_phone over PEP, and an empty activity
+    /// once the call has ended. Called for each call event; the publish is not waited for.
+    pub(crate) fn on_the_phone(&mut self, ev: &crate::client::sip::ua::SipEvent) {
+        use crate::client::sip::ua::SipEvent;
+        if !self.on_phone_profile || self.xmpp.is_none() || self.xmpp_closed {
+            return;
+        }
+        let activity = match ev {
+            SipEvent::CallConfirmed { .. } => "<talking><on_the_phone/></talking>",
+            SipEvent::CallEnded { reason, .. } if self.on_phone && !reason.starts_with("we rejected") => "",
+            _ => return,
+        };
+        self.on_phone = !activity.is_empty();
+        self.iq_seq += 1;
+        let id = format!("sixpac-{}-{}", self.name, self.iq_seq);
+        let _ = self.send_xmpp(format!(
+            "<iq type='set' id='{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='http://jabber.org/protocol/activity'><item><activity xmlns='http://jabber.org/protocol/activity'>{activity}</activity></item></publish></pubsub></iq>"
+        ));
+    }
+
     /// Chat: an XMPP chat message to the contact's bare JID. Misbehaving, a SIP MESSAGE.
     pub async fn chat(&mut self, jid: String, aor: String, text: String, deadline: Instant) -> Result<(), StepError> {
         if self.misbehave == Some(Misbehaviour::ChatOverSip) {

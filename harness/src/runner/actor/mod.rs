@@ -42,6 +42,12 @@ pub struct Actor {
     /// A CUSAX rule the client breaks on purpose, if any.
     pub misbehave: Option<cusax::Misbehaviour>,
     iq_seq: u64,
+    /// SIP events taken in but not yet handed out (see `next_sip`).
+    sip_backlog: std::collections::VecDeque<SipEvent>,
+    /// The "on the phone" activity is published (see `cusax::on_the_phone`).
+    on_phone: bool,
+    /// The actor follows sixpac's own "on the phone" profile.
+    on_phone_profile: bool,
     /// What the last incoming call's Call-Info came to: the confirmed JID, or why not.
     caller_identity: Option<Result<String, String>>,
     /// The bare JID this actor chatted with last (what `escalate` calls).
@@ -85,6 +91,9 @@ impl Actor {
             last_presence: HashMap::new(),
             last_chat: None,
             caller_identity: None,
+            on_phone: false,
+            on_phone_profile: decl.on_phone_profile,
+            sip_backlog: Default::default(),
             account,
             sip: None,
             xmpp: None,
@@ -389,17 +398,33 @@ impl Actor {
         }
     }
 
+    /// The next SIP event. Everything the UA has already reported is taken in at once (into
+    /// the inboxes, with the client's reactions such as the "on the phone" activity) and then
+    /// handed out one by one, so a step that returns early leaves nothing unreacted to.
     async fn next_sip(&mut self, deadline: Instant) -> Option<SipEvent> {
-        let s = self.sip.as_mut()?;
-        let ev = tokio::time::timeout_at(deadline, s.events.recv()).await.ok().flatten()?;
-        match &ev {
-            SipEvent::Received(m) => self.sip_inbox.push(m.clone()),
-            SipEvent::IncomingCall { .. } | SipEvent::CallConfirmed { .. } | SipEvent::CallEnded { .. } => {
-                self.call_events.push(ev.clone())
-            }
-            _ => {}
+        if let Some(ev) = self.sip_backlog.pop_front() {
+            return Some(ev);
         }
-        Some(ev)
+        let s = self.sip.as_mut()?;
+        let first = tokio::time::timeout_at(deadline, s.events.recv()).await.ok().flatten()?;
+        let mut batch = vec![first];
+        while let Ok(more) = s.events.try_recv() {
+            batch.push(more);
+        }
+        for ev in &batch {
+            match ev {
+                SipEvent::Received(m) => self.sip_inbox.push(m.clone()),
+                SipEvent::IncomingCall { .. } | SipEvent::CallConfirmed { .. } | SipEvent::CallEnded { .. } => {
+                    self.on_the_phone(ev);
+                    self.call_events.push(ev.clone())
+                }
+                _ => {}
+            }
+        }
+        let mut batch = batch.into_iter();
+        let first = batch.next();
+        self.sip_backlog.extend(batch);
+        first
     }
 
     async fn wait_final(&mut self, tx: u64, deadline: Instant) -> Result<SipMessage, StepError> {
