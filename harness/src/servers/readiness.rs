@@ -136,9 +136,10 @@ pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duratio
     tokio::time::timeout(wait, attempt).await.unwrap_or_else(|_| Err(format!("no answer within {} s", wait.as_secs())))
 }
 
-/// Empty an existing account's roster, logged in directly (not through a tap, so nothing of
-/// it is in any trace). The external backend does this before each scenario: its accounts are
-/// reused, and contacts left by an earlier scenario would change what the next one sees.
+/// Empty an existing account's roster and delete its "on the phone" PEP node, logged in
+/// directly (not through a tap, so nothing of it is in any trace). The external backend does
+/// this before each scenario: its accounts are reused, and contacts or a last published
+/// activity left by an earlier scenario would change what the next one sees.
 pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::time::Instant) -> Result<(), String> {
     let cfg = XmppConfig {
         user: account.user.clone(),
@@ -152,8 +153,14 @@ pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::
         while let Some(ev) = conn.events.recv().await {
             match ev {
                 XmppEvent::Online { .. } => {
+                    // The node may not exist: any answer will do.
+                    conn.send_raw(
+                        b"<iq type='set' id='reset-pep'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='http://jabber.org/protocol/activity'/></pubsub></iq>"
+                            .to_vec(),
+                    );
                     conn.send_raw(b"<iq type='get' id='reset-roster'><query xmlns='jabber:iq:roster'/></iq>".to_vec());
                 }
+                XmppEvent::Stanza(el) if el.attr("id") == Some("reset-pep") => {}
                 XmppEvent::Stanza(el) if el.attr("id") == Some("reset-roster") => {
                     let items: Vec<String> = el
                         .child("query")

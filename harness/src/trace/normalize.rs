@@ -367,6 +367,43 @@ fn iq_type_id(f: &Frame) -> Option<(String, String)> {
     Some((el.attr("type")?.to_string(), el.attr("id")?.to_string()))
 }
 
+/// The id of a server's entity-caps probe: a disco#info get to the client's caps node from a
+/// JID without a resource (Prosody: the account's PEP service) or from the client's own full
+/// JID (ejabberd's mod_caps).
+fn caps_probe_id(f: &Frame) -> Option<String> {
+    if f.proto != Proto::Xmpp || f.dir != Direction::ToClient || !f.bytes.starts_with(b"<iq") {
+        return None;
+    }
+    let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
+    let q = el.child("query")?;
+    let probe = el.attr("type") == Some("get")
+        && q.ns.as_deref() == Some("http://jabber.org/protocol/disco#info")
+        && q.attr("node").is_some_and(|n| n.starts_with(crate::client::xmpp::features::CAPS_NODE))
+        && el.attr("from").is_some_and(|f| !f.contains('/') || el.attr("to") == Some(f));
+    probe.then(|| el.attr("id").unwrap_or("").to_string())
+}
+
+/// Without servers' caps probes and the client's answers to them. Whether a server asks
+/// depends on its cache (earlier scenarios, earlier runs against the same servers), not on the
+/// scenario, so they stay in the raw trace only.
+fn without_caps_probes(frames: Vec<&Frame>) -> Vec<&Frame> {
+    let probes: Vec<String> = frames.iter().filter_map(|f| caps_probe_id(f)).collect();
+    if probes.is_empty() {
+        return frames;
+    }
+    frames
+        .into_iter()
+        .filter(|f| {
+            if caps_probe_id(f).is_some() {
+                return false;
+            }
+            let answer = f.dir == Direction::ToServer
+                && iq_type_id(f).is_some_and(|(k, id)| (k == "result" || k == "error") && probes.contains(&id));
+            !answer
+        })
+        .collect()
+}
+
 /// Frames of one connection in arrival order, except that an iq result or error follows its
 /// request directly. Which of two frames crossing in opposite directions the tap reads first
 /// is chance (a client's answer to a roster push races the server's next stanzas); listing
@@ -416,7 +453,8 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
     for (_, _, _, conn) in conns {
-        let mut it = responses_after_requests(frames.iter().filter(|f| f.conn == conn).collect()).into_iter().peekable();
+        let mine = without_caps_probes(frames.iter().filter(|f| f.conn == conn).collect());
+        let mut it = responses_after_requests(mine).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client);
         out.push_str(&format!(
@@ -476,5 +514,36 @@ mod tests {
         let t2 = normalize(&rec2.frames_for(&[alice]), &ctx).text;
         assert!(t2.contains("<a b='2' y='1'/><z/></stream:features>"), "{t2}");
         assert!(!t.contains("c2VjcmV0") && !t.contains("t9"), "{t}");
+    }
+
+    fn xmpp_frame(seq: u64, dir: Direction, text: &str) -> Frame {
+        Frame {
+            seq,
+            at: std::time::Duration::ZERO,
+            server: "prosody".into(),
+            proto: Proto::Xmpp,
+            transport: Transport::Tcp,
+            conn: 1,
+            client: "127.0.0.1:4000".parse().unwrap(),
+            dir,
+            kind: FrameKind::Element,
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn caps_probes_leave_and_answers_follow_questions() {
+        let node = crate::client::xmpp::features::CAPS_NODE;
+        let frames = [
+            xmpp_frame(1, Direction::ToClient, "<iq type='set' id='push'><query xmlns='jabber:iq:roster'/></iq>"),
+            xmpp_frame(2, Direction::ToClient, "<presence from='b@x/r'/>"),
+            xmpp_frame(3, Direction::ToServer, "<iq type='result' id='push'/>"),
+            xmpp_frame(4, Direction::ToClient, &format!("<iq type='get' id='probe' from='a@x' to='a@x/r'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#v'/></iq>")),
+            xmpp_frame(5, Direction::ToServer, "<iq type='result' id='probe' to='a@x'/>"),
+            xmpp_frame(6, Direction::ToClient, &format!("<iq type='get' id='peer' from='b@x/r'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#v'/></iq>")),
+        ];
+        let kept = responses_after_requests(without_caps_probes(frames.iter().collect()));
+        let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![1, 3, 2, 6], "the probe and its answer leave; a peer's disco#info stays");
     }
 }
