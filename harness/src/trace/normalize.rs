@@ -526,7 +526,7 @@ mod tests {
             conn: 1,
             client: "127.0.0.1:4000".parse().unwrap(),
             dir,
-            kind: FrameKind::Element,
+            kind: FrameKind::XmppElement,
             bytes: text.as_bytes().to_vec(),
         }
     }
