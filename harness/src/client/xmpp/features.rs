@@ -23,8 +23,11 @@ pub const FEATURES: &[&str] = &[
     "urn:xmpp:reach:0+notify",
 ];
 
+/// A disco#info identity: category, type, xml:lang, name.
+pub type Identity = (String, String, String, String);
+
 /// XEP-0115 §5.1 verification string and its SHA-1 (`ver`), from identities and features.
-pub fn caps_ver(identities: &[(String, String, String, String)], features: &[String]) -> String {
+pub fn caps_ver(identities: &[Identity], features: &[String]) -> String {
     let mut ids: Vec<String> = identities.iter().map(|(c, t, lang, name)| format!("{c}/{t}/{lang}/{name}")).collect();
     ids.sort();
     let mut feats = features.to_vec();
@@ -53,7 +56,7 @@ pub fn caps_element() -> String {
 }
 
 /// Identities and features read from a disco#info `<query/>`, for `caps_ver`.
-pub fn disco_info_of(query: &Element) -> (Vec<(String, String, String, String)>, Vec<String>) {
+pub fn disco_info_of(query: &Element) -> (Vec<Identity>, Vec<String>) {
     let mut ids = Vec::new();
     let mut feats = Vec::new();
     for c in query.elements() {

@@ -97,15 +97,8 @@ impl Actor {
     /// Call a dual contact the CUSAX way: the SIP URI from its vCard, video only when that TEL
     /// is typed video, and our XMPP address in Call-Info.
     pub(crate) async fn call_contact(&mut self, jid: &str, deadline: Instant) -> Result<(), StepError> {
-        let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
-        let info = format!("Call-Info: <xmpp:{}@{}>;purpose=impp\r\n", self.account.user, self.account.domain);
-        let id = self
-            .sip_leg()?
-            .with(move |ua, now| ua.invite_with(now, &uri, video, &info))
-            .await
-            .ok_or_else(super::gone)?;
-        self.current_call = Some(id);
-        Ok(())
+        let own = format!("{}@{}", self.account.user, self.account.domain);
+        self.call_claiming(jid, &own, deadline).await
     }
 
     /// XEP-0115 check of a contact: the `ver` in its latest presence equals the hash of the
@@ -168,8 +161,8 @@ impl Actor {
         }
     }
 
-    /// Call a contact but claim another identity in Call-Info (a spoofing caller, to test
-    /// the callee's check).
+    /// Call a contact, claiming `claimed` in Call-Info: our own JID, or another one for a
+    /// spoofing caller (to test the callee's check).
     pub(crate) async fn call_claiming(&mut self, jid: &str, claimed: &str, deadline: Instant) -> Result<(), StepError> {
         let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
         let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
