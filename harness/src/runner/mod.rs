@@ -162,9 +162,15 @@ pub async fn run_scenario(
             Action::Unregister => actor.unregister(Instant::now() + STEP_DEADLINE).await,
             Action::Message { to, text } => actor.message(values[&format!("{to}.sip")].clone(), text.clone(), Instant::now() + STEP_DEADLINE).await,
             Action::Call { to, video } => {
-                // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard.
-                let callee_dual = sc.actors.iter().any(|a| &a.name == to && a.kind == crate::scenario::ActorKind::Dual);
-                if actor.kind == crate::scenario::ActorKind::Dual && callee_dual {
+                // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard. An
+                // XMPP-only callee would need Jingle (RFC 7081 §3.4), which the client lacks.
+                let callee = sc.actors.iter().find(|a| &a.name == to).map(|a| a.kind);
+                let callee_dual = callee == Some(crate::scenario::ActorKind::Dual);
+                if callee == Some(crate::scenario::ActorKind::Xmpp) {
+                    Err(StepError::Inconclusive(format!(
+                        "{to} is XMPP-only: RFC 7081 §3.4 (CUSAX-8) asks for a Jingle call, and the reference client offers no Jingle"
+                    )))
+                } else if actor.kind == crate::scenario::ActorKind::Dual && callee_dual {
                     actor.call_contact(&values[&format!("{to}.jid")].clone(), Instant::now() + STEP_DEADLINE).await
                 } else {
                     actor.call(values[&format!("{to}.sip")].clone(), *video).await
@@ -180,7 +186,12 @@ pub async fn run_scenario(
             Action::VerifyCaps { of } => actor.verify_caps(&values[&format!("{of}.jid")].clone(), Instant::now() + STEP_DEADLINE).await,
             Action::Chat { to, text } => {
                 let (jid, aor) = (values[&format!("{to}.jid")].clone(), values[&format!("{to}.sip")].clone());
-                actor.chat(jid, aor, text.clone(), Instant::now() + STEP_DEADLINE).await
+                // A SIP-only peer gets its messages over SIP (RFC 7081 §3.4).
+                if sc.actors.iter().any(|a| &a.name == to && a.kind == crate::scenario::ActorKind::Sip) {
+                    actor.message(aor, text.clone(), Instant::now() + STEP_DEADLINE).await
+                } else {
+                    actor.chat(jid, aor, text.clone(), Instant::now() + STEP_DEADLINE).await
+                }
             }
             Action::Answer => actor.answer(Instant::now() + STEP_DEADLINE).await,
             Action::Reject { code } => actor.reject(*code, Instant::now() + STEP_DEADLINE).await,
@@ -257,6 +268,7 @@ pub async fn run_scenario(
         let (v, m) = match e {
             StepError::Fail(m) => (Verdict::Fail, m),
             StepError::Error(m) => (Verdict::Error, m),
+            StepError::Inconclusive(m) => (Verdict::Inconclusive, m),
         };
         outcome.verdict = v;
         outcome.message = format!("step {} `{}` ({at}): {m}", i + 1, step.label);

@@ -144,7 +144,7 @@ impl Actor {
         match self.sip_uri_from_vcard(&jid, deadline).await {
             Ok((uri, _)) if uri == caller => Ok(jid),
             Ok((uri, _)) => Err(format!("{jid}'s vCard names {uri}, but the call comes from {caller}")),
-            Err(StepError::Fail(e) | StepError::Error(e)) => Err(e),
+            Err(StepError::Fail(e) | StepError::Error(e) | StepError::Inconclusive(e)) => Err(e),
         }
     }
 

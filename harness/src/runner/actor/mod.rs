@@ -21,6 +21,9 @@ pub enum StepError {
     Fail(String),
     /// The harness or infrastructure broke (verdict `error`).
     Error(String),
+    /// The step cannot be carried out by what is there (verdict `inconclusive`), e.g. the
+    /// reference client lacks the feature.
+    Inconclusive(String),
 }
 
 /// Where the actor's legs connect (the taps).
