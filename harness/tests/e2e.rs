@@ -260,3 +260,21 @@ fn a_client_that_chats_over_sip_fails_the_cusax_3_scenario() {
     let raw = std::fs::read_to_string(reports.join("latest/traces/cusax.channel-split.prosody+kamailio.raw")).unwrap();
     assert!(raw.contains("MESSAGE sip:") && raw.contains("Shall we talk?"), "{raw}");
 }
+
+#[test]
+fn with_neither_docker_nor_the_binaries_auto_names_what_to_install() {
+    // No PATH: no docker client and no prosody (kamailio and ejabberdctl sit in /usr/sbin,
+    // which sixpac also searches, so they may still be found).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["run", "--profile", "prosody+kamailio", "--report-dir"])
+        .arg(scratch("nobackend"))
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", "/nonexistent")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("no Docker engine answers") && t.contains("apt-get install prosody"), "{t}");
+}
