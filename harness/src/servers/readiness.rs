@@ -136,7 +136,8 @@ pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duratio
     tokio::time::timeout(wait, attempt).await.unwrap_or_else(|_| Err(format!("no answer within {} s", wait.as_secs())))
 }
 
-/// Empty an existing account's roster and delete its "on the phone" PEP node, logged in
+/// Empty an existing account's roster, refuse subscription requests still waiting for it, and
+/// delete its "on the phone" PEP node, logged in
 /// directly (not through a tap, so nothing of it is in any trace). The external backend does
 /// this before each scenario: its accounts are reused, and contacts or a last published
 /// activity left by an earlier scenario would change what the next one sees.
@@ -183,8 +184,20 @@ pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::
                 _ => {}
             }
             if pending == Some(0) {
-                conn.close();
                 pending = None;
+                // Requests still waiting from earlier scenarios come after initial presence
+                // (with no contacts left, that presence goes nowhere): refuse each of them.
+                conn.send_raw(b"<presence/>".to_vec());
+                let quiet = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+                while let Ok(Some(ev)) = tokio::time::timeout_at(quiet, conn.events.recv()).await {
+                    if let XmppEvent::Stanza(el) = ev {
+                        if el.local_name() == "presence" && el.attr("type") == Some("subscribe") {
+                            let from = crate::xml::escape(el.attr("from").unwrap_or(""), true);
+                            conn.send_raw(format!("<presence to='{from}' type='unsubscribed'/>").into_bytes());
+                        }
+                    }
+                }
+                conn.close();
             }
         }
         Ok(())
