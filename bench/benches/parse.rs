@@ -40,7 +40,7 @@ fn frame(bytes: &[u8]) -> Frame {
 fn context() -> NormalizeContext {
     NormalizeContext {
         title: "bench".into(),
-        actors: vec![("alice".into(), vec!["127.0.0.1:40001".parse().unwrap()])],
+        actors: vec![("alice".into(), vec![("127.0.0.1:40001".parse().unwrap(), Proto::Sip)])],
         addr_names: vec![("127.0.0.1:5060".parse().unwrap(), "kamailio".into())],
         literals: vec![("alice_1a2b3c4d".into(), "alice".into()), ("bob_5e6f7a8b".into(), "bob".into())],
     }

@@ -249,8 +249,12 @@ pub async fn run_scenario(
         ctx.literals.push((a.account.user.clone(), a.name.clone()));
         ctx.literals.push((a.account.password.clone(), "{password}".into()));
         clients.extend(addrs.iter().copied());
-        ctx.actors.push((a.name.clone(), addrs));
+        let legs = a.addrs.iter().map(|(s, w)| (*s, match w { Wire::Sip => Proto::Sip, Wire::Xmpp => Proto::Xmpp })).collect();
+        ctx.actors.push((a.name.clone(), legs));
     }
+    // Addresses are written into SIP text only, and a TCP port (an XMPP leg) may have the same
+    // number as a UDP port (a SIP leg): the SIP names must win.
+    ctx.addr_names.sort_by_key(|(_, n)| n.contains(".xmpp"));
     drop(actors);
     set.forget_clients();
     outcome.frames = set.recorder.frames_since(first_frame, &clients);

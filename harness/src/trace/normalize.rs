@@ -13,7 +13,8 @@ pub struct NormalizeContext {
     /// Heading of the trace (`scenario on profile`).
     pub title: String,
     /// Actors in declaration order, with the client addresses each uses.
-    pub actors: Vec<(String, Vec<SocketAddr>)>,
+    /// (A TCP and a UDP socket may share a port number, so the protocol is part of the key.)
+    pub actors: Vec<(String, Vec<(SocketAddr, Proto)>)>,
     /// Known addresses and the symbol to print for them.
     pub addr_names: Vec<(SocketAddr, String)>,
     /// Literal text and its stable replacement (generated user names, secrets).
@@ -99,11 +100,11 @@ impl Normalizer<'_> {
         self.addresses(&t)
     }
 
-    fn label(&self, addr: SocketAddr) -> String {
+    fn label(&self, addr: SocketAddr, proto: Proto) -> String {
         self.ctx
             .actors
             .iter()
-            .find(|(_, addrs)| addrs.contains(&addr))
+            .find(|(_, addrs)| addrs.contains(&(addr, proto)))
             .map(|(n, _)| n.clone())
             .unwrap_or_else(|| "client".into())
     }
@@ -443,14 +444,14 @@ fn responses_after_requests(frames: Vec<&Frame>) -> Vec<&Frame> {
 /// (iq answers right after their requests, see [`responses_after_requests`]).
 pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut n = Normalizer { ctx, syms: Symbols::default() };
-    let actor_rank = |addr: SocketAddr| {
-        ctx.actors.iter().position(|(_, a)| a.contains(&addr)).unwrap_or(usize::MAX)
+    let actor_rank = |addr: SocketAddr, proto: Proto| {
+        ctx.actors.iter().position(|(_, a)| a.contains(&(addr, proto))).unwrap_or(usize::MAX)
     };
     let mut conns: Vec<(usize, u8, u64, u64)> = Vec::new(); // (actor, proto, first seq, conn)
     for f in frames {
         if !conns.iter().any(|c| c.3 == f.conn) {
             let proto = match f.proto { Proto::Sip => 0, Proto::Xmpp => 1 };
-            conns.push((actor_rank(f.client), proto, f.seq, f.conn));
+            conns.push((actor_rank(f.client, f.proto), proto, f.seq, f.conn));
         }
     }
     conns.sort();
@@ -460,7 +461,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         let mine = without_caps_probes(frames.iter().filter(|f| f.conn == conn).collect());
         let mut it = responses_after_requests(mine).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
-        let who = n.label(first.client);
+        let who = n.label(first.client, first.proto);
         out.push_str(&format!(
             "\n== {who} {}/{} via {}\n",
             first.proto.name(),
@@ -501,7 +502,7 @@ mod tests {
         rec.record(&ox, Direction::ToClient, FrameKind::XmppElement, b"<message id='a1' to='alice_x1@example.test/res9'><body>hi</body></message>".to_vec());
         let ctx = NormalizeContext {
             title: "t".into(),
-            actors: vec![("alice".into(), vec![alice])],
+            actors: vec![("alice".into(), vec![(alice, Proto::Sip)])],
             addr_names: vec![(alice, "alice.sip".into())],
             literals: vec![("alice_x1".into(), "alice".into())],
         };
