@@ -231,18 +231,19 @@ pub async fn run_scenario(
     let mut ctx = NormalizeContext {
         // The title, not the path: moving a scenario file does not change its trace.
         title: format!("{} on {}", sc.title, set.profile.name),
-        addr_names: set.addr_names(),
+        addr_names: Vec::new(),
         ..Default::default()
     };
     let aliases = set.recorder.aliases();
+    let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
     for a in &actors {
         let addrs: Vec<_> = a.addrs.iter().map(|(s, _)| *s).collect();
         for (addr, wire) in &a.addrs {
-            let leg = match wire { Wire::Sip => "sip", Wire::Xmpp => "xmpp" };
-            ctx.addr_names.push((*addr, format!("{}.{leg}", a.name)));
+            let (leg, proto) = match wire { Wire::Sip => ("sip", Proto::Sip), Wire::Xmpp => ("xmpp", Proto::Xmpp) };
+            names.push((*addr, format!("{}.{leg}", a.name), proto));
             for (up, client) in &aliases {
                 if client == addr {
-                    ctx.addr_names.push((*up, format!("{}.{leg}~tap", a.name)));
+                    names.push((*up, format!("{}.{leg}~tap", a.name), proto));
                 }
             }
         }
@@ -252,9 +253,10 @@ pub async fn run_scenario(
         let legs = a.addrs.iter().map(|(s, w)| (*s, match w { Wire::Sip => Proto::Sip, Wire::Xmpp => Proto::Xmpp })).collect();
         ctx.actors.push((a.name.clone(), legs));
     }
-    // Addresses are written into SIP text only, and a TCP port (an XMPP leg) may have the same
-    // number as a UDP port (a SIP leg): the SIP names must win.
-    ctx.addr_names.sort_by_key(|(_, n)| n.contains(".xmpp"));
+    // Addresses are written into SIP text only, and a TCP port (an XMPP leg or server) may
+    // have the same number as a UDP port (a SIP leg): SIP names come first, so they win.
+    names.sort_by_key(|(_, _, p)| *p == Proto::Xmpp);
+    ctx.addr_names = names.into_iter().map(|(a, n, _)| (a, n)).collect();
     drop(actors);
     set.forget_clients();
     outcome.frames = set.recorder.frames_since(first_frame, &clients);

@@ -285,15 +285,20 @@ impl ServerSet {
     }
 
     /// Address -> symbol names for normalization: servers and taps.
-    pub fn addr_names(&self) -> Vec<(SocketAddr, String)> {
+    /// Each with the protocol it serves: a TCP port (XMPP) and a UDP port (SIP) may share a
+    /// number, and only SIP text names addresses, so SIP names must be preferred.
+    pub fn addr_names(&self) -> Vec<(SocketAddr, String, Proto)> {
         let mut out = Vec::new();
         for s in &self.servers {
-            for addr in [s.xmpp, s.sip].into_iter().flatten() {
-                out.push((addr, s.name.clone()));
+            if let Some(a) = s.sip {
+                out.push((a, s.name.clone(), Proto::Sip));
+            }
+            if let Some(a) = s.xmpp {
+                out.push((a, s.name.clone(), Proto::Xmpp));
             }
         }
         for t in &self.taps {
-            out.push((t.listen, format!("{}.tap", t.spec.server)));
+            out.push((t.listen, format!("{}.tap", t.spec.server), t.spec.proto));
         }
         out
     }
