@@ -90,7 +90,10 @@ fn a_changed_expected_trace_fails_with_a_diff_naming_the_frame_and_accept_restor
     assert!(original.contains("    Max-Forwards: 70\n"));
     std::fs::write(&trace, original.replacen("    Max-Forwards: 70\n", "    Max-Forwards: 69\n", 1)).unwrap();
     let args = |extra: &'static str| {
-        let mut v = vec!["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()];
+        let mut v = vec![
+            "run", "--backend", "process", "--profile", "prosody+kamailio",
+            "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap(),
+        ];
         if !extra.is_empty() {
             v.push(extra);
         }

@@ -187,32 +187,53 @@ impl ServerSet {
                 let mut all = accounts.to_vec();
                 all.push(probe_account.clone());
                 for decl in &profile.servers {
-                    let prep = prepare::prepare(decl, fixtures, &root, &profile.domain, &all)?;
-                    let (launcher, image) = match backend {
-                        Backend::Container => {
-                            let tag = images::tag_for(decl.kind.name());
-                            let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing {
-                                what: format!("image {tag}"),
-                                install: "sixpac images build".into(),
-                            })?;
-                            (Launcher::Container(ContainerSpec { image: tag, run_id: run_id.clone(), mount: root.clone() }), Some(id))
+                    // A port picked free can be taken by someone else before a slow server
+                    // (ejabberd) binds it; then start again on new ports.
+                    let mut attempt = 0;
+                    let header = loop {
+                        attempt += 1;
+                        let prep = prepare::prepare(decl, fixtures, &root, &profile.domain, &all)?;
+                        let (launcher, image) = match backend {
+                            Backend::Container => {
+                                let tag = images::tag_for(decl.kind.name());
+                                let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing {
+                                    what: format!("image {tag}"),
+                                    install: "sixpac images build".into(),
+                                })?;
+                                (Launcher::Container(ContainerSpec { image: tag, run_id: run_id.clone(), mount: root.clone() }), Some(id))
+                            }
+                            _ => (Launcher::Host, None),
+                        };
+                        let how = if image.is_some() { "container" } else { "process" };
+                        progress(&format!("starting {} ({how})", decl.name));
+                        let proc = ProcessServer::start(&prep, &launcher)?;
+                        // From the server's start, after its accounts were made.
+                        let started = Instant::now();
+                        let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+                        // Owned by the set before waiting, so teardown reaches it on every path.
+                        set.servers.push(RunningServer {
+                            name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
+                            ready_in: Duration::ZERO, version: None, image, process: Some(proc),
+                        });
+                        let rs = set.servers.last_mut().expect("just pushed");
+                        match wait_ready(rs, &profile.domain, started, READY_DEADLINE).await {
+                            Ok((ready_in, header)) => {
+                                rs.ready_in = ready_in;
+                                break header;
+                            }
+                            Err(InfraError::Crashed { log, .. }) if attempt < 3 && port_taken(&log) => {
+                                progress(&format!("{}: a port was taken before it could bind; starting again", decl.name));
+                                if let Some(mut gone) = set.servers.pop() {
+                                    if let Some(p) = &mut gone.process {
+                                        p.stop(Duration::from_secs(3));
+                                    }
+                                }
+                                let _ = std::fs::remove_dir_all(root.join(&decl.name));
+                            }
+                            Err(e) => return Err(e),
                         }
-                        _ => (Launcher::Host, None),
                     };
-                    let how = if image.is_some() { "container" } else { "process" };
-                    progress(&format!("starting {} ({how})", decl.name));
-                    let proc = ProcessServer::start(&prep, &launcher)?;
-                    // From the server's start, after its accounts were made.
-                    let started = Instant::now();
-                    let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-                    // Owned by the set before waiting, so teardown reaches it on every path.
-                    set.servers.push(RunningServer {
-                        name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
-                        ready_in: Duration::ZERO, version: None, image, process: Some(proc),
-                    });
-                    let rs = set.servers.last_mut().expect("just pushed");
-                    let (ready_in, header) = wait_ready(rs, &profile.domain, started, READY_DEADLINE).await?;
-                    rs.ready_in = ready_in;
+                    let rs = set.servers.last_mut().expect("started above");
                     after_ready(rs, accounts, &probe_account, header).await?;
                     progress(&format!(
                         "{} ready in {} ms ({})",
@@ -305,6 +326,11 @@ impl ServerSet {
 
     /// Stop everything now (the same as dropping, spelled out for the normal path).
     pub fn stop(self) {}
+}
+
+/// Whether a crashed server's log says a port was already in use.
+fn port_taken(log: &str) -> bool {
+    log.contains("eaddrinuse") || log.contains("Address already in use")
 }
 
 /// How long an external server may take to answer the first probe.
