@@ -82,7 +82,7 @@ enum Cmd {
         #[command(flatten)]
         paths: Paths,
     },
-    /// Classify the RFC 4475 torture messages (offline: the parser alone).
+    /// RFC 4475 torture messages: classified by the parser (--offline), or sent to a profile's SIP server (--profile).
     Torture {
         /// Folder with the 49 .dat files extracted from RFC 4475's appendix.
         #[arg(long)]
