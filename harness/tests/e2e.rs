@@ -29,6 +29,7 @@ fn default_suite_passes_with_junit_and_traces() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let reports = scratch("suite");
     let out = sixpac(&["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -62,6 +63,7 @@ fn a_message_that_never_comes_fails_within_its_deadline() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let reports = scratch("negative");
     let started = Instant::now();
     let scen = root().join("harness/tests/scenarios/negative");
@@ -79,6 +81,7 @@ fn a_changed_expected_trace_fails_with_a_diff_naming_the_frame_and_accept_restor
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let dir = scratch("mismatch");
     let scen = dir.join("scenarios");
     std::fs::create_dir_all(&scen).unwrap();
@@ -152,6 +155,7 @@ fn sigint_during_a_run_leaves_no_server_behind() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let (mut child, needle) = start_waiting_run("process", &scratch("sigint"));
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     assert_eq!(interrupt(&mut child, Duration::from_secs(15)), Some(130));
@@ -164,6 +168,7 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let (mut child, needle) = start_waiting_run("process", &scratch("sigkill"));
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     child.kill().unwrap();
@@ -183,6 +188,7 @@ fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() 
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let reports = scratch("loss");
     let scen = root().join("harness/tests/scenarios/loss");
     let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
@@ -218,6 +224,7 @@ fn digest_with_sha256_where_kamailio_offers_it() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let dir = scratch("sha256");
     let (fixtures, scen) = (dir.join("fixtures"), dir.join("scenarios"));
     copy_tree(&root().join("fixtures"), &fixtures);
@@ -247,6 +254,7 @@ fn a_client_that_chats_over_sip_fails_the_cusax_3_scenario() {
     if !servers_available() {
         return;
     }
+    let _serial = cli::serial();
     let reports = scratch("misbehave");
     let args = ["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "cusax/channel-split", "--report-dir"];
     let good = sixpac(&[&args[..], &[reports.to_str().unwrap()]].concat());

@@ -98,3 +98,10 @@ pub fn default_suite_outcomes() -> usize {
         })
         .sum()
 }
+
+/// One server-starting test at a time within a test binary: the machine has two cores, and
+/// several profiles starting at once make timing races (and port races) far likelier.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
