@@ -2,36 +2,69 @@
 
 use super::Account;
 use crate::client::xmpp::connection::XmppConnection;
-use crate::client::xmpp::session::{XmppConfig, XmppEvent};
+use crate::client::xmpp::session::{stream_header, XmppConfig, XmppEvent};
+use crate::xml::{self, Element};
+use crate::xmpp::{XmppFrameKind, XmppFramer};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+/// A raw client stream, read element by element with the project's framer: for the probes
+/// that must not log in.
+struct RawStream {
+    socket: TcpStream,
+    framer: XmppFramer,
+    buf: Vec<u8>,
+}
+
+impl RawStream {
+    /// Connect and send the stream header.
+    async fn open(addr: SocketAddr, domain: &str) -> Result<RawStream, String> {
+        let mut socket = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        socket.write_all(&stream_header(domain)).await.map_err(|e| e.to_string())?;
+        Ok(RawStream { socket, framer: XmppFramer::new(), buf: vec![0u8; 4096] })
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.socket.write_all(bytes).await.map_err(|e| e.to_string())
+    }
+
+    /// The next top-level element after the stream header.
+    async fn next_element(&mut self) -> Result<Element, String> {
+        loop {
+            while let Some(frame) = self.framer.next_frame() {
+                match frame.kind {
+                    XmppFrameKind::Element => {
+                        return xml::parse(&frame.bytes, &xml::client_stream_scope(), false).map_err(|e| e.to_string())
+                    }
+                    XmppFrameKind::StreamClose => return Err("the server closed the stream".into()),
+                    _ => {}
+                }
+            }
+            let n = self.socket.read(&mut self.buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the connection closed".into());
+            }
+            self.framer.push(&self.buf[..n]);
+        }
+    }
+
+    /// Close our side of the stream.
+    async fn close(mut self) {
+        let _ = self.socket.write_all(b"</stream:stream>").await;
+    }
+}
+
 /// One XMPP probe: open a stream and wait for `<stream:features>`.
 pub async fn xmpp_answers(addr: SocketAddr, domain: &str, wait: Duration) -> bool {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let hdr = format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' to='{domain}' version='1.0'>"
-        );
-        s.write_all(hdr.as_bytes()).await.ok()?;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            got.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&got).contains("features") {
-                let _ = s.write_all(b"</stream:stream>").await;
-                return Some(());
-            }
-        }
+        let mut s = RawStream::open(addr, domain).await?;
+        while s.next_element().await?.local_name() != "features" {}
+        s.close().await;
+        Ok::<(), String>(())
     };
-    tokio::time::timeout(wait, attempt).await.ok().flatten().is_some()
+    matches!(tokio::time::timeout(wait, attempt).await, Ok(Ok(())))
 }
 
 /// One SIP probe: OPTIONS over UDP. Any response counts; it gives the `Server:` header's
@@ -93,43 +126,27 @@ pub async fn xmpp_version(addr: SocketAddr, account: &Account, deadline: tokio::
 /// Create an account by in-band registration (XEP-0077): a stream, then the register iq
 /// before any authentication. Used where accounts can only be made on a running server.
 pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duration) -> Result<(), String> {
-    use crate::xml::escape;
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        let hdr = format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' to='{}' version='1.0'>",
-            escape(&account.domain, true)
-        );
-        s.write_all(hdr.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let mut sent = false;
+        let mut s = RawStream::open(addr, &account.domain).await?;
         loop {
-            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err(format!("stream closed: {}", String::from_utf8_lossy(&got)));
-            }
-            got.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&got).into_owned();
-            if !sent && text.contains("</stream:features>") {
-                let iq = format!(
-                    "<iq type='set' id='sixpac-reg'><query xmlns='jabber:iq:register'><username>{}</username><password>{}</password></query></iq>",
-                    escape(&account.user, false),
-                    escape(&account.password, false)
-                );
-                s.write_all(iq.as_bytes()).await.map_err(|e| e.to_string())?;
-                sent = true;
-            }
-            if let Some(at) = text.find("id='sixpac-reg'").or_else(|| text.find("id=\"sixpac-reg\"")) {
-                let _ = s.write_all(b"</stream:stream>").await;
-                let start = text[..at].rfind("<iq").unwrap_or(0);
-                let iq = &text[start..];
-                return if iq.contains("type='result'") || iq.contains("type=\"result\"") {
-                    Ok(())
-                } else {
-                    Err(format!("registration refused: {iq}"))
-                };
+            let el = s.next_element().await?;
+            match el.local_name() {
+                "features" => {
+                    let iq = format!(
+                        "<iq type='set' id='sixpac-reg'><query xmlns='jabber:iq:register'><username>{}</username><password>{}</password></query></iq>",
+                        xml::escape(&account.user, false),
+                        xml::escape(&account.password, false)
+                    );
+                    s.send(iq.as_bytes()).await?;
+                }
+                "iq" if el.attr("id") == Some("sixpac-reg") => {
+                    s.close().await;
+                    return match el.attr("type") {
+                        Some("result") => Ok(()),
+                        _ => Err(format!("registration refused: {}", el.to_xml())),
+                    };
+                }
+                _ => {}
             }
         }
     };
@@ -171,7 +188,7 @@ pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::
                     for (n, jid) in items.iter().enumerate() {
                         let iq = format!(
                             "<iq type='set' id='reset-{n}'><query xmlns='jabber:iq:roster'><item jid='{}' subscription='remove'/></query></iq>",
-                            crate::xml::escape(jid, true)
+                            xml::escape(jid, true)
                         );
                         conn.send_raw(iq.into_bytes());
                     }
@@ -192,7 +209,7 @@ pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::
                 while let Ok(Some(ev)) = tokio::time::timeout_at(quiet, conn.events.recv()).await {
                     if let XmppEvent::Stanza(el) = ev {
                         if el.local_name() == "presence" && el.attr("type") == Some("subscribe") {
-                            let from = crate::xml::escape(el.attr("from").unwrap_or(""), true);
+                            let from = xml::escape(el.attr("from").unwrap_or(""), true);
                             conn.send_raw(format!("<presence to='{from}' type='unsubscribed'/>").into_bytes());
                         }
                     }

@@ -60,7 +60,8 @@ pub struct XmppSession {
     events: VecDeque<XmppEvent>,
 }
 
-fn header(domain: &str) -> Vec<u8> {
+/// The opening of a client stream to `domain` (RFC 6120 §4.2).
+pub fn stream_header(domain: &str) -> Vec<u8> {
     format!(
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
          xmlns:stream='http://etherx.jabber.org/streams' to='{}' version='1.0'>",
@@ -73,7 +74,7 @@ impl XmppSession {
     /// A session that has sent its stream header (see `poll_transmit`).
     pub fn new(cfg: XmppConfig, cnonce: &str) -> XmppSession {
         let mut s = XmppSession {
-            out: VecDeque::from([header(&cfg.domain)]),
+            out: VecDeque::from([stream_header(&cfg.domain)]),
             cfg,
             framer: XmppFramer::new(),
             state: State::AwaitHeader { authed: false },
@@ -200,7 +201,7 @@ impl XmppSession {
                     }
                 }
                 self.framer.restart();
-                self.out.push_back(header(&self.cfg.domain));
+                self.out.push_back(stream_header(&self.cfg.domain));
                 self.state = State::AwaitHeader { authed: true };
             }
             (State::Sasl { .. }, "failure") if sasl => {
