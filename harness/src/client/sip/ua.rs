@@ -414,7 +414,7 @@ impl SipUa {
     /// Respond to an incoming INVITE through its server transaction.
     /// `ended` says why the call ends, for a final response other than 2xx.
     fn respond_invite(&mut self, now: Instant, call_id: &str, code: u16, reason: &str, ended: &str) -> Result<(), UaError> {
-        let with_sdp = code < 300;
+        let success = code < 300;
         let (contact, port) = (self.contact(), self.media_port);
         let (ip, proxy) = (self.cfg.local.ip().to_string(), self.cfg.proxy);
         let call = self.call_mut(call_id)?;
@@ -424,13 +424,13 @@ impl SipUa {
         }
         let inv = SipMessage::parse(&call.invite)?;
         let tag = call.local_tag().unwrap_or_default();
-        let sdp = with_sdp.then(|| {
+        let sdp = success.then(|| {
             let offer = call.offer.clone().unwrap_or_else(|| Session::offer(&ip, port, false));
             Session::answer(&offer, &ip, port, true).to_text()
         });
-        let bytes = call::response(&inv, code, reason, &tag, (code < 300).then_some(contact.as_str()), sdp.as_deref());
+        let bytes = call::response(&inv, code, reason, &tag, success.then_some(contact.as_str()), sdp.as_deref());
         let to = call.peer.unwrap_or(proxy);
-        if code < 300 {
+        if success {
             call.state = CallState::Confirmed;
             call.pending_2xx = Some(Pending2xx { bytes: bytes.clone(), to, next_at: now + T1, interval: T1, give_up_at: now + 64 * T1 });
         } else {
@@ -439,11 +439,7 @@ impl SipUa {
         }
         let branch = inv.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
         if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.invite()) {
-            for a in e.tx.respond(now, code, bytes) {
-                if let TxAction::Transmit(b) = a {
-                    self.out.push_back(Transmit { to, bytes: b });
-                }
-            }
+            transmit_to(&mut self.out, to, e.tx.respond(now, code, bytes));
         }
         Ok(())
     }
@@ -524,13 +520,8 @@ impl SipUa {
             }
         }
         for e in &mut self.servers {
-            if e.tx.next_timer().is_none_or(|t| t > now) {
-                continue;
-            }
-            for a in e.tx.on_timer(now) {
-                if let TxAction::Transmit(b) = a {
-                    self.out.push_back(Transmit { to: e.to, bytes: b });
-                }
+            if e.tx.next_timer().is_some_and(|t| t <= now) {
+                transmit_to(&mut self.out, e.to, e.tx.on_timer(now));
             }
         }
         for c in &mut self.calls {
@@ -723,11 +714,7 @@ impl SipUa {
             return;
         }
         if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.method == method) {
-            for a in e.tx.on_request(now, &method) {
-                if let TxAction::Transmit(b) = a {
-                    self.out.push_back(Transmit { to: e.to, bytes: b });
-                }
-            }
+            transmit_to(&mut self.out, e.to, e.tx.on_request(now, &method));
             return;
         }
         self.events.push_back(SipEvent::Received(msg.clone()));
@@ -767,11 +754,7 @@ impl SipUa {
                 } else {
                     // 200 for the CANCEL, then 487 for the INVITE (§9.2).
                     let ok = call::response(&msg, 200, "OK", &tag, None, None);
-                    for a in tx.respond(now, 200, ok) {
-                        if let TxAction::Transmit(b) = a {
-                            self.out.push_back(Transmit { to, bytes: b });
-                        }
-                    }
+                    transmit_to(&mut self.out, to, tx.respond(now, 200, ok));
                     self.servers.push(ServerEntry { tx, to });
                     let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", "cancelled by the caller");
                     return;
@@ -788,19 +771,21 @@ impl SipUa {
             },
             _ => (501, "Not Implemented"),
         };
+        // An INVITE's dialog took `tag` as ours above (when its To had none), so the 180
+        // carries the same tag.
         let contact = self.contact();
-        let to_tag = if method == "INVITE" {
-            self.calls.last().and_then(|c| c.local_tag()).unwrap_or(tag)
-        } else {
-            tag
-        };
-        let bytes = call::response(&msg, code, reason, &to_tag, (method == "INVITE").then_some(contact.as_str()), None);
-        for a in tx.respond(now, code, bytes) {
-            if let TxAction::Transmit(b) = a {
-                self.out.push_back(Transmit { to, bytes: b });
-            }
-        }
+        let bytes = call::response(&msg, code, reason, &tag, (method == "INVITE").then_some(contact.as_str()), None);
+        transmit_to(&mut self.out, to, tx.respond(now, code, bytes));
         self.servers.push(ServerEntry { tx, to });
+    }
+}
+
+/// Queue what a server transaction asks to transmit, towards `to`.
+fn transmit_to(out: &mut VecDeque<Transmit>, to: SocketAddr, actions: Vec<TxAction>) {
+    for a in actions {
+        if let TxAction::Transmit(bytes) = a {
+            out.push_back(Transmit { to, bytes });
+        }
     }
 }
 
@@ -827,27 +812,6 @@ fn response_target(req: &SipMessage, from: SocketAddr) -> SocketAddr {
     format!("{host}:{p}").parse().unwrap_or(from)
 }
 
-/// A response echoing the request's Via, From, To (tagged), Call-ID and CSeq, with no body.
-pub fn build_response(req: &SipMessage, code: u16, reason: &str) -> Vec<u8> {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for h in req.header_lines() {
-        let name = req.name_of(h);
-        let value = req.value_of(h);
-        if same_header(name, "Via") || same_header(name, "From") || same_header(name, "Call-ID") || same_header(name, "CSeq") || same_header(name, "Record-Route") {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        } else if same_header(name, "To") {
-            let value = if header_param(&value, "tag").is_none() && code > 100 {
-                format!("{value};tag={}", token(10))
-            } else {
-                value
-            };
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    out.push_str(&format!("Server: sixpac/{}\r\nContent-Length: 0\r\n\r\n", env!("CARGO_PKG_VERSION")));
-    out.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,7 +829,7 @@ mod tests {
 
     fn reply(to: &[u8], code: u16, extra: &str) -> Vec<u8> {
         let req = SipMessage::parse(to).unwrap();
-        let mut r = String::from_utf8(build_response(&req, code, "X")).unwrap();
+        let mut r = String::from_utf8(call::response(&req, code, "X", &token(10), None, None)).unwrap();
         r = r.replacen("Content-Length: 0\r\n", &format!("{extra}Content-Length: 0\r\n"), 1);
         r.into_bytes()
     }
