@@ -3,7 +3,7 @@
 pub mod actor;
 
 use crate::client::sip::ua::{new_branch, token};
-use crate::scenario::{Action, Scenario, Wire};
+use crate::scenario::{Action, ActorKind, Scenario, Wire};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
 use crate::trace::normalize::{normalize, NormalizeContext};
@@ -152,6 +152,10 @@ pub async fn run_scenario(
         let idx = actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
         let actor = &mut actors[idx];
         let interp = |t: &str| crate::scenario::interpolate::interpolate(t, &values, fresh).map_err(StepError::Fail);
+        // An actor's value (`sip`, `jid`) and kind, for the high-level actions.
+        let value = |who: &str, field: &str| values[&format!("{who}.{field}")].clone();
+        let kind_of = |who: &str| sc.actors.iter().find(|a| a.name == who).map(|a| a.kind);
+        let deadline = Instant::now() + STEP_DEADLINE;
         let result = match &step.action {
             Action::Connect => actor.connect(ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Wait { duration } => {
@@ -159,49 +163,34 @@ pub async fn run_scenario(
                 Ok(())
             }
             Action::Register => actor.register(ep, Instant::now() + CONNECT_DEADLINE).await,
-            Action::Unregister => actor.unregister(Instant::now() + STEP_DEADLINE).await,
-            Action::Message { to, text } => actor.message(values[&format!("{to}.sip")].clone(), text.clone(), Instant::now() + STEP_DEADLINE).await,
-            Action::Call { to, video } => {
-                // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard. An
-                // XMPP-only callee would need Jingle (RFC 7081 §3.4), which the client lacks.
-                let callee = sc.actors.iter().find(|a| &a.name == to).map(|a| a.kind);
-                let callee_dual = callee == Some(crate::scenario::ActorKind::Dual);
-                if callee == Some(crate::scenario::ActorKind::Xmpp) {
-                    Err(StepError::Inconclusive(format!(
-                        "{to} is XMPP-only: RFC 7081 §3.4 (CUSAX-8) asks for a Jingle call, and the reference client offers no Jingle"
-                    )))
-                } else if actor.kind == crate::scenario::ActorKind::Dual && callee_dual {
-                    actor.call_contact(&values[&format!("{to}.jid")].clone(), Instant::now() + STEP_DEADLINE).await
-                } else {
-                    actor.call(values[&format!("{to}.sip")].clone(), *video).await
-                }
-            }
-            Action::CallClaiming { to, claimed } => {
-                let (jid, claimed) = (values[&format!("{to}.jid")].clone(), values[&format!("{claimed}.jid")].clone());
-                actor.call_claiming(&jid, &claimed, Instant::now() + STEP_DEADLINE).await
-            }
-            Action::ExpectCaller { actor: who } => actor.expect_caller(who.as_ref().map(|w| values[&format!("{w}.jid")].as_str())),
-            Action::Escalate => actor.escalate(Instant::now() + STEP_DEADLINE).await,
+            Action::Unregister => actor.unregister(deadline).await,
+            Action::Message { to, text } => actor.message(value(to, "sip"), text.clone(), deadline).await,
+            // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard. An
+            // XMPP-only callee would need Jingle (RFC 7081 §3.4), which the client lacks.
+            Action::Call { to, video } => match (actor.kind, kind_of(to)) {
+                (_, Some(ActorKind::Xmpp)) => Err(StepError::Inconclusive(format!(
+                    "{to} is XMPP-only: RFC 7081 §3.4 (CUSAX-8) asks for a Jingle call, and the reference client offers no Jingle"
+                ))),
+                (ActorKind::Dual, Some(ActorKind::Dual)) => actor.call_contact(&value(to, "jid"), deadline).await,
+                _ => actor.call(value(to, "sip"), *video).await,
+            },
+            Action::CallClaiming { to, claimed } => actor.call_claiming(&value(to, "jid"), &value(claimed, "jid"), deadline).await,
+            Action::ExpectCaller { actor: who } => actor.expect_caller(who.as_ref().map(|w| value(w, "jid")).as_deref()),
+            Action::Escalate => actor.escalate(deadline).await,
             Action::SetPresence { show, status } => actor.set_presence(show, status).await,
-            Action::VerifyCaps { of } => actor.verify_caps(&values[&format!("{of}.jid")].clone(), Instant::now() + STEP_DEADLINE).await,
-            Action::Chat { to, text } => {
-                let (jid, aor) = (values[&format!("{to}.jid")].clone(), values[&format!("{to}.sip")].clone());
-                // A SIP-only peer gets its messages over SIP (RFC 7081 §3.4).
-                if sc.actors.iter().any(|a| &a.name == to && a.kind == crate::scenario::ActorKind::Sip) {
-                    actor.message(aor, text.clone(), Instant::now() + STEP_DEADLINE).await
-                } else {
-                    actor.chat(jid, aor, text.clone(), Instant::now() + STEP_DEADLINE).await
-                }
-            }
-            Action::Answer => actor.answer(Instant::now() + STEP_DEADLINE).await,
-            Action::Reject { code } => actor.reject(*code, Instant::now() + STEP_DEADLINE).await,
-            Action::Cancel => actor.cancel(Instant::now() + STEP_DEADLINE).await,
-            Action::HangUp => actor.hang_up(Instant::now() + STEP_DEADLINE).await,
-            Action::PublishPresence { open, note } => actor.publish_presence(*open, note.clone(), Instant::now() + STEP_DEADLINE).await,
-            Action::RefreshPresence => actor.refresh_presence(false, Instant::now() + STEP_DEADLINE).await,
-            Action::WithdrawPresence => actor.refresh_presence(true, Instant::now() + STEP_DEADLINE).await,
-            Action::Subscribe { to } => actor.subscribe(values[&format!("{to}.sip")].clone(), 3600, Instant::now() + STEP_DEADLINE).await,
-            Action::Unsubscribe { to } => actor.subscribe(values[&format!("{to}.sip")].clone(), 0, Instant::now() + STEP_DEADLINE).await,
+            Action::VerifyCaps { of } => actor.verify_caps(&value(of, "jid"), deadline).await,
+            // A SIP-only peer gets its messages over SIP (RFC 7081 §3.4).
+            Action::Chat { to, text } if kind_of(to) == Some(ActorKind::Sip) => actor.message(value(to, "sip"), text.clone(), deadline).await,
+            Action::Chat { to, text } => actor.chat(value(to, "jid"), value(to, "sip"), text.clone(), deadline).await,
+            Action::Answer => actor.answer(deadline).await,
+            Action::Reject { code } => actor.reject(*code, deadline).await,
+            Action::Cancel => actor.cancel(deadline).await,
+            Action::HangUp => actor.hang_up(deadline).await,
+            Action::PublishPresence { open, note } => actor.publish_presence(*open, note.clone(), deadline).await,
+            Action::RefreshPresence => actor.refresh_presence(false, deadline).await,
+            Action::WithdrawPresence => actor.refresh_presence(true, deadline).await,
+            Action::Subscribe { to } => actor.subscribe(value(to, "sip"), 3600, deadline).await,
+            Action::Unsubscribe { to } => actor.subscribe(value(to, "sip"), 0, deadline).await,
             Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
             Action::Send { wire, text } => match interp(text) {
                 Ok(t) => actor.send(*wire, t).await,

@@ -90,11 +90,6 @@ impl SipEndpoint {
         rx.await.ok()
     }
 
-    /// Start a REGISTER transaction.
-    pub async fn register(&self, expires: u32) -> Option<TxId> {
-        self.with(move |ua, now| ua.register(now, expires)).await
-    }
-
     /// Send message bytes; requests other than ACK become client transactions.
     pub async fn send(&self, bytes: Vec<u8>) -> Result<Option<TxId>, UaError> {
         self.with(move |ua, now| ua.send(now, &bytes)).await.unwrap_or(Err(UaError::Untrackable))

@@ -166,11 +166,7 @@ impl Actor {
     pub(crate) async fn call_claiming(&mut self, jid: &str, claimed: &str, deadline: Instant) -> Result<(), StepError> {
         let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
         let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
-        let id = self
-            .sip_leg()?
-            .with(move |ua, now| ua.invite_with(now, &uri, video, &info))
-            .await
-            .ok_or_else(super::gone)?;
+        let id = self.on_ua(move |ua, now| ua.invite_with(now, &uri, video, &info)).await?;
         self.current_call = Some(id);
         Ok(())
     }

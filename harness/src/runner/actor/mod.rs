@@ -2,7 +2,7 @@
 
 pub mod cusax;
 
-use crate::client::sip::ua::SipEvent;
+use crate::client::sip::ua::{SipEvent, SipUa, UaError};
 use crate::client::sip::SipEndpoint;
 use crate::client::xmpp::{XmppConfig, XmppConnection, XmppEvent};
 use crate::scenario::matching::{match_sip, match_xml, parse_xml_pattern};
@@ -195,6 +195,20 @@ impl Actor {
         Ok(())
     }
 
+    /// Run `f` on the SIP leg's UA, inside its task.
+    async fn on_ua<R: Send + 'static>(&self, f: impl FnOnce(&mut SipUa, std::time::Instant) -> R + Send + 'static) -> Result<R, StepError> {
+        self.sip_leg()?.with(f).await.ok_or_else(gone)
+    }
+
+    /// [`Self::on_ua`] for what the UA may refuse (a call in the wrong state): a refusal fails
+    /// the step.
+    async fn try_on_ua<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SipUa, std::time::Instant) -> Result<R, UaError> + Send + 'static,
+    ) -> Result<R, StepError> {
+        self.on_ua(f).await?.map_err(|e| StepError::Fail(e.to_string()))
+    }
+
     /// The SIP leg, or a failure naming the missing step.
     fn sip_leg(&self) -> Result<&SipEndpoint, StepError> {
         self.sip.as_ref().ok_or_else(|| StepError::Fail(format!("{} has no SIP leg (register or connect first)", self.name)))
@@ -212,7 +226,7 @@ impl Actor {
             self.addrs.push((sip.local_addr(), Wire::Sip));
             self.sip = Some(sip);
         }
-        let tx = self.sip_leg()?.register(3600).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
+        let tx = self.on_ua(|ua, now| ua.register(now, 3600)).await?;
         self.expect_2xx("REGISTER", tx, deadline).await?;
         self.sip_registered = true;
         Ok(())
@@ -220,7 +234,7 @@ impl Actor {
 
     /// Remove the registration (RFC 3261 §10.2.2: Expires: 0).
     pub async fn unregister(&mut self, deadline: Instant) -> Result<(), StepError> {
-        let tx = self.sip_leg()?.register(0).await.ok_or_else(|| StepError::Error("SIP task ended".into()))?;
+        let tx = self.on_ua(|ua, now| ua.register(now, 0)).await?;
         self.sip_registered = false;
         self.expect_2xx("un-REGISTER", tx, deadline).await.map(|_| ())
     }
@@ -228,26 +242,24 @@ impl Actor {
     /// PUBLISH presence as PIDF (a first publication, or a modification of ours), wait for the 2xx.
     pub async fn publish_presence(&mut self, open: bool, note: String, deadline: Instant) -> Result<(), StepError> {
         let tx = self
-            .sip_leg()?
-            .with(move |ua, now| {
+            .on_ua(move |ua, now| {
                 let doc = crate::sip::pidf::document(&ua.aor(), &ua.contact(), open, &note);
                 ua.publish(now, Some(&doc), 3600)
             })
-            .await
-            .ok_or_else(gone)?;
+            .await?;
         self.expect_2xx("PUBLISH", tx, deadline).await.map(|_| ())
     }
 
     /// Refresh our publication (SIP-If-Match, no body), or with `remove` end it (Expires: 0).
     pub async fn refresh_presence(&mut self, remove: bool, deadline: Instant) -> Result<(), StepError> {
         let expires = if remove { 0 } else { 3600 };
-        let tx = self.sip_leg()?.with(move |ua, now| ua.publish(now, None, expires)).await.ok_or_else(gone)?;
+        let tx = self.on_ua(move |ua, now| ua.publish(now, None, expires)).await?;
         self.expect_2xx("PUBLISH", tx, deadline).await.map(|_| ())
     }
 
     /// SUBSCRIBE to `to_uri`'s presence (`expires` 0 unsubscribes), wait for the 2xx.
     pub async fn subscribe(&mut self, to_uri: String, expires: u32, deadline: Instant) -> Result<(), StepError> {
-        let tx = self.sip_leg()?.with(move |ua, now| ua.subscribe(now, &to_uri, expires)).await.ok_or_else(gone)?;
+        let tx = self.on_ua(move |ua, now| ua.subscribe(now, &to_uri, expires)).await?;
         self.expect_2xx("SUBSCRIBE", tx, deadline).await.map(|_| ())
     }
 
@@ -262,18 +274,13 @@ impl Actor {
 
     /// Send a SIP MESSAGE with a text/plain body and wait for its 2xx.
     pub async fn message(&mut self, to_uri: String, text: String, deadline: Instant) -> Result<(), StepError> {
-        let tx = self
-            .sip_leg()?
-            .with(move |ua, now| ua.message(now, &to_uri, &text))
-            .await
-            .ok_or_else(gone)?
-            .map_err(|e| StepError::Fail(e.to_string()))?;
+        let tx = self.try_on_ua(move |ua, now| ua.message(now, &to_uri, &text)).await?;
         self.expect_2xx("MESSAGE", tx, deadline).await.map(|_| ())
     }
 
     /// Start a call; it rings, is answered or rejected in later steps.
     pub async fn call(&mut self, to_uri: String, video: bool) -> Result<(), StepError> {
-        let id = self.sip_leg()?.with(move |ua, now| ua.invite(now, &to_uri, video)).await.ok_or_else(gone)?;
+        let id = self.on_ua(move |ua, now| ua.invite(now, &to_uri, video)).await?;
         self.current_call = Some(id);
         Ok(())
     }
@@ -314,7 +321,7 @@ impl Actor {
             return fail(format!("the incoming INVITE: {p}"));
         }
         let c = id.clone();
-        self.sip_leg()?.with(move |ua, now| ua.answer(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        self.try_on_ua(move |ua, now| ua.answer(now, &c)).await?;
         self.wait_call_event("ACK for our 200", deadline, |e| matches!(e, SipEvent::CallConfirmed { call_id, .. } if *call_id == id)).await?;
         Ok(())
     }
@@ -322,7 +329,7 @@ impl Actor {
     /// Reject the incoming call with `code`.
     pub async fn reject(&mut self, code: u16, deadline: Instant) -> Result<(), StepError> {
         let (id, _) = self.incoming(deadline).await?;
-        self.sip_leg()?.with(move |ua, now| ua.reject(now, &id, code)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))
+        self.try_on_ua(move |ua, now| ua.reject(now, &id, code)).await
     }
 
     fn current(&self) -> Result<String, StepError> {
@@ -333,7 +340,7 @@ impl Actor {
     pub async fn cancel(&mut self, deadline: Instant) -> Result<(), StepError> {
         let id = self.current()?;
         let c = id.clone();
-        self.sip_leg()?.with(move |ua, now| ua.cancel(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        self.try_on_ua(move |ua, now| ua.cancel(now, &c)).await?;
         self.wait_call_event("end of the cancelled call", deadline, |e| matches!(e, SipEvent::CallEnded { call_id, .. } if *call_id == id)).await?;
         Ok(())
     }
@@ -343,7 +350,7 @@ impl Actor {
     pub async fn hang_up(&mut self, deadline: Instant) -> Result<(), StepError> {
         let id = self.current()?;
         let c = id.clone();
-        let tx = self.sip_leg()?.with(move |ua, now| ua.bye(now, &c)).await.ok_or_else(gone)?.map_err(|e| StepError::Fail(e.to_string()))?;
+        let tx = self.try_on_ua(move |ua, now| ua.bye(now, &c)).await?;
         self.expect_2xx("BYE", tx, deadline).await?;
         let problem = self.call_events.iter().find_map(|e| match e {
             SipEvent::CallConfirmed { call_id, sdp_problem } if *call_id == id => sdp_problem.clone(),
