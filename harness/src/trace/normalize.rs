@@ -363,59 +363,62 @@ pub fn escape_bytes(b: &[u8]) -> String {
     s
 }
 
-/// The `(type, id)` of an XMPP iq frame, read cheaply from its start tag.
-fn iq_type_id(f: &Frame) -> Option<(String, String)> {
-    if f.proto != Proto::Xmpp || !f.bytes.starts_with(b"<iq") {
-        return None;
-    }
-    let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
-    Some((el.attr("type")?.to_string(), el.attr("id")?.to_string()))
+/// What the ordering of a connection's frames needs to know of an XMPP iq.
+struct Iq {
+    kind: String,
+    id: String,
+    /// A server's entity-caps probe: a disco#info get to the client's caps node from a JID
+    /// without a resource (Prosody: the account's PEP service) or from the client's own full
+    /// JID (ejabberd's mod_caps).
+    caps_probe: bool,
 }
 
-/// The id of a server's entity-caps probe: a disco#info get to the client's caps node from a
-/// JID without a resource (Prosody: the account's PEP service) or from the client's own full
-/// JID (ejabberd's mod_caps).
-fn caps_probe_id(f: &Frame) -> Option<String> {
-    if f.proto != Proto::Xmpp || f.dir != Direction::ToClient || !f.bytes.starts_with(b"<iq") {
-        return None;
+impl Iq {
+    fn of(f: &Frame) -> Option<Iq> {
+        if f.proto != Proto::Xmpp || !f.bytes.starts_with(b"<iq") {
+            return None;
+        }
+        let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
+        let kind = el.attr("type")?.to_string();
+        let caps_probe = f.dir == Direction::ToClient
+            && kind == "get"
+            && el.child("query").is_some_and(|q| {
+                q.ns.as_deref() == Some("http://jabber.org/protocol/disco#info")
+                    && q.attr("node").is_some_and(|n| n.starts_with(crate::client::xmpp::features::CAPS_NODE))
+            })
+            && el.attr("from").is_some_and(|f| !f.contains('/') || el.attr("to") == Some(f));
+        Some(Iq { kind, id: el.attr("id").unwrap_or("").to_string(), caps_probe })
     }
-    let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
-    let q = el.child("query")?;
-    let probe = el.attr("type") == Some("get")
-        && q.ns.as_deref() == Some("http://jabber.org/protocol/disco#info")
-        && q.attr("node").is_some_and(|n| n.starts_with(crate::client::xmpp::features::CAPS_NODE))
-        && el.attr("from").is_some_and(|f| !f.contains('/') || el.attr("to") == Some(f));
-    probe.then(|| el.attr("id").unwrap_or("").to_string())
+
+    fn is_request(&self) -> bool {
+        self.kind == "get" || self.kind == "set"
+    }
+
+    fn answers(&self, id: &str) -> bool {
+        self.id == id && (self.kind == "result" || self.kind == "error")
+    }
 }
 
-/// Without servers' caps probes and the client's answers to them. Whether a server asks
-/// depends on its cache (earlier scenarios, earlier runs against the same servers), not on the
-/// scenario, so they stay in the raw trace only.
-fn without_caps_probes(frames: Vec<&Frame>) -> Vec<&Frame> {
-    let probes: Vec<String> = frames.iter().filter_map(|f| caps_probe_id(f)).collect();
-    if probes.is_empty() {
-        return frames;
-    }
-    frames
-        .into_iter()
-        .filter(|f| {
-            if caps_probe_id(f).is_some() {
-                return false;
-            }
-            let answer = f.dir == Direction::ToServer
-                && iq_type_id(f).is_some_and(|(k, id)| (k == "result" || k == "error") && probes.contains(&id));
-            !answer
+/// Frames of one connection in arrival order, with two exceptions that make the trace the
+/// same every run:
+/// - servers' caps probes and the client's answers to them are left out (they stay in the raw
+///   trace): whether a server asks depends on its cache (earlier scenarios, earlier runs
+///   against the same servers), not on the scenario;
+/// - an iq result or error follows its request directly: which of two frames crossing in
+///   opposite directions the tap reads first is chance (a client's answer to a roster push
+///   races the server's next stanzas).
+fn ordered(frames: Vec<&Frame>) -> Vec<&Frame> {
+    let info: Vec<Option<Iq>> = frames.iter().map(|f| Iq::of(f)).collect();
+    let probes: Vec<&str> = info.iter().flatten().filter(|q| q.caps_probe).map(|q| q.id.as_str()).collect();
+    let mut placed: Vec<bool> = frames
+        .iter()
+        .zip(&info)
+        .map(|(f, q)| {
+            q.as_ref().is_some_and(|q| {
+                q.caps_probe || (f.dir == Direction::ToServer && probes.iter().any(|p| q.answers(p)))
+            })
         })
-        .collect()
-}
-
-/// Frames of one connection in arrival order, except that an iq result or error follows its
-/// request directly. Which of two frames crossing in opposite directions the tap reads first
-/// is chance (a client's answer to a roster push races the server's next stanzas); listing
-/// the answer after its question makes the trace the same every run.
-fn responses_after_requests(frames: Vec<&Frame>) -> Vec<&Frame> {
-    let info: Vec<Option<(String, String)>> = frames.iter().map(|f| iq_type_id(f)).collect();
-    let mut placed = vec![false; frames.len()];
+        .collect();
     let mut out = Vec::with_capacity(frames.len());
     for i in 0..frames.len() {
         if placed[i] {
@@ -423,17 +426,13 @@ fn responses_after_requests(frames: Vec<&Frame>) -> Vec<&Frame> {
         }
         placed[i] = true;
         out.push(frames[i]);
-        if let Some((kind, id)) = &info[i] {
-            if kind == "get" || kind == "set" {
-                let answer = (i + 1..frames.len()).find(|&j| {
-                    !placed[j]
-                        && frames[j].dir != frames[i].dir
-                        && info[j].as_ref().is_some_and(|(k, jid)| jid == id && (k == "result" || k == "error"))
-                });
-                if let Some(j) = answer {
-                    placed[j] = true;
-                    out.push(frames[j]);
-                }
+        if let Some(req) = info[i].as_ref().filter(|q| q.is_request()) {
+            let answer = (i + 1..frames.len()).find(|&j| {
+                !placed[j] && frames[j].dir != frames[i].dir && info[j].as_ref().is_some_and(|q| q.answers(&req.id))
+            });
+            if let Some(j) = answer {
+                placed[j] = true;
+                out.push(frames[j]);
             }
         }
     }
@@ -441,7 +440,7 @@ fn responses_after_requests(frames: Vec<&Frame>) -> Vec<&Frame> {
 }
 
 /// Render frames as a normalized trace: one section per connection, frames in arrival order
-/// (iq answers right after their requests, see [`responses_after_requests`]).
+/// (but see [`ordered`]).
 pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut n = Normalizer { ctx, syms: Symbols::default() };
     let actor_rank = |addr: SocketAddr, proto: Proto| {
@@ -458,8 +457,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
     for (_, _, _, conn) in conns {
-        let mine = without_caps_probes(frames.iter().filter(|f| f.conn == conn).collect());
-        let mut it = responses_after_requests(mine).into_iter().peekable();
+        let mut it = ordered(frames.iter().filter(|f| f.conn == conn).collect()).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client, first.proto);
         out.push_str(&format!(
@@ -547,7 +545,7 @@ mod tests {
             xmpp_frame(5, Direction::ToServer, "<iq type='result' id='probe' to='a@x'/>"),
             xmpp_frame(6, Direction::ToClient, &format!("<iq type='get' id='peer' from='b@x/r'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#v'/></iq>")),
         ];
-        let kept = responses_after_requests(without_caps_probes(frames.iter().collect()));
+        let kept = ordered(frames.iter().collect());
         let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 2, 6], "the probe and its answer leave; a peer's disco#info stays");
     }
