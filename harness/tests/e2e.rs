@@ -9,27 +9,26 @@ use cli::{interrupt, root, scratch, sixpac, start_waiting_run, text};
 use sixpac::xml;
 use std::time::{Duration, Instant};
 
-fn servers_available() -> bool {
+/// The servers are installed: hold the one-at-a-time lock (see `cli::serial`). Outside CI a
+/// missing server skips the test; with CI=true it fails it.
+fn servers_ready() -> Option<std::sync::MutexGuard<'static, ()>> {
     let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl", "ejabberdctl"]
         .into_iter()
         .filter(|b| !sixpac::servers::process::binary_exists(b))
         .collect();
     if missing.is_empty() {
-        return true;
+        return Some(cli::serial());
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true but server binaries are missing: {missing:?}; .ci/run must install them");
     }
     eprintln!("SKIP: server binaries missing: {missing:?}");
-    false
+    None
 }
 
 #[test]
 fn default_suite_passes_with_junit_and_traces() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let reports = scratch("suite");
     let out = sixpac(&["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -60,10 +59,7 @@ fn default_suite_passes_with_junit_and_traces() {
 
 #[test]
 fn a_message_that_never_comes_fails_within_its_deadline() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let reports = scratch("negative");
     let started = Instant::now();
     let scen = root().join("harness/tests/scenarios/negative");
@@ -78,10 +74,7 @@ fn a_message_that_never_comes_fails_within_its_deadline() {
 
 #[test]
 fn a_changed_expected_trace_fails_with_a_diff_naming_the_frame_and_accept_restores_it() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let dir = scratch("mismatch");
     let scen = dir.join("scenarios");
     std::fs::create_dir_all(&scen).unwrap();
@@ -152,10 +145,7 @@ fn wait_gone(needle: &str, within: Duration) -> Vec<String> {
 
 #[test]
 fn sigint_during_a_run_leaves_no_server_behind() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let (mut child, needle) = start_waiting_run("process", &scratch("sigint"));
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     assert_eq!(interrupt(&mut child, Duration::from_secs(15)), Some(130));
@@ -165,10 +155,7 @@ fn sigint_during_a_run_leaves_no_server_behind() {
 
 #[test]
 fn kill_9_of_sixpac_still_takes_the_servers_down() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let (mut child, needle) = start_waiting_run("process", &scratch("sigkill"));
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     child.kill().unwrap();
@@ -185,10 +172,7 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
 
 #[test]
 fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let reports = scratch("loss");
     let scen = root().join("harness/tests/scenarios/loss");
     let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
@@ -221,10 +205,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn digest_with_sha256_where_kamailio_offers_it() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let dir = scratch("sha256");
     let (fixtures, scen) = (dir.join("fixtures"), dir.join("scenarios"));
     copy_tree(&root().join("fixtures"), &fixtures);
@@ -251,10 +232,7 @@ fn digest_with_sha256_where_kamailio_offers_it() {
 
 #[test]
 fn a_client_that_chats_over_sip_fails_the_cusax_3_scenario() {
-    if !servers_available() {
-        return;
-    }
-    let _serial = cli::serial();
+    let Some(_serial) = servers_ready() else { return };
     let reports = scratch("misbehave");
     let args = ["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "cusax/channel-split", "--report-dir"];
     let good = sixpac(&[&args[..], &[reports.to_str().unwrap()]].concat());
