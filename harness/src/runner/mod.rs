@@ -131,17 +131,10 @@ pub async fn run_scenario(
         .map(|(decl, account)| Actor::new(decl, account.clone(), opts.misbehave))
         .collect();
 
-    if set.backend == "external" {
-        // Reused accounts: empty their rosters first, outside every trace.
-        if let Some(addr) = set.servers.iter().find_map(|s| s.xmpp) {
-            for a in accounts {
-                if let Err(e) = crate::servers::readiness::reset_roster(addr, a, Instant::now() + CONNECT_DEADLINE).await {
-                    outcome.verdict = Verdict::Error;
-                    outcome.message = format!("resetting {}'s roster before the scenario: {e}", a.user);
-                    return outcome;
-                }
-            }
-        }
+    if let Err(e) = set.reset_accounts(accounts, Instant::now() + CONNECT_DEADLINE).await {
+        outcome.verdict = Verdict::Error;
+        outcome.message = e.to_string();
+        return outcome;
     }
     set.set_faults(&sc.faults);
     let first_frame = set.recorder.len();

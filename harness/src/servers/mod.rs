@@ -57,12 +57,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// [`Backend::name`] of the external backend.
+    pub const EXTERNAL: &'static str = "external";
+
     /// The name used on the command line and in reports.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Process => "process",
             Backend::Container => "container",
-            Backend::External(_) => "external",
+            Backend::External(_) => Self::EXTERNAL,
         }
     }
 }
@@ -262,6 +265,23 @@ impl ServerSet {
             }
         }
         Ok(set)
+    }
+
+    /// Before a scenario: accounts an external backend reuses get their roster, waiting
+    /// subscription requests and "on the phone" PEP node cleared, outside every trace (see
+    /// `readiness::reset_roster`). Accounts made for the scenario need nothing.
+    pub async fn reset_accounts(&self, accounts: &[Account], deadline: tokio::time::Instant) -> Result<(), InfraError> {
+        if self.backend != Backend::EXTERNAL {
+            return Ok(());
+        }
+        let Some((server, addr)) = self.servers.iter().find_map(|s| s.xmpp.map(|a| (s.name.clone(), a))) else { return Ok(()) };
+        for a in accounts {
+            readiness::reset_roster(addr, a, deadline).await.map_err(|e| InfraError::Setup {
+                server: server.clone(),
+                message: format!("resetting the reused account {} before the scenario: {e}", a.user),
+            })?;
+        }
+        Ok(())
     }
 
     /// Make every SIP/UDP tap inject these faults from now on (empty: none).
