@@ -8,6 +8,7 @@ pub mod scenario;
 pub mod servers;
 pub mod sip;
 pub mod tap;
+pub mod tls;
 pub mod torture;
 pub mod trace;
 pub mod xml;

@@ -123,6 +123,7 @@ pub async fn run_scenario(
         xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
         sip: set.endpoint(Proto::Sip, Transport::Udp),
         sip_tcp: set.endpoint(Proto::Sip, Transport::Tcp),
+        tls: set.pki.as_ref().map(|p| p.client.clone()),
     };
     let mut actors: Vec<Actor> = sc
         .actors
@@ -150,12 +151,12 @@ pub async fn run_scenario(
         let kind_of = |who: &str| sc.actors.iter().find(|a| a.name == who).map(|a| a.kind);
         let deadline = Instant::now() + STEP_DEADLINE;
         let result = match &step.action {
-            Action::Connect => actor.connect(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Connect => actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Wait { duration } => {
                 tokio::time::sleep(*duration).await;
                 Ok(())
             }
-            Action::Register => actor.register(ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Register => actor.register(&ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Unregister => actor.unregister(deadline).await,
             Action::Message { to, text } => actor.message(value(to, "sip"), text.clone(), deadline).await,
             // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard. An

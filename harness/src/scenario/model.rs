@@ -30,6 +30,8 @@ pub struct ActorDecl {
     pub video: bool,
     /// A dual actor that follows sixpac's own "on the phone" profile (`dual+onphone`).
     pub on_phone_profile: bool,
+    /// The XMPP leg negotiates STARTTLS with the run's test CA (`dual+tls`, `xmpp+tls`).
+    pub xmpp_tls: bool,
 }
 
 /// Which protocol a raw step uses.

@@ -299,15 +299,20 @@ pub fn parse_scenario(
             _ => ActorKind::Xmpp,
         };
         let mods: Vec<&str> = parts.collect();
-        let known = base == "xmpp" || base == "sip" || base.starts_with("dual");
-        if !known || (k != ActorKind::Dual && !mods.is_empty()) || mods.iter().any(|m| *m != "video" && *m != "onphone") {
+        let known = base == "xmpp" || base == "sip" || base.starts_with("dual") || base.starts_with("xmpp+");
+        let allowed: &[&str] = match k {
+            ActorKind::Dual => &["video", "onphone", "tls"],
+            ActorKind::Xmpp => &["tls"],
+            ActorKind::Sip => &[],
+        };
+        if !known || mods.iter().any(|m| !allowed.contains(m)) {
             return Err(ctx.error(
                 At::of(&kind.referenced),
                 format!("unknown actor kind `{}`", kind.value),
-                Some("one of: dual, xmpp, sip; dual takes +video and +onphone; add /tcp to put the SIP leg on TCP".into()),
+                Some("one of: dual, xmpp, sip; dual takes +video, +onphone and +tls, xmpp takes +tls; add /tcp to put the SIP leg on TCP".into()),
             ));
         }
-        let (video, on_phone_profile) = (mods.contains(&"video"), mods.contains(&"onphone"));
+        let (video, on_phone_profile, xmpp_tls) = (mods.contains(&"video"), mods.contains(&"onphone"), mods.contains(&"tls"));
         if name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ctx.error(
                 At::of(&name.referenced),
@@ -315,7 +320,7 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video, on_phone_profile });
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video, on_phone_profile, xmpp_tls });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let mut steps = Vec::new();

@@ -92,6 +92,9 @@ pub struct ServerSet {
     pub servers: Vec<RunningServer>,
     pub taps: Vec<Tap>,
     pub recorder: Arc<Recorder>,
+    /// The run's test CA and the domain certificate the servers hold; None for external
+    /// servers, whose certificates sixpac did not make.
+    pub pki: Option<Arc<crate::tls::Pki>>,
     root: Option<PathBuf>,
 }
 
@@ -162,6 +165,7 @@ impl ServerSet {
             servers: Vec::new(),
             taps: Vec::new(),
             recorder: Arc::new(Recorder::new()),
+            pki: None,
             root: None,
         };
         // The version probe logs in over XMPP, so it needs an account like any actor.
@@ -187,6 +191,10 @@ impl ServerSet {
                 let (root, run_id) = run_root(&profile.name)
                     .map_err(|e| InfraError::Setup { server: profile.name.clone(), message: format!("temp dir: {e}") })?;
                 set.root = Some(root.clone());
+                let pki = crate::tls::Pki::new(&profile.domain)
+                    .map_err(|e| InfraError::Setup { server: profile.name.clone(), message: e.to_string() })?;
+                let pki = Arc::new(pki);
+                set.pki = Some(pki.clone());
                 let mut all = accounts.to_vec();
                 all.push(probe_account.clone());
                 for decl in &profile.servers {
@@ -195,7 +203,7 @@ impl ServerSet {
                     let mut attempt = 0;
                     let header = loop {
                         attempt += 1;
-                        let prep = prepare::prepare(decl, fixtures, &root, &profile.domain, &all)?;
+                        let prep = prepare::prepare(decl, fixtures, &root, &pki, &all)?;
                         let (launcher, image) = match backend {
                             Backend::Container => {
                                 let tag = images::tag_for(decl.kind.name());
@@ -250,7 +258,9 @@ impl ServerSet {
         for s in &set.servers {
             let mut specs: Vec<TapSpec> = Vec::new();
             if let Some(addr) = s.xmpp {
-                specs.push(tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr));
+                let mut spec = tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr);
+                spec.tls = set.pki.clone();
+                specs.push(spec);
             }
             if let Some(addr) = s.sip {
                 specs.push(tap_spec(&s.name, Proto::Sip, Transport::Udp, addr));
@@ -357,7 +367,7 @@ fn port_taken(log: &str) -> bool {
 pub const EXTERNAL_DEADLINE: Duration = Duration::from_secs(10);
 
 fn tap_spec(server: &str, proto: Proto, transport: Transport, upstream: SocketAddr) -> TapSpec {
-    TapSpec { server: server.into(), proto, transport, upstream }
+    TapSpec { server: server.into(), proto, transport, upstream, tls: None }
 }
 
 /// Probe until the server answers every protocol it serves: start-to-ready time, and the

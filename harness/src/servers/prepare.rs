@@ -103,14 +103,18 @@ pub fn prepare(
     decl: &ServerDecl,
     fixtures: &Path,
     root: &Path,
-    domain: &str,
+    pki: &crate::tls::Pki,
     accounts: &[Account],
 ) -> Result<Prepared, InfraError> {
+    let domain = pki.domain.as_str();
     let setup_err = |what: &str, e: std::io::Error| InfraError::Setup { server: decl.name.clone(), message: format!("{what}: {e}") };
     let dir = root.join(&decl.name);
     for d in ["run", "data", "certs"] {
         std::fs::create_dir_all(dir.join(d)).map_err(|e| setup_err("create run dir", e))?;
     }
+    // certs/<domain>.crt and .key: where Prosody looks by name, and where ejabberd's
+    // template points.
+    pki.write_to(&dir.join("certs")).map_err(|e| InfraError::Setup { server: decl.name.clone(), message: e.to_string() })?;
     let template_path = fixtures.join(&decl.config);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| setup_err(&format!("read {}", template_path.display()), e))?;

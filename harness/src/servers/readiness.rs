@@ -97,9 +97,10 @@ pub async fn xmpp_version(addr: SocketAddr, account: &Account, deadline: tokio::
         domain: account.domain.clone(),
         password: account.password.clone(),
         resource: "version-probe".into(),
+        starttls: false,
     };
     let ask = async {
-        let mut conn = XmppConnection::start(addr, cfg).await.ok()?;
+        let mut conn = XmppConnection::start(addr, cfg, None).await.ok()?;
         let mut answer = None;
         while let Some(ev) = conn.events.recv().await {
             match ev {
@@ -164,9 +165,10 @@ pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::
         domain: account.domain.clone(),
         password: account.password.clone(),
         resource: "sixpac-reset".into(),
+        starttls: false,
     };
     let work = async {
-        let mut conn = XmppConnection::start(addr, cfg).await.map_err(|e| e.to_string())?;
+        let mut conn = XmppConnection::start(addr, cfg, None).await.map_err(|e| e.to_string())?;
         let mut pending: Option<usize> = None;
         while let Some(ev) = conn.events.recv().await {
             match ev {

@@ -1,7 +1,9 @@
 //! Recording relays in front of server ports. Actors connect to a tap; the tap connects to the
-//! server, forwards every byte unchanged, and records frames into the [`Recorder`].
+//! server, forwards every byte unchanged, and records frames into the [`Recorder`]. An XMPP tap
+//! that holds the run's PKI terminates STARTTLS on both sides (see [`starttls`]).
 
 pub mod cut;
+mod starttls;
 
 use crate::trace::frame::{Direction, Origin, Proto, Recorder, Transport};
 use cut::StreamCutter;
@@ -19,6 +21,8 @@ pub struct TapSpec {
     pub proto: Proto,
     pub transport: Transport,
     pub upstream: SocketAddr,
+    /// The run's PKI: an XMPP tap with it terminates STARTTLS and records the plaintext.
+    pub tls: Option<Arc<crate::tls::Pki>>,
 }
 
 /// A fault a UDP tap injects: drop the first `copies` client datagrams whose first line starts
@@ -108,14 +112,26 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let origin = register_client(&spec, &rec, Transport::Tcp, peer, server.local_addr());
+    if let (Proto::Xmpp, Some(pki)) = (spec.proto, spec.tls.clone()) {
+        return starttls::relay(client, server, origin, rec, pki).await;
+    }
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone());
-    let down = pump(sr, cw, origin, Direction::ToClient, rec);
+    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None);
+    let down = pump(sr, cw, origin, Direction::ToClient, rec, None);
     tokio::join!(up, down);
 }
 
-async fn pump<R, W>(mut from: R, mut to: W, origin: Origin, dir: Direction, rec: Arc<Recorder>)
+/// Relay one direction until EOF, or until it forwarded a frame starting with `switch_at`;
+/// then hand both ends back (the stream is about to change, e.g. into TLS).
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    origin: Origin,
+    dir: Direction,
+    rec: Arc<Recorder>,
+    switch_at: Option<&[u8]>,
+) -> Option<(R, W)>
 where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
@@ -128,17 +144,28 @@ where
             Ok(n) => n,
         };
         // Record before forwarding so a frame is in the trace before anyone can react to it.
+        let mut switch = false;
         for (kind, bytes) in cutter.push(&buf[..n]) {
+            switch |= switch_at.is_some_and(|p| starts_element(&bytes, p));
             rec.record(&origin, dir, kind, bytes);
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        if switch {
+            return Some((from, to));
         }
     }
     if let Some((kind, bytes)) = cutter.finish() {
         rec.record(&origin, dir, kind, bytes);
     }
     let _ = to.shutdown().await;
+    None
+}
+
+/// Whether a frame's first tag (after any whitespace) starts with `prefix`.
+fn starts_element(frame: &[u8], prefix: &[u8]) -> bool {
+    frame.iter().position(|b| !b.is_ascii_whitespace()).is_some_and(|p| frame[p..].starts_with(prefix))
 }
 
 /// Whether the fault rules swallow this client datagram (and count it if so).

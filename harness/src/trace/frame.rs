@@ -58,6 +58,9 @@ pub enum FrameKind {
     XmppClose,
     Whitespace,
     Opaque,
+    /// A tap's account of a TLS handshake it terminated (see `tap::starttls`): text, not bytes
+    /// from the wire.
+    TlsHandshake,
     Unparsed(String),
 }
 

@@ -329,6 +329,7 @@ impl Normalizer<'_> {
             FrameKind::XmppClose => vec!["</stream:stream>".into()],
             FrameKind::Whitespace => vec![format!("(keepalive, {} bytes)", f.bytes.len())],
             FrameKind::Opaque => vec![format!("(opaque, {} bytes)", f.bytes.len())],
+            FrameKind::TlsHandshake => vec![format!("(tls {})", String::from_utf8_lossy(&f.bytes))],
             FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
         }
     }

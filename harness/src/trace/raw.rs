@@ -14,6 +14,7 @@ fn kind_name(k: &FrameKind) -> String {
         FrameKind::XmppClose => "xmpp-close".into(),
         FrameKind::Whitespace => "whitespace".into(),
         FrameKind::Opaque => "opaque".into(),
+        FrameKind::TlsHandshake => "tls-handshake".into(),
         FrameKind::Unparsed(why) => format!("unparsed:{:?}", why),
     }
 }

@@ -1,8 +1,10 @@
-//! Tokio shell around [`XmppSession`]: one TCP stream, one task, commands in, events out.
+//! Tokio shell around [`XmppSession`]: one TCP stream (under TLS after STARTTLS), one task,
+//! commands in, events out.
 
 use super::session::{XmppConfig, XmppEvent, XmppSession};
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,15 +30,24 @@ impl Drop for XmppConnection {
 }
 
 impl XmppConnection {
-    /// Connect and start negotiating.
-    pub async fn start(server: SocketAddr, cfg: XmppConfig) -> std::io::Result<XmppConnection> {
+    /// Connect and start negotiating; `tls` is whom the leg trusts after STARTTLS.
+    pub async fn start(
+        server: SocketAddr,
+        cfg: XmppConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<XmppConnection> {
+        if cfg.starttls && tls.is_none() {
+            return Err(std::io::Error::other("STARTTLS asked for, but no CA to trust was given"));
+        }
         let stream = TcpStream::connect(server).await?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
+        let domain = cfg.domain.clone();
         let session = XmppSession::new(cfg, &crate::client::sip::ua::token(24));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(session, stream, cmd_rx, ev_tx));
+        let upgrade = tls.map(|c| (tokio_rustls::TlsConnector::from(c), domain));
+        let task = tokio::spawn(drive(session, Box::new(stream), upgrade, cmd_rx, ev_tx));
         Ok(XmppConnection { commands: cmd_tx, events: ev_rx, local, task })
     }
 
@@ -56,9 +67,14 @@ impl XmppConnection {
     }
 }
 
+/// A byte stream the session runs over: plain TCP, then TLS over it.
+trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
+
 async fn drive(
     mut session: XmppSession,
-    mut stream: TcpStream,
+    mut stream: Box<dyn Link>,
+    upgrade: Option<(tokio_rustls::TlsConnector, String)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<XmppEvent>,
 ) {
@@ -76,6 +92,34 @@ async fn drive(
         if session.is_closed() {
             let _ = stream.shutdown().await;
             return;
+        }
+        if session.wants_tls() {
+            let Some((connector, domain)) = &upgrade else {
+                session.tls_failed("no CA to trust".into());
+                continue;
+            };
+            let name = match rustls::pki_types::ServerName::try_from(domain.clone()) {
+                Ok(n) => n,
+                Err(e) => {
+                    session.tls_failed(format!("{domain}: {e}"));
+                    continue;
+                }
+            };
+            match connector.connect(name, stream).await {
+                Ok(tls) => {
+                    session.tls_established(crate::tls::describe(tls.get_ref().1));
+                    stream = Box::new(tls);
+                }
+                Err(e) => {
+                    // The socket went into the failed handshake; nothing is left to close.
+                    session.tls_failed(e.to_string());
+                    while let Some(e) = session.poll_event() {
+                        let _ = events.send(e);
+                    }
+                    return;
+                }
+            }
+            continue;
         }
         tokio::select! {
             r = stream.read(&mut buf) => match r {

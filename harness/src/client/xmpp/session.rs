@@ -1,7 +1,10 @@
-//! Sans-IO XMPP c2s session: stream negotiation, SASL (SCRAM-SHA-1, then PLAIN), resource binding.
+//! Sans-IO XMPP c2s session: stream negotiation, STARTTLS, SASL (SCRAM-SHA-256, SCRAM-SHA-1,
+//! then PLAIN), resource binding.
 //!
 //! Feed received bytes with [`XmppSession::handle_input`]; take bytes to send with
-//! [`XmppSession::poll_transmit`] and happenings with [`XmppSession::poll_event`].
+//! [`XmppSession::poll_transmit`] and happenings with [`XmppSession::poll_event`]. When
+//! [`XmppSession::wants_tls`] turns true the shell runs the TLS handshake on its socket and
+//! reports it with [`XmppSession::tls_established`].
 
 use super::scram::{ScramClient, ScramHash};
 use crate::xml::{self, Element};
@@ -11,6 +14,7 @@ use std::collections::VecDeque;
 
 const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 /// Who logs in, where.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct XmppConfig {
     pub domain: String,
     pub password: String,
     pub resource: String,
+    /// Negotiate STARTTLS (RFC 6120 §5) before SASL, and fail when the server does not offer it.
+    pub starttls: bool,
 }
 
 /// What the session reports upward.
@@ -26,6 +32,8 @@ pub struct XmppConfig {
 pub enum XmppEvent {
     /// Bound; the full JID the server assigned.
     Online { jid: String },
+    /// The stream is now under TLS; what the handshake settled.
+    Secured(String),
     /// A stanza or other element after binding.
     Stanza(Element),
     /// Negotiation failed; the stream is useless.
@@ -40,6 +48,10 @@ pub enum XmppEvent {
 enum State {
     AwaitHeader { authed: bool },
     AwaitFeatures { authed: bool },
+    /// `<starttls/>` sent; waiting for `<proceed/>`.
+    StartTls,
+    /// `<proceed/>` received: the next bytes on the socket are the TLS handshake.
+    TlsHandshake,
     Sasl { mechanism: &'static str },
     AwaitBind,
     Online,
@@ -56,6 +68,8 @@ pub struct XmppSession {
     /// The SCRAM exchange, once a mechanism is chosen.
     scram: Option<ScramClient>,
     cnonce: String,
+    /// The stream was restarted under TLS.
+    secured: bool,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<XmppEvent>,
 }
@@ -80,6 +94,7 @@ impl XmppSession {
             state: State::AwaitHeader { authed: false },
             scram: None,
             cnonce: cnonce.to_string(),
+            secured: false,
             events: VecDeque::new(),
         };
         s.framer.restart();
@@ -109,6 +124,28 @@ impl XmppSession {
         }
     }
 
+    /// True when the shell must run the TLS handshake now (the server said `<proceed/>`).
+    pub fn wants_tls(&self) -> bool {
+        self.state == State::TlsHandshake
+    }
+
+    /// The shell finished the TLS handshake: restart the stream over it (RFC 6120 §5.4.3.3).
+    pub fn tls_established(&mut self, facts: String) {
+        if self.state == State::TlsHandshake {
+            self.framer = XmppFramer::new();
+            self.framer.restart();
+            self.out.push_back(stream_header(&self.cfg.domain));
+            self.state = State::AwaitHeader { authed: false };
+            self.secured = true;
+            self.events.push_back(XmppEvent::Secured(facts));
+        }
+    }
+
+    /// The shell's TLS handshake failed.
+    pub fn tls_failed(&mut self, why: String) {
+        self.fail(format!("TLS handshake: {why}"));
+    }
+
     /// True once the server's close was seen (or negotiation failed).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
@@ -131,6 +168,10 @@ impl XmppSession {
     pub fn handle_input(&mut self, bytes: &[u8]) {
         self.framer.push(bytes);
         while let Some(frame) = self.framer.next_frame() {
+            if self.state == State::TlsHandshake {
+                // Bytes after <proceed/> belong to TLS, which the shell reads from the socket.
+                break;
+            }
             match frame.kind {
                 XmppFrameKind::StreamHeader => self.on_header(),
                 XmppFrameKind::StreamClose => {
@@ -165,7 +206,9 @@ impl XmppSession {
     fn on_element(&mut self, el: Element) {
         let sasl = el.ns.as_deref() == Some(SASL_NS);
         match (&self.state, el.local_name()) {
-            (State::AwaitFeatures { authed: false }, "features") => self.start_sasl(&el),
+            (State::AwaitFeatures { authed: false }, "features") => self.after_features(&el),
+            (State::StartTls, "proceed") if el.ns.as_deref() == Some(TLS_NS) => self.state = State::TlsHandshake,
+            (State::StartTls, "failure") if el.ns.as_deref() == Some(TLS_NS) => self.fail("server refused STARTTLS".into()),
             (State::AwaitFeatures { authed: true }, "features") => {
                 if el.elements().any(|c| c.local_name() == "bind" && c.ns.as_deref() == Some(BIND_NS)) {
                     let bind = format!(
@@ -233,6 +276,23 @@ impl XmppSession {
         }
     }
 
+    /// The first features: STARTTLS when configured (or required by the server), else SASL.
+    fn after_features(&mut self, features: &Element) {
+        let offer = features.elements().find(|c| c.local_name() == "starttls" && c.ns.as_deref() == Some(TLS_NS));
+        let secured = self.secured;
+        match (secured, self.cfg.starttls, offer) {
+            (false, true, Some(_)) => {
+                self.out.push_back(format!("<starttls xmlns='{TLS_NS}'/>").into_bytes());
+                self.state = State::StartTls;
+            }
+            (false, true, None) => self.fail("server offers no STARTTLS".into()),
+            (false, false, Some(o)) if o.child("required").is_some() => {
+                self.fail("server requires STARTTLS and this leg is configured plain".into())
+            }
+            _ => self.start_sasl(features),
+        }
+    }
+
     fn start_sasl(&mut self, features: &Element) {
         let offered: Vec<String> = features
             .child("mechanisms")
@@ -266,7 +326,46 @@ mod tests {
     use super::*;
 
     fn cfg() -> XmppConfig {
-        XmppConfig { user: "u".into(), domain: "d.test".into(), password: "p".into(), resource: "r".into() }
+        XmppConfig { user: "u".into(), domain: "d.test".into(), password: "p".into(), resource: "r".into(), starttls: false }
+    }
+
+    const STARTTLS_OFFER: &[u8] = b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+
+    #[test]
+    fn starttls_then_a_new_stream_then_sasl() {
+        let mut s = XmppSession::new(XmppConfig { starttls: true, ..cfg() }, "n");
+        drain(&mut s);
+        s.handle_input(HDR);
+        s.handle_input(STARTTLS_OFFER);
+        assert_eq!(drain(&mut s), vec!["<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"]);
+        assert!(!s.wants_tls());
+        // TLS bytes glued to <proceed/> are left for the shell, not parsed as XML.
+        s.handle_input(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\x16\x03\x03");
+        assert!(s.wants_tls());
+        assert_eq!(s.poll_event(), None);
+        s.tls_established("TLSv1_3 X".into());
+        assert_eq!(s.poll_event(), Some(XmppEvent::Secured("TLSv1_3 X".into())));
+        assert!(drain(&mut s)[0].starts_with("<?xml"));
+        s.handle_input(HDR);
+        s.handle_input(STARTTLS_OFFER);
+        assert!(drain(&mut s)[0].contains("mechanism='PLAIN'"), "the secured stream goes on to SASL");
+    }
+
+    #[test]
+    fn starttls_missing_refused_or_required_fails_cleanly() {
+        let mut s = XmppSession::new(XmppConfig { starttls: true, ..cfg() }, "n");
+        s.handle_input(HDR);
+        s.handle_input(b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>");
+        assert!(matches!(s.poll_event(), Some(XmppEvent::Failed(m)) if m.contains("no STARTTLS")));
+        let mut s = XmppSession::new(XmppConfig { starttls: true, ..cfg() }, "n");
+        s.handle_input(HDR);
+        s.handle_input(STARTTLS_OFFER);
+        s.handle_input(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        assert!(matches!(s.poll_event(), Some(XmppEvent::Failed(m)) if m.contains("refused")));
+        let mut s = XmppSession::new(cfg(), "n");
+        s.handle_input(HDR);
+        s.handle_input(b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>");
+        assert!(matches!(s.poll_event(), Some(XmppEvent::Failed(m)) if m.contains("requires STARTTLS")));
     }
 
     fn drain(s: &mut XmppSession) -> Vec<String> {

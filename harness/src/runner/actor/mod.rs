@@ -26,12 +26,14 @@ pub enum StepError {
     Inconclusive(String),
 }
 
-/// Where the actor's legs connect (the taps).
-#[derive(Debug, Clone, Copy)]
+/// Where the actor's legs connect (the taps), and whom an XMPP leg under TLS trusts.
+#[derive(Debug, Clone)]
 pub struct Endpoints {
     pub xmpp: Option<SocketAddr>,
     pub sip: Option<SocketAddr>,
     pub sip_tcp: Option<SocketAddr>,
+    /// The run's test CA; None where the servers' certificates are not the run's (external).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// One participant driven by the reference client.
@@ -42,6 +44,10 @@ pub struct Actor {
     pub sip_tcp: bool,
     /// Its vCard types the SIP URI as video-capable.
     pub video: bool,
+    /// The XMPP leg negotiates STARTTLS.
+    pub xmpp_tls: bool,
+    /// What the XMPP leg's TLS handshake settled, once secured.
+    pub xmpp_secured: Option<String>,
     /// A CUSAX rule the client breaks on purpose, if any.
     pub misbehave: Option<cusax::Misbehaviour>,
     iq_seq: u64,
@@ -89,6 +95,8 @@ impl Actor {
             kind: decl.kind,
             sip_tcp: decl.sip_tcp,
             video: decl.video,
+            xmpp_tls: decl.xmpp_tls,
+            xmpp_secured: None,
             misbehave,
             iq_seq: 0,
             last_presence: HashMap::new(),
@@ -134,7 +142,7 @@ impl Actor {
     }
 
     /// Log in: SIP REGISTER first, then XMPP with initial presence (CUSAX order, RFC 7081 §2).
-    pub async fn connect(&mut self, ep: Endpoints, deadline: Instant) -> Result<(), StepError> {
+    pub async fn connect(&mut self, ep: &Endpoints, deadline: Instant) -> Result<(), StepError> {
         if matches!(self.kind, ActorKind::Dual | ActorKind::Sip) {
             self.register(ep, deadline).await?;
         }
@@ -145,8 +153,14 @@ impl Actor {
                 domain: self.account.domain.clone(),
                 password: self.account.password.clone(),
                 resource: "sixpac".into(),
+                starttls: self.xmpp_tls,
             };
-            let conn = XmppConnection::start(server, cfg)
+            if self.xmpp_tls && ep.tls.is_none() {
+                return Err(StepError::Inconclusive(
+                    "this actor's XMPP leg needs STARTTLS, but the servers' certificates are not from sixpac's run CA (external backend)".into(),
+                ));
+            }
+            let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("XMPP connect to {server}: {e}")))?;
             self.addrs.push((conn.local_addr(), Wire::Xmpp));
@@ -157,6 +171,7 @@ impl Actor {
                         self.full_jid = Some(jid);
                         break;
                     }
+                    Some(XmppEvent::Secured(facts)) => self.xmpp_secured = Some(facts),
                     Some(XmppEvent::Failed(why)) => return fail(format!("XMPP login: {why}")),
                     Some(XmppEvent::Closed) => return fail("XMPP stream closed during login"),
                     Some(_) => {}
@@ -215,7 +230,7 @@ impl Actor {
     }
 
     /// Open the SIP leg if needed and REGISTER (3600 s), answering the digest challenge.
-    pub async fn register(&mut self, ep: Endpoints, deadline: Instant) -> Result<(), StepError> {
+    pub async fn register(&mut self, ep: &Endpoints, deadline: Instant) -> Result<(), StepError> {
         if self.sip.is_none() {
             let proxy = if self.sip_tcp { ep.sip_tcp } else { ep.sip };
             let proxy = proxy.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;

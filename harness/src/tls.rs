@@ -1,0 +1,148 @@
+//! The run's own test PKI: a CA made for one run, a certificate for the XMPP domain signed by
+//! it, and the rustls configurations of the reference client and the taps.
+//!
+//! Every configuration names the ring provider itself: rustls's process-wide default provider
+//! panics when two providers are compiled in, and nothing here should depend on which are.
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why the run's PKI could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("making the run's test CA: {0}")]
+    Pki(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("writing certificates to {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+/// One run's CA and the domain certificate it signed.
+pub struct Pki {
+    /// The XMPP domain the certificate is for.
+    pub domain: String,
+    ca_pem: String,
+    leaf_pem: String,
+    key_pem: String,
+    /// What the reference client and the taps' upstream side use: trusts only the run's CA.
+    pub client: Arc<ClientConfig>,
+    /// What the taps present to clients: the domain certificate.
+    pub server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("domain", &self.domain).finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Pki {
+    /// A fresh CA (valid for this run only: its key never leaves memory and the run's
+    /// directory) and a certificate for `domain` and `localhost` signed by it.
+    pub fn new(domain: &str) -> Result<Pki, TlsError> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "sixpac test CA (one run)");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        // Valid around this run only. rcgen's default (1975 to 4096) crashes ejabberd 23.01,
+        // whose certificate-expiry timer cannot hold a millennium.
+        let now = time::OffsetDateTime::now_utc();
+        let (from, until) = (now - time::Duration::days(1), now + time::Duration::days(7));
+        (ca_params.not_before, ca_params.not_after) = (from, until);
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf_key = KeyPair::generate()?;
+        let mut leaf_params = CertificateParams::new(vec![domain.to_string(), "localhost".into()])?;
+        leaf_params.distinguished_name.push(DnType::CommonName, domain);
+        (leaf_params.not_before, leaf_params.not_after) = (from, until);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone())?;
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca_cert.der().clone()];
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)?;
+        Ok(Pki {
+            domain: domain.to_string(),
+            ca_pem: ca_cert.pem(),
+            leaf_pem: leaf.pem(),
+            key_pem: leaf_key.serialize_pem(),
+            client: Arc::new(client),
+            server: Arc::new(server),
+        })
+    }
+
+    /// Write `<domain>.crt` (certificate then CA), `<domain>.key` and `ca.crt` into `dir`,
+    /// where Prosody looks for them by name and ejabberd's template points.
+    pub fn write_to(&self, dir: &Path) -> Result<(), TlsError> {
+        let files = [
+            (format!("{}.crt", self.domain), format!("{}{}", self.leaf_pem, self.ca_pem)),
+            (format!("{}.key", self.domain), self.key_pem.clone()),
+            ("ca.crt".to_string(), self.ca_pem.clone()),
+        ];
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| TlsError::Write { path: path.display().to_string(), source })?;
+        }
+        Ok(())
+    }
+
+    /// The CA certificate, PEM: what a client under test must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+}
+
+/// What a TLS handshake settled, as traces and reports print it.
+pub fn describe(conn: &rustls::CommonState) -> String {
+    let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_else(|| "?".into());
+    let suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "?".into());
+    format!("{version} {suite}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn client_trusts_the_run_ca_and_nothing_else() {
+        let pki = Pki::new("sixpac.test").unwrap();
+        let other = Pki::new("sixpac.test").unwrap();
+        let name = rustls::pki_types::ServerName::try_from("sixpac.test").unwrap();
+        for (client, ok) in [(pki.client.clone(), true), (other.client.clone(), false)] {
+            let (a, b) = tokio::io::duplex(65536);
+            let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
+            let server = tokio::spawn(async move {
+                let mut s = acceptor.accept(b).await.ok()?;
+                let mut buf = [0u8; 2];
+                s.read_exact(&mut buf).await.ok()?;
+                Some(describe(s.get_ref().1))
+            });
+            let connector = tokio_rustls::TlsConnector::from(client);
+            let c = connector.connect(name.clone(), a).await;
+            assert_eq!(c.is_ok(), ok, "{:?}", c.as_ref().err());
+            if let Ok(mut c) = c {
+                c.write_all(b"hi").await.unwrap();
+                assert!(server.await.unwrap().unwrap().starts_with("TLSv1_3"));
+            }
+        }
+    }
+}
