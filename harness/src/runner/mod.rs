@@ -151,7 +151,13 @@ pub async fn run_scenario(
         let kind_of = |who: &str| sc.actors.iter().find(|a| a.name == who).map(|a| a.kind);
         let deadline = Instant::now() + STEP_DEADLINE;
         let result = match &step.action {
-            Action::Connect => actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await,
+            Action::Connect => {
+                let r = actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await;
+                if let Some(w) = &actor.protection_warning {
+                    progress(&format!("{} warns its user: {w}", actor.name));
+                }
+                r
+            }
             Action::Wait { duration } => {
                 tokio::time::sleep(*duration).await;
                 Ok(())
@@ -185,6 +191,12 @@ pub async fn run_scenario(
             Action::WithdrawPresence => actor.refresh_presence(true, deadline).await,
             Action::Subscribe { to } => actor.subscribe(value(to, "sip"), 3600, deadline).await,
             Action::Unsubscribe { to } => actor.subscribe(value(to, "sip"), 0, deadline).await,
+            Action::AddContact { jid_of } => actor.add_contact(&value(jid_of, "jid"), deadline).await,
+            Action::ApproveContact { jid_of } => actor.approve_contact(&value(jid_of, "jid"), deadline).await,
+            Action::DenyContact { jid_of } => actor.deny_contact(&value(jid_of, "jid"), deadline).await,
+            Action::PreApproveContact { jid_of } => actor.pre_approve_contact(&value(jid_of, "jid"), deadline).await,
+            Action::CancelSubscription { jid_of } => actor.cancel_subscription(&value(jid_of, "jid"), deadline).await,
+            Action::ExpectProtectionWarning { warned } => actor.expect_protection_warning(*warned),
             Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
             Action::Send { wire, text } => match interp(text) {
                 Ok(t) => actor.send(*wire, t).await,

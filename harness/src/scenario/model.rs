@@ -89,6 +89,18 @@ pub enum Action {
     Subscribe { to: String },
     /// End that subscription (Expires: 0) and wait for the 2xx.
     Unsubscribe { to: String },
+    /// RFC 6121 §3: ask for a contact's presence, and wait for the roster push.
+    AddContact { jid_of: String },
+    /// Wait for a contact's subscription request and approve it.
+    ApproveContact { jid_of: String },
+    /// Wait for a contact's subscription request and refuse it.
+    DenyContact { jid_of: String },
+    /// Approve a contact's subscription before it is asked for (§3.4).
+    PreApproveContact { jid_of: String },
+    /// Cancel our subscription to a contact's presence (§3.3).
+    CancelSubscription { jid_of: String },
+    /// RFC 7081 §7: the client warned (or did not) that its legs differ in protection.
+    ExpectProtectionWarning { warned: bool },
     /// Send text as it is (after interpolation).
     Send { wire: Wire, text: String },
     /// Wait for a matching frame.

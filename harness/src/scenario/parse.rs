@@ -194,6 +194,12 @@ const ACTIONS: &[&str] = &[
     "withdraw presence",
     "subscribe to presence of <actor>",
     "unsubscribe from presence of <actor>",
+    "add contact <actor>",
+    "approve contact <actor>",
+    "deny contact <actor>",
+    "pre-approve contact <actor>",
+    "cancel subscription to <actor>",
+    "expect [no] protection warning",
 ];
 
 /// Read a high-level action (`call bob`, `reject decline`); the error says what is wrong.
@@ -244,6 +250,13 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
         ["withdraw", "presence"] => Action::WithdrawPresence,
         ["subscribe", "to", "presence", "of", to] => Action::Subscribe { to: actor(Some(to))? },
         ["unsubscribe", "from", "presence", "of", to] => Action::Unsubscribe { to: actor(Some(to))? },
+        ["add", "contact", who] => Action::AddContact { jid_of: actor(Some(who))? },
+        ["approve", "contact", who] => Action::ApproveContact { jid_of: actor(Some(who))? },
+        ["deny", "contact", who] => Action::DenyContact { jid_of: actor(Some(who))? },
+        ["pre-approve", "contact", who] => Action::PreApproveContact { jid_of: actor(Some(who))? },
+        ["cancel", "subscription", "to", who] => Action::CancelSubscription { jid_of: actor(Some(who))? },
+        ["expect", "protection", "warning"] => Action::ExpectProtectionWarning { warned: true },
+        ["expect", "no", "protection", "warning"] => Action::ExpectProtectionWarning { warned: false },
         _ => return Err(format!("unknown action `{}`", text.trim())),
     })
 }

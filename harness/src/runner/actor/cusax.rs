@@ -26,12 +26,33 @@ impl Misbehaviour {
     }
 }
 
-/// The SIP URI a vCard-temp `<vCard/>` names in a TEL, and whether that TEL is typed video.
-pub fn sip_tel(vcard: &Element) -> Option<(String, bool)> {
-    vcard.elements().filter(|e| e.local_name() == "TEL").find_map(|tel| {
-        let number = tel.child("NUMBER").map(|n| n.text().trim().to_string())?;
-        number.starts_with("sip:").then(|| (number, tel.child("VIDEO").is_some()))
-    })
+/// The SIP URIs a vCard-temp `<vCard/>` names in TELs, in document order, each with whether
+/// its TEL is typed video.
+pub fn sip_tels(vcard: &Element) -> Vec<(String, bool)> {
+    vcard
+        .elements()
+        .filter(|e| e.local_name() == "TEL")
+        .filter_map(|tel| {
+            let number = tel.child("NUMBER").map(|n| n.text().trim().to_string())?;
+            number.starts_with("sip:").then(|| (number, tel.child("VIDEO").is_some()))
+        })
+        .collect()
+}
+
+/// Where to call a contact: the first XEP-0152 address, in document order (REACH-3), that
+/// the contact's vCard confirms (CUSAX-6: unconfirmed addresses are only hints); else the
+/// vCard's first SIP URI.
+pub fn call_target(tels: &[(String, bool)], reach: &[String]) -> Option<(String, bool)> {
+    reach.iter().find_map(|a| tels.iter().find(|(uri, _)| uri == a)).or(tels.first()).cloned()
+}
+
+/// The `<addr uri>` values of a presence's `<reach xmlns='urn:xmpp:reach:0'>`, in order.
+pub fn reach_addrs(presence: &Element) -> Vec<String> {
+    presence
+        .elements()
+        .filter(|e| e.local_name() == "reach" && e.ns.as_deref() == Some("urn:xmpp:reach:0"))
+        .flat_map(|r| r.elements().filter(|a| a.local_name() == "addr").filter_map(|a| a.attr("uri").map(str::to_string)))
+        .collect()
 }
 
 impl Actor {
@@ -50,13 +71,9 @@ impl Actor {
         }
     }
 
-    /// What a dual actor does once logged in over XMPP, before its initial presence: fetch the
-    /// roster (§3) and publish the vCard whose TEL links the SIP account (§3.1).
+    /// What a dual actor does once logged in over XMPP and holding its roster, before its
+    /// initial presence: publish the vCard whose TEL links the SIP account (§3.1).
     pub(crate) async fn link_identity(&mut self, deadline: Instant) -> Result<(), StepError> {
-        let roster = self.iq("type='get'", "<query xmlns='jabber:iq:roster'/>", deadline).await?;
-        if roster.attr("type") != Some("result") {
-            return fail(format!("roster get failed: {}", roster.to_xml()));
-        }
         let aor = format!("sip:{}@{}", self.account.user, self.account.domain);
         let video = if self.video { "<VIDEO/>" } else { "" };
         let vcard = format!(
@@ -85,13 +102,13 @@ impl Actor {
     }
 
     /// The SIP URI in `jid`'s vCard (CUSAX-4) and whether it is typed video.
-    pub(crate) async fn sip_uri_from_vcard(&mut self, jid: &str, deadline: Instant) -> Result<(String, bool), StepError> {
+    pub(crate) async fn sip_uris_from_vcard(&mut self, jid: &str, deadline: Instant) -> Result<Vec<(String, bool)>, StepError> {
         let r = self.iq(&format!("type='get' to='{}'", escape(jid, true)), "<vCard xmlns='vcard-temp'/>", deadline).await?;
-        let vcard = r.child("vCard").filter(|_| r.attr("type") == Some("result"));
-        match vcard.and_then(sip_tel) {
-            Some(found) => Ok(found),
-            None => fail(format!("{jid}'s vCard names no SIP URI in a TEL: {}", r.to_xml())),
+        let tels = r.child("vCard").filter(|_| r.attr("type") == Some("result")).map(sip_tels).unwrap_or_default();
+        if tels.is_empty() {
+            return fail(format!("{jid}'s vCard names no SIP URI in a TEL: {}", r.to_xml()));
         }
+        Ok(tels)
     }
 
     /// Call a dual contact the CUSAX way: the SIP URI from its vCard, video only when that TEL
@@ -141,9 +158,9 @@ impl Actor {
             .find_map(|v| crate::sip::message::addr_uri(&v).strip_prefix("xmpp:").map(str::to_string))
             .ok_or_else(|| format!("no xmpp: address with purpose=impp in Call-Info: {info}"))?;
         let caller = crate::sip::message::addr_uri(from).to_string();
-        match self.sip_uri_from_vcard(&jid, deadline).await {
-            Ok((uri, _)) if uri == caller => Ok(jid),
-            Ok((uri, _)) => Err(format!("{jid}'s vCard names {uri}, but the call comes from {caller}")),
+        match self.sip_uris_from_vcard(&jid, deadline).await {
+            Ok(tels) if tels.iter().any(|(uri, _)| *uri == caller) => Ok(jid),
+            Ok(tels) => Err(format!("{jid}'s vCard names {}, but the call comes from {caller}", tels[0].0)),
             Err(StepError::Fail(e) | StepError::Error(e) | StepError::Inconclusive(e)) => Err(e),
         }
     }
@@ -161,10 +178,31 @@ impl Actor {
         }
     }
 
+    /// RFC 7081 §7: a client whose SIP and XMPP legs differ in protection must tell its user.
+    /// The reference client's SIP leg is always plain (UDP or TCP, no SIPS), so an XMPP leg
+    /// under TLS is the mismatch it can have.
+    pub(crate) fn check_protection(&mut self) {
+        let sip = if self.sip_tcp { "sip/tcp" } else { "sip/udp" };
+        self.protection_warning = self.xmpp_secured.as_ref().map(|tls| {
+            format!("the XMPP leg is under TLS ({tls}) but the SIP leg is plain ({sip}): calls are less protected than chats")
+        });
+    }
+
+    /// The client warned about unequal protection (or, with `warned` false, did not).
+    pub fn expect_protection_warning(&self, warned: bool) -> Result<(), StepError> {
+        match (&self.protection_warning, warned) {
+            (Some(_), true) | (None, false) => Ok(()),
+            (None, true) => fail(format!("{} gave no protection warning (RFC 7081 §7)", self.name)),
+            (Some(w), false) => fail(format!("{} warned although its legs are equally protected: {w}", self.name)),
+        }
+    }
+
     /// Call a contact, claiming `claimed` in Call-Info: our own JID, or another one for a
     /// spoofing caller (to test the callee's check).
     pub(crate) async fn call_claiming(&mut self, jid: &str, claimed: &str, deadline: Instant) -> Result<(), StepError> {
-        let (uri, video) = self.sip_uri_from_vcard(jid, deadline).await?;
+        let tels = self.sip_uris_from_vcard(jid, deadline).await?;
+        let reach = self.last_presence.get(jid).map(reach_addrs).unwrap_or_default();
+        let (uri, video) = call_target(&tels, &reach).expect("the vCard names at least one SIP URI");
         let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
         let id = self.on_ua(move |ua, now| ua.invite_with(now, &uri, video, &info)).await?;
         self.current_call = Some(id);
@@ -243,7 +281,24 @@ mod tests {
     fn the_sip_uri_comes_from_a_tel_number() {
         let parse = |s: &str| crate::xml::parse(s.as_bytes(), &crate::xml::Scope::new(), false).unwrap();
         let v = parse("<vCard xmlns='vcard-temp'><TEL><HOME/><NUMBER>+1 555</NUMBER></TEL><TEL><VOICE/><VIDEO/><NUMBER>sip:a@x</NUMBER></TEL></vCard>");
-        assert_eq!(sip_tel(&v), Some(("sip:a@x".into(), true)));
-        assert_eq!(sip_tel(&parse("<vCard xmlns='vcard-temp'><FN>x</FN></vCard>")), None);
+        assert_eq!(sip_tels(&v), vec![("sip:a@x".into(), true)]);
+        assert_eq!(sip_tels(&parse("<vCard xmlns='vcard-temp'><FN>x</FN></vCard>")), vec![]);
+    }
+
+    #[test]
+    fn the_call_goes_to_the_first_confirmed_reach_address() {
+        let tels = vec![("sip:b@x".to_string(), false), ("sip:c@x".to_string(), true)];
+        let reach = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(call_target(&tels, &reach(&["sip:m@x", "sip:c@x", "sip:b@x"])), Some(("sip:c@x".into(), true)));
+        assert_eq!(call_target(&tels, &reach(&["sip:m@x"])), Some(("sip:b@x".into(), false)));
+        assert_eq!(call_target(&tels, &[]), Some(("sip:b@x".into(), false)));
+        assert_eq!(call_target(&[], &reach(&["sip:m@x"])), None);
+        let p = crate::xml::parse(
+            b"<presence xmlns='jabber:client'><reach xmlns='urn:xmpp:reach:0'><addr uri='sip:1'/><addr uri='sip:2'/></reach></presence>",
+            &crate::xml::Scope::new(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(reach_addrs(&p), reach(&["sip:1", "sip:2"]));
     }
 }

@@ -1,6 +1,7 @@
 //! An actor bound to the reference client: its legs, its inboxes, and the waits on them.
 
 pub mod cusax;
+mod roster;
 
 use crate::client::sip::ua::{SipEvent, SipUa, UaError};
 use crate::client::sip::SipEndpoint;
@@ -48,6 +49,10 @@ pub struct Actor {
     pub xmpp_tls: bool,
     /// What the XMPP leg's TLS handshake settled, once secured.
     pub xmpp_secured: Option<String>,
+    /// The XMPP leg asked for the roster, so the server sends it roster pushes.
+    roster_requested: bool,
+    /// What the client told its user about its legs' protection (RFC 7081 §7), if anything.
+    pub protection_warning: Option<String>,
     /// A CUSAX rule the client breaks on purpose, if any.
     pub misbehave: Option<cusax::Misbehaviour>,
     iq_seq: u64,
@@ -97,6 +102,8 @@ impl Actor {
             video: decl.video,
             xmpp_tls: decl.xmpp_tls,
             xmpp_secured: None,
+            protection_warning: None,
+            roster_requested: false,
             misbehave,
             iq_seq: 0,
             last_presence: HashMap::new(),
@@ -178,7 +185,9 @@ impl Actor {
                     None => return fail("XMPP login did not finish before the deadline"),
                 }
             }
+            self.fetch_roster(deadline).await?;
             if self.kind == ActorKind::Dual {
+                self.check_protection();
                 self.link_identity(deadline).await?;
             }
             self.send_xmpp(self.initial_presence())?;
@@ -378,7 +387,7 @@ impl Actor {
         }
     }
 
-    fn send_xmpp(&self, text: String) -> Result<(), StepError> {
+    pub(crate) fn send_xmpp(&self, text: String) -> Result<(), StepError> {
         match &self.xmpp {
             Some(x) if x.send_raw(text.into_bytes()) => Ok(()),
             Some(_) => fail(format!("{}'s XMPP stream is gone", self.name)),
@@ -409,7 +418,9 @@ impl Actor {
             Ok(Some(ev)) => {
                 match &ev {
                     XmppEvent::Stanza(el) => {
-                        if el.local_name() == "presence" {
+                        // Availability only: subscription requests and answers say nothing of
+                        // the contact's caps or addresses.
+                        if el.local_name() == "presence" && matches!(el.attr("type"), None | Some("unavailable")) {
                             let bare = el.attr("from").unwrap_or("").split('/').next().unwrap_or("").to_string();
                             self.last_presence.insert(bare, el.clone());
                         }
