@@ -82,3 +82,79 @@ fn settled<S>(r: Result<std::io::Result<S>, tokio::time::error::Elapsed>) -> Res
 fn note(rec: &Recorder, origin: &Origin, dir: Direction, text: String) {
     rec.record(origin, dir, FrameKind::TlsHandshake, text.into_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tap::{Tap, TapSpec};
+    use crate::trace::frame::{Proto, Transport};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const FEATURES: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
+
+    async fn read_until(s: &mut (impl AsyncReadExt + Unpin), needle: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// A unit-test double of an XMPP server: offers STARTTLS, proceeds, then echoes one line
+    /// under TLS. Real servers are exercised by the scenarios.
+    async fn fake_server(listener: tokio::net::TcpListener, pki: Arc<Pki>) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_until(&mut s, b"version='1.0'>").await;
+        s.write_all(FEATURES).await.unwrap();
+        read_until(&mut s, b"<starttls").await;
+        s.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
+        let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(pki.server.clone()).accept(s).await else { return };
+        read_until(&mut tls, b"<secret/>").await;
+        tls.write_all(b"<answer/>").await.unwrap();
+        tls.shutdown().await.unwrap();
+    }
+
+    /// Frames a tap holding `pki` records for one client that trusts `client_trusts`.
+    async fn run(pki: Arc<Pki>, client_trusts: Arc<rustls::ClientConfig>) -> Vec<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let server = tokio::spawn(fake_server(listener, pki.clone()));
+        let rec = Arc::new(Recorder::new());
+        let spec = TapSpec { server: "x".into(), proto: Proto::Xmpp, transport: Transport::Tcp, upstream, tls: Some(pki) };
+        let tap = Tap::start(spec, rec.clone()).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(tap.listen).await.unwrap();
+        c.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='t.test' version='1.0'>").await.unwrap();
+        read_until(&mut c, b"</stream:features>").await;
+        c.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
+        read_until(&mut c, b"<proceed").await;
+        let name = rustls::pki_types::ServerName::try_from("t.test").unwrap();
+        if let Ok(mut tls) = tokio_rustls::TlsConnector::from(client_trusts).connect(name, c).await {
+            tls.write_all(b"<secret/>").await.unwrap();
+            read_until(&mut tls, b"<answer/>").await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rec.frames_for_all().iter().map(|f| format!("{:?} {}", f.kind, String::from_utf8_lossy(&f.bytes))).collect()
+    }
+
+    #[tokio::test]
+    async fn plaintext_after_starttls_is_recorded_with_the_handshake_facts() {
+        let pki = Arc::new(Pki::new("t.test").unwrap());
+        let frames = run(pki.clone(), pki.client.clone()).await;
+        assert!(frames.iter().any(|f| f.starts_with("TlsHandshake client-tap TLSv1_3") && f.ends_with("sni=t.test")), "{frames:#?}");
+        assert!(frames.iter().any(|f| f.starts_with("TlsHandshake tap-server TLSv1_3")), "{frames:#?}");
+        assert!(frames.iter().any(|f| f.contains("<secret/>")) && frames.iter().any(|f| f.contains("<answer/>")), "{frames:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_trust_the_run_ca_is_recorded_failing() {
+        let pki = Arc::new(Pki::new("t.test").unwrap());
+        let other = Pki::new("t.test").unwrap();
+        let frames = run(pki, other.client.clone()).await;
+        assert!(frames.iter().any(|f| f.contains("!! client-tap handshake failed")), "{frames:#?}");
+        assert!(!frames.iter().any(|f| f.contains("<secret/>")), "{frames:#?}");
+    }
+}
