@@ -325,9 +325,13 @@ impl ServerSet {
         Ok(())
     }
 
-    /// Copy each started server's log into `dir`.
+    /// Copy each started server's log into `dir`, and the run's CA certificate (`ca.crt`),
+    /// which checks the certificates recorded in the traces' TLS handshakes.
     pub fn save_logs(&self, dir: &Path) {
         let _ = std::fs::create_dir_all(dir);
+        if let Some(pki) = &self.pki {
+            let _ = std::fs::write(dir.join("ca.crt"), pki.ca_pem());
+        }
         for s in &self.servers {
             if let Some(p) = &s.process {
                 let _ = std::fs::copy(&p.prepared.log, dir.join(format!("{}.log", s.name)));
