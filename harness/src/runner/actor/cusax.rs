@@ -101,7 +101,7 @@ impl Actor {
         )
     }
 
-    /// The SIP URI in `jid`'s vCard (CUSAX-4) and whether it is typed video.
+    /// The SIP URIs in `jid`'s vCard (CUSAX-4), in order, each with whether it is typed video.
     pub(crate) async fn sip_uris_from_vcard(&mut self, jid: &str, deadline: Instant) -> Result<Vec<(String, bool)>, StepError> {
         let r = self.iq(&format!("type='get' to='{}'", escape(jid, true)), "<vCard xmlns='vcard-temp'/>", deadline).await?;
         let tels = r.child("vCard").filter(|_| r.attr("type") == Some("result")).map(sip_tels).unwrap_or_default();
@@ -111,8 +111,8 @@ impl Actor {
         Ok(tels)
     }
 
-    /// Call a dual contact the CUSAX way: the SIP URI from its vCard, video only when that TEL
-    /// is typed video, and our XMPP address in Call-Info.
+    /// Call a dual contact the CUSAX way: a SIP URI its vCard names (see [`call_target`]),
+    /// video only when that TEL is typed video, and our XMPP address in Call-Info.
     pub(crate) async fn call_contact(&mut self, jid: &str, deadline: Instant) -> Result<(), StepError> {
         let own = format!("{}@{}", self.account.user, self.account.domain);
         self.call_claiming(jid, &own, deadline).await

@@ -150,6 +150,11 @@ impl Actor {
 
     /// Log in: SIP REGISTER first, then XMPP with initial presence (CUSAX order, RFC 7081 §2).
     pub async fn connect(&mut self, ep: &Endpoints, deadline: Instant) -> Result<(), StepError> {
+        if self.xmpp_tls && ep.tls.is_none() {
+            return Err(StepError::Inconclusive(
+                "this actor's XMPP leg needs STARTTLS, but the servers' certificates are not from sixpac's run CA (external backend)".into(),
+            ));
+        }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Sip) {
             self.register(ep, deadline).await?;
         }
@@ -162,11 +167,6 @@ impl Actor {
                 resource: "sixpac".into(),
                 starttls: self.xmpp_tls,
             };
-            if self.xmpp_tls && ep.tls.is_none() {
-                return Err(StepError::Inconclusive(
-                    "this actor's XMPP leg needs STARTTLS, but the servers' certificates are not from sixpac's run CA (external backend)".into(),
-                ));
-            }
             let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("XMPP connect to {server}: {e}")))?;
