@@ -151,13 +151,7 @@ pub async fn run_scenario(
         let kind_of = |who: &str| sc.actors.iter().find(|a| a.name == who).map(|a| a.kind);
         let deadline = Instant::now() + STEP_DEADLINE;
         let result = match &step.action {
-            Action::Connect => {
-                let r = actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await;
-                if let Some(w) = &actor.protection_warning {
-                    progress(&format!("{} warns its user: {w}", actor.name));
-                }
-                r
-            }
+            Action::Connect => actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Wait { duration } => {
                 tokio::time::sleep(*duration).await;
                 Ok(())
@@ -197,6 +191,7 @@ pub async fn run_scenario(
             Action::PreApproveContact { jid_of } => actor.pre_approve_contact(&value(jid_of, "jid"), deadline).await,
             Action::CancelSubscription { jid_of } => actor.cancel_subscription(&value(jid_of, "jid"), deadline).await,
             Action::ExpectProtectionWarning { warned } => actor.expect_protection_warning(*warned),
+            Action::ExpectCallCaution { warned } => actor.expect_call_caution(*warned),
             Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
             Action::Send { wire, text } => match interp(text) {
                 Ok(t) => actor.send(*wire, t).await,
@@ -211,6 +206,9 @@ pub async fn run_scenario(
                 Err(e) => Err(e),
             },
         };
+        for notice in actor.take_notices() {
+            progress(&format!("{} tells its user: {notice}", actor.name));
+        }
         if let Err(e) = result {
             failure = Some((i, e));
             break;

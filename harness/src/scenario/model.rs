@@ -99,6 +99,8 @@ pub enum Action {
     PreApproveContact { jid_of: String },
     /// Cancel our subscription to a contact's presence (§3.3).
     CancelSubscription { jid_of: String },
+    /// RFC 7081 §5: the last vCard-driven call came with a caution (or did not).
+    ExpectCallCaution { warned: bool },
     /// RFC 7081 §7: the client warned (or did not) that its legs differ in protection.
     ExpectProtectionWarning { warned: bool },
     /// Send text as it is (after interpolation).

@@ -200,6 +200,7 @@ const ACTIONS: &[&str] = &[
     "pre-approve contact <actor>",
     "cancel subscription to <actor>",
     "expect [no] protection warning",
+    "expect [no] call caution",
 ];
 
 /// Read a high-level action (`call bob`, `reject decline`); the error says what is wrong.
@@ -255,6 +256,8 @@ fn parse_action(text: &str, actors: &[String]) -> Result<Action, String> {
         ["deny", "contact", who] => Action::DenyContact { jid_of: actor(Some(who))? },
         ["pre-approve", "contact", who] => Action::PreApproveContact { jid_of: actor(Some(who))? },
         ["cancel", "subscription", "to", who] => Action::CancelSubscription { jid_of: actor(Some(who))? },
+        ["expect", "call", "caution"] => Action::ExpectCallCaution { warned: true },
+        ["expect", "no", "call", "caution"] => Action::ExpectCallCaution { warned: false },
         ["expect", "protection", "warning"] => Action::ExpectProtectionWarning { warned: true },
         ["expect", "no", "protection", "warning"] => Action::ExpectProtectionWarning { warned: false },
         _ => return Err(format!("unknown action `{}`", text.trim())),

@@ -46,6 +46,28 @@ pub fn call_target(tels: &[(String, bool)], reach: &[String]) -> Option<(String,
     reach.iter().find_map(|a| tels.iter().find(|(uri, _)| uri == a)).or(tels.first()).cloned()
 }
 
+/// RFC 7081 §5: what the user should hear before a call to `uri` goes out, if anything: a
+/// telephone number (which may reach the PSTN and cost money) or an address outside the
+/// user's own domain.
+pub fn call_caution(uri: &str, own_domain: &str) -> Option<String> {
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"));
+    let Some(rest) = rest else {
+        return Some(format!("{uri} is not a SIP address (a telephone number?)"));
+    };
+    let (addr, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let (user, host) = addr.rsplit_once('@').unwrap_or(("", addr));
+    let host = host.split(':').next().unwrap_or(host);
+    let phone = params.split(';').any(|p| p.eq_ignore_ascii_case("user=phone"))
+        || (user.starts_with('+') && user.len() > 1 && user[1..].chars().all(|c| c.is_ascii_digit() || "-.()".contains(c)));
+    if phone {
+        Some(format!("{uri} is a telephone number: the call may go to the PSTN"))
+    } else if !host.eq_ignore_ascii_case(own_domain) {
+        Some(format!("{uri} is outside {own_domain}"))
+    } else {
+        None
+    }
+}
+
 /// The `<addr uri>` values of a presence's `<reach xmlns='urn:xmpp:reach:0'>`, in order.
 pub fn reach_addrs(presence: &Element) -> Vec<String> {
     presence
@@ -186,6 +208,16 @@ impl Actor {
         self.protection_warning = self.xmpp_secured.as_ref().map(|tls| {
             format!("the XMPP leg is under TLS ({tls}) but the SIP leg is plain ({sip}): calls are less protected than chats")
         });
+        self.notices.extend(self.protection_warning.clone());
+    }
+
+    /// The last vCard-driven call came with (or, with `warned` false, without) a caution.
+    pub fn expect_call_caution(&self, warned: bool) -> Result<(), StepError> {
+        match (&self.call_caution, warned) {
+            (Some(_), true) | (None, false) => Ok(()),
+            (None, true) => fail(format!("{} placed the call without a caution (RFC 7081 §5)", self.name)),
+            (Some(w), false) => fail(format!("{} cautioned about an ordinary call: {w}", self.name)),
+        }
     }
 
     /// The client warned about unequal protection (or, with `warned` false, did not).
@@ -203,6 +235,9 @@ impl Actor {
         let tels = self.sip_uris_from_vcard(jid, deadline).await?;
         let reach = self.last_presence.get(jid).map(reach_addrs).unwrap_or_default();
         let (uri, video) = call_target(&tels, &reach).expect("the vCard names at least one SIP URI");
+        // The reference client's user always goes ahead; the warning is what is checked.
+        self.call_caution = call_caution(&uri, &self.account.domain);
+        self.notices.extend(self.call_caution.clone());
         let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
         let id = self.on_ua(move |ua, now| ua.invite_with(now, &uri, video, &info)).await?;
         self.current_call = Some(id);
@@ -283,6 +318,16 @@ mod tests {
         let v = parse("<vCard xmlns='vcard-temp'><TEL><HOME/><NUMBER>+1 555</NUMBER></TEL><TEL><VOICE/><VIDEO/><NUMBER>sip:a@x</NUMBER></TEL></vCard>");
         assert_eq!(sip_tels(&v), vec![("sip:a@x".into(), true)]);
         assert_eq!(sip_tels(&parse("<vCard xmlns='vcard-temp'><FN>x</FN></vCard>")), vec![]);
+    }
+
+    #[test]
+    fn telephone_numbers_and_other_domains_get_a_caution() {
+        assert_eq!(call_caution("sip:bob@example.test", "example.test"), None);
+        assert_eq!(call_caution("sip:bob@EXAMPLE.test:5060;transport=tcp", "example.test"), None);
+        assert!(call_caution("sip:+1-555-0100@example.test", "example.test").unwrap().contains("telephone"));
+        assert!(call_caution("sip:5550100@example.test;user=phone", "example.test").unwrap().contains("telephone"));
+        assert!(call_caution("sip:bob@other.test", "example.test").unwrap().contains("outside"));
+        assert!(call_caution("tel:+15550100", "example.test").is_some());
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct Actor {
     pub xmpp_tls: bool,
     /// What the XMPP leg's TLS handshake settled, once secured.
     pub xmpp_secured: Option<String>,
+    /// What the client told its user and the run has not shown yet.
+    notices: Vec<String>,
+    /// What the client told its user before its last vCard-driven call (RFC 7081 §5), if anything.
+    pub call_caution: Option<String>,
     /// The XMPP leg asked for the roster, so the server sends it roster pushes.
     roster_requested: bool,
     /// What the client told its user about its legs' protection (RFC 7081 §7), if anything.
@@ -104,6 +108,8 @@ impl Actor {
             xmpp_secured: None,
             protection_warning: None,
             roster_requested: false,
+            call_caution: None,
+            notices: Vec::new(),
             misbehave,
             iq_seq: 0,
             last_presence: HashMap::new(),
@@ -385,6 +391,11 @@ impl Actor {
             Some(p) => fail(format!("the call's {p}")),
             None => Ok(()),
         }
+    }
+
+    /// What the client told its user since the last call (warnings and cautions).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     pub(crate) fn send_xmpp(&self, text: String) -> Result<(), StepError> {
