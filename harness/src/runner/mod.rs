@@ -123,6 +123,7 @@ pub async fn run_scenario(
         xmpp: set.endpoint(Proto::Xmpp, Transport::Tcp),
         sip: set.endpoint(Proto::Sip, Transport::Udp),
         sip_tcp: set.endpoint(Proto::Sip, Transport::Tcp),
+        sip_tls: set.endpoint(Proto::Sip, Transport::Tls),
         tls: set.pki.as_ref().map(|p| p.client.clone()),
     };
     let mut actors: Vec<Actor> = sc

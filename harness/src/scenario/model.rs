@@ -24,8 +24,8 @@ pub enum ActorKind {
 pub struct ActorDecl {
     pub name: String,
     pub kind: ActorKind,
-    /// The SIP leg runs over TCP (`sip/tcp`, `dual/tcp`) instead of UDP.
-    pub sip_tcp: bool,
+    /// The SIP leg's transport: UDP, or TCP (`sip/tcp`, `dual/tcp`), or TLS (`dual/tls`).
+    pub sip_transport: crate::trace::frame::Transport,
     /// A dual actor whose vCard types its SIP URI as video-capable (`dual+video`).
     pub video: bool,
     /// A dual actor that follows sixpac's own "on the phone" profile (`dual+onphone`).

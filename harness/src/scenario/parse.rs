@@ -3,6 +3,7 @@
 use super::interpolate::{check_reference, references};
 use super::matching::parse_xml_pattern;
 use super::model::{Action, ActorDecl, ActorKind, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
+use crate::trace::frame::Transport;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -303,14 +304,16 @@ pub fn parse_scenario(
     }
     let mut actors = Vec::new();
     for (name, kind) in &raw.actors.0 {
-        let (base, sip_tcp) = match kind.value.strip_suffix("/tcp") {
-            Some(b) => (b, true),
-            None => (kind.value.as_str(), false),
+        let (base, sip_transport) = match kind.value.rsplit_once('/') {
+            Some((b, "tcp")) => (b, Transport::Tcp),
+            Some((b, "tls")) => (b, Transport::Tls),
+            Some(_) => ("?", Transport::Udp),
+            None => (kind.value.as_str(), Transport::Udp),
         };
         let mut parts = base.split('+');
         let k = match parts.next() {
             Some("dual") => ActorKind::Dual,
-            Some("xmpp") if !sip_tcp => ActorKind::Xmpp,
+            Some("xmpp") if sip_transport == Transport::Udp => ActorKind::Xmpp,
             Some("sip") => ActorKind::Sip,
             _ => ActorKind::Xmpp,
         };
@@ -325,7 +328,7 @@ pub fn parse_scenario(
             return Err(ctx.error(
                 At::of(&kind.referenced),
                 format!("unknown actor kind `{}`", kind.value),
-                Some("one of: dual, xmpp, sip; dual takes +video, +onphone and +tls, xmpp takes +tls; add /tcp to put the SIP leg on TCP".into()),
+                Some("one of: dual, xmpp, sip; dual takes +video, +onphone and +tls (XMPP under STARTTLS), xmpp takes +tls; add /tcp or /tls to put the SIP leg on TCP or TLS".into()),
             ));
         }
         let (video, on_phone_profile, xmpp_tls) = (mods.contains(&"video"), mods.contains(&"onphone"), mods.contains(&"tls"));
@@ -336,7 +339,7 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_tcp, video, on_phone_profile, xmpp_tls });
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let mut steps = Vec::new();

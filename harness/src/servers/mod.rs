@@ -76,6 +76,8 @@ pub struct RunningServer {
     pub kind: ServerKind,
     pub xmpp: Option<SocketAddr>,
     pub sip: Option<SocketAddr>,
+    /// SIP over TLS, with the run's certificate (started backends only).
+    pub sips: Option<SocketAddr>,
     /// Start-to-ready time; zero for external servers.
     pub ready_in: Duration,
     /// The version the server reports on the wire (SIP `Server:`, XMPP jabber:iq:version).
@@ -179,7 +181,7 @@ impl ServerSet {
                     progress(&format!("checking {} at {}", s.name, s.xmpp.or(s.sip).map(|a| a.to_string()).unwrap_or_default()));
                     let started = Instant::now();
                     let mut rs = RunningServer {
-                        name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip,
+                        name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip, sips: None,
                         ready_in: Duration::ZERO, version: None, image: None, process: None,
                     };
                     let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE).await?;
@@ -224,6 +226,7 @@ impl ServerSet {
                         // Owned by the set before waiting, so teardown reaches it on every path.
                         set.servers.push(RunningServer {
                             name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
+                            sips: loopback(prep.ports.sips),
                             ready_in: Duration::ZERO, version: None, image, process: Some(proc),
                         });
                         let rs = set.servers.last_mut().expect("just pushed");
@@ -265,6 +268,11 @@ impl ServerSet {
             if let Some(addr) = s.sip {
                 specs.push(tap_spec(&s.name, Proto::Sip, Transport::Udp, addr));
                 specs.push(tap_spec(&s.name, Proto::Sip, Transport::Tcp, addr));
+            }
+            if let (Some(addr), Some(pki)) = (s.sips, &set.pki) {
+                let mut spec = tap_spec(&s.name, Proto::Sip, Transport::Tls, addr);
+                spec.tls = Some(pki.clone());
+                specs.push(spec);
             }
             for spec in specs {
                 let tap = Tap::start(spec, set.recorder.clone()).await.map_err(|e| InfraError::Setup {

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Ports {
     pub xmpp: Option<u16>,
     pub sip: Option<u16>,
+    /// SIP over TLS (TCP).
+    pub sips: Option<u16>,
 }
 
 /// A server whose directory, config and setup script exist, not yet started.
@@ -123,7 +125,10 @@ pub fn prepare(
     for proto in decl.kind.serves() {
         match proto {
             Proto::Xmpp => ports.xmpp = Some(port()?),
-            Proto::Sip => ports.sip = Some(port()?),
+            Proto::Sip => {
+                ports.sip = Some(port()?);
+                ports.sips = Some(port()?);
+            }
         }
     }
     let token = crate::client::sip::ua::token(12);
@@ -132,6 +137,7 @@ pub fn prepare(
         ("DOMAIN", domain.to_string()),
         ("XMPP_PORT", ports.xmpp.unwrap_or(0).to_string()),
         ("SIP_PORT", ports.sip.unwrap_or(0).to_string()),
+        ("SIPS_PORT", ports.sips.unwrap_or(0).to_string()),
         // ejabberd's Erlang node: its own name, distribution port and cookie per run.
         ("NODE", format!("sixpac_{token}")),
         ("DIST_PORT", port()?.to_string()),

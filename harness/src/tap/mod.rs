@@ -1,9 +1,10 @@
 //! Recording relays in front of server ports. Actors connect to a tap; the tap connects to the
 //! server, forwards every byte unchanged, and records frames into the [`Recorder`]. An XMPP tap
-//! that holds the run's PKI terminates STARTTLS on both sides (see [`starttls`]).
+//! that holds the run's PKI terminates STARTTLS on both sides, and a TLS tap (SIP over TLS)
+//! terminates TLS from the first byte (see [`tls`]).
 
 pub mod cut;
-mod starttls;
+mod tls;
 
 use crate::trace::frame::{Direction, Origin, Proto, Recorder, Transport};
 use cut::StreamCutter;
@@ -21,7 +22,8 @@ pub struct TapSpec {
     pub proto: Proto,
     pub transport: Transport,
     pub upstream: SocketAddr,
-    /// The run's PKI: an XMPP tap with it terminates STARTTLS and records the plaintext.
+    /// The run's PKI: an XMPP tap with it terminates STARTTLS, a TLS tap needs it; both record
+    /// the plaintext.
     pub tls: Option<Arc<crate::tls::Pki>>,
 }
 
@@ -55,7 +57,7 @@ impl Tap {
         let faults: Faults = Default::default();
         let generation: Arc<std::sync::atomic::AtomicU64> = Default::default();
         let listen = match spec.transport {
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let l = TcpListener::bind("127.0.0.1:0").await?;
                 let addr = l.local_addr()?;
                 tasks.spawn(accept_loop(l, spec.clone(), recorder));
@@ -111,9 +113,12 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let origin = register_client(&spec, &rec, Transport::Tcp, peer, server.local_addr());
-    if let (Proto::Xmpp, Some(pki)) = (spec.proto, spec.tls.clone()) {
-        return starttls::relay(client, server, origin, rec, pki).await;
+    let origin = register_client(&spec, &rec, spec.transport, peer, server.local_addr());
+    match (spec.transport, spec.proto, spec.tls.clone()) {
+        (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki).await,
+        (Transport::Tls, _, None) => return, // no certificate to present: nothing can be relayed
+        (_, Proto::Xmpp, Some(pki)) => return tls::relay_starttls(client, server, origin, rec, pki).await,
+        _ => {}
     }
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();

@@ -30,6 +30,8 @@ impl Proto {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP from the first byte (SIP over TLS, RFC 3261 §26.2).
+    Tls,
 }
 
 impl Transport {
@@ -38,7 +40,13 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
+    }
+
+    /// Whether it delivers in order without loss (no SIP retransmissions, RFC 3261 §17).
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
     }
 }
 

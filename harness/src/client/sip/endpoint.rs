@@ -1,11 +1,13 @@
-//! Tokio shell around [`SipUa`]: one UDP socket or one TCP connection, one task, commands in,
-//! events out.
+//! Tokio shell around [`SipUa`]: one UDP socket or one TCP or TLS connection, one task,
+//! commands in, events out.
 
 use super::ua::{SipConfig, SipEvent, SipUa, TxId, UaError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use crate::sip::message::{keepalive_prefix_len, stream_frame_len};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::trace::frame::Transport;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -31,24 +33,36 @@ impl Drop for SipEndpoint {
 }
 
 impl SipEndpoint {
-    /// Bind a loopback UDP socket, or connect over TCP to `proxy`, and start the UA task.
+    /// Bind a loopback UDP socket, or connect over TCP or TLS to `proxy` (TLS trusting `tls`,
+    /// for a certificate naming `domain`), and start the UA task.
     pub async fn start(
         user: &str,
         password: &str,
         domain: &str,
         proxy: SocketAddr,
-        tcp: bool,
+        transport: Transport,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> std::io::Result<SipEndpoint> {
-        let link = if tcp {
-            let s = TcpStream::connect(proxy).await?;
-            s.set_nodelay(true)?;
-            Link::Tcp(s, Vec::new())
-        } else {
-            Link::Udp(UdpSocket::bind("127.0.0.1:0").await?)
-        };
-        let local = match &link {
-            Link::Udp(s) => s.local_addr()?,
-            Link::Tcp(s, _) => s.local_addr()?,
+        let (link, local) = match transport {
+            Transport::Udp => {
+                let s = UdpSocket::bind("127.0.0.1:0").await?;
+                let local = s.local_addr()?;
+                (Link::Udp(s), local)
+            }
+            Transport::Tcp | Transport::Tls => {
+                let s = TcpStream::connect(proxy).await?;
+                s.set_nodelay(true)?;
+                let local = s.local_addr()?;
+                let stream: Box<dyn Stream> = match (transport, tls) {
+                    (Transport::Tls, Some(cfg)) => {
+                        let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(std::io::Error::other)?;
+                        Box::new(tokio_rustls::TlsConnector::from(cfg).connect(name, s).await?)
+                    }
+                    (Transport::Tls, None) => return Err(std::io::Error::other("SIP over TLS needs a CA to trust")),
+                    _ => Box::new(s),
+                };
+                (Link::Stream(stream, Vec::new()), local)
+            }
         };
         let ua = SipUa::new(SipConfig {
             user: user.into(),
@@ -56,7 +70,7 @@ impl SipEndpoint {
             domain: domain.into(),
             local,
             proxy,
-            tcp,
+            transport,
         });
         let (aor, contact) = (ua.aor(), ua.contact());
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
@@ -96,10 +110,14 @@ impl SipEndpoint {
     }
 }
 
+/// A byte stream a SIP leg runs over: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// The leg's transport: a datagram socket, or a stream with the bytes not yet cut into messages.
 enum Link {
     Udp(UdpSocket),
-    Tcp(TcpStream, Vec<u8>),
+    Stream(Box<dyn Stream>, Vec<u8>),
 }
 
 impl Link {
@@ -109,7 +127,7 @@ impl Link {
         // connection shows as end of stream on the next read.
         match self {
             Link::Udp(s) => drop(s.send_to(&t.bytes, t.to).await),
-            Link::Tcp(s, _) => drop(s.write_all(&t.bytes).await),
+            Link::Stream(s, _) => drop(s.write_all(&t.bytes).await),
         }
     }
 
@@ -121,7 +139,7 @@ impl Link {
                 // ICMP port-unreachable surfaces here on Linux; keep serving.
                 Err(_) => Some(vec![]),
             },
-            Link::Tcp(s, pending) => {
+            Link::Stream(s, pending) => {
                 let n = s.read(buf).await.ok().filter(|n| *n > 0)?;
                 pending.extend_from_slice(&buf[..n]);
                 let mut out = Vec::new();

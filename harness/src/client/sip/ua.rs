@@ -25,8 +25,8 @@ pub struct SipConfig {
     pub domain: String,
     pub local: SocketAddr,
     pub proxy: SocketAddr,
-    /// UDP, or TCP (reliable: no retransmissions, timers D/I/J/K zero).
-    pub tcp: bool,
+    /// UDP, or TCP or TLS (reliable: no retransmissions, timers D/I/J/K zero).
+    pub transport: crate::trace::frame::Transport,
 }
 
 /// A datagram to send.
@@ -288,13 +288,20 @@ impl SipUa {
 
     /// The Contact URI this UA registers.
     pub fn contact(&self) -> String {
-        let transport = if self.cfg.tcp { ";transport=tcp" } else { "" };
+        let transport = match self.cfg.transport {
+            crate::trace::frame::Transport::Udp => String::new(),
+            t => format!(";transport={}", t.name()),
+        };
         format!("sip:{}@{}{transport}", self.cfg.user, self.cfg.local)
     }
 
     /// The transport's name in Via.
     pub fn transport(&self) -> &'static str {
-        if self.cfg.tcp { "TCP" } else { "UDP" }
+        match self.cfg.transport {
+            crate::trace::frame::Transport::Udp => "UDP",
+            crate::trace::frame::Transport::Tcp => "TCP",
+            crate::trace::frame::Transport::Tls => "TLS",
+        }
     }
 
     fn via(&self) -> String {
@@ -370,7 +377,7 @@ impl SipUa {
         msg.cseq().ok_or(UaError::Untrackable)?;
         let id = self.next_id;
         self.next_id += 1;
-        let tx = ClientTx::new(now, bytes.to_vec(), branch, method.to_string(), self.cfg.tcp);
+        let tx = ClientTx::new(now, bytes.to_vec(), branch, method.to_string(), self.cfg.transport.reliable());
         self.clients.push(ClientEntry { id, tx, auth_attempts: 0 });
         Ok(Some(id))
     }
@@ -617,7 +624,7 @@ impl SipUa {
                     d.local_cseq = parsed.cseq().map(|(n, _)| n).unwrap_or(d.local_cseq);
                 }
                 self.out.push_back(Transmit { to: self.cfg.proxy, bytes: retry.clone() });
-                let tx = ClientTx::new(now, retry, new_branch, method, self.cfg.tcp);
+                let tx = ClientTx::new(now, retry, new_branch, method, self.cfg.transport.reliable());
                 self.clients.push(ClientEntry { id, tx, auth_attempts: attempts });
                 return;
             }
@@ -719,7 +726,7 @@ impl SipUa {
         }
         self.events.push_back(SipEvent::Received(msg.clone()));
         let to = response_target(&msg, from);
-        let mut tx = ServerTx::new(branch.clone(), method.clone(), self.cfg.tcp);
+        let mut tx = ServerTx::new(branch.clone(), method.clone(), self.cfg.transport.reliable());
         let tag = token(10);
         let (code, reason): (u16, &str) = match method.as_str() {
             "MESSAGE" | "OPTIONS" => (200, "OK"),
@@ -823,7 +830,7 @@ mod tests {
             domain: "example.test".into(),
             local: "127.0.0.1:5070".parse().unwrap(),
             proxy: "127.0.0.1:5060".parse().unwrap(),
-            tcp: false,
+            transport: crate::trace::frame::Transport::Udp,
         })
     }
 
@@ -896,7 +903,7 @@ mod tests {
 
     fn pair() -> (SipUa, SipUa) {
         let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:5071".parse().unwrap(), "127.0.0.1:5072".parse().unwrap());
-        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy, tcp: false });
+        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy, transport: crate::trace::frame::Transport::Udp });
         (mk("alice", a, b), mk("bob", b, a))
     }
 

@@ -201,13 +201,16 @@ impl Actor {
     }
 
     /// RFC 7081 §7: a client whose SIP and XMPP legs differ in protection must tell its user.
-    /// The reference client's SIP leg is always plain (UDP or TCP, no SIPS), so an XMPP leg
-    /// under TLS is the mismatch it can have.
     pub(crate) fn check_protection(&mut self) {
-        let sip = if self.sip_tcp { "sip/tcp" } else { "sip/udp" };
-        self.protection_warning = self.xmpp_secured.as_ref().map(|tls| {
-            format!("the XMPP leg is under TLS ({tls}) but the SIP leg is plain ({sip}): calls are less protected than chats")
-        });
+        let sip = format!("sip/{}", self.sip_transport.name());
+        let sip_secured = self.sip_transport == crate::trace::frame::Transport::Tls;
+        self.protection_warning = match (&self.xmpp_secured, sip_secured) {
+            (Some(tls), false) => Some(format!(
+                "the XMPP leg is under TLS ({tls}) but the SIP leg is plain ({sip}): calls are less protected than chats"
+            )),
+            (None, true) => Some("the SIP leg is under TLS but the XMPP leg is plain: chats are less protected than calls".into()),
+            _ => None,
+        };
         self.notices.extend(self.protection_warning.clone());
     }
 

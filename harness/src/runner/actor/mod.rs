@@ -10,6 +10,7 @@ use crate::scenario::matching::{match_sip, match_xml, parse_xml_pattern};
 use crate::scenario::{ActorKind, Wire};
 pub use crate::servers::Account;
 use crate::sip::SipMessage;
+use crate::trace::frame::Transport;
 use crate::xml::Element;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct Endpoints {
     pub xmpp: Option<SocketAddr>,
     pub sip: Option<SocketAddr>,
     pub sip_tcp: Option<SocketAddr>,
+    /// SIP over TLS; None where the servers' certificates are not the run's (external).
+    pub sip_tls: Option<SocketAddr>,
     /// The run's test CA; None where the servers' certificates are not the run's (external).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -41,8 +44,8 @@ pub struct Endpoints {
 pub struct Actor {
     pub name: String,
     pub kind: ActorKind,
-    /// The SIP leg runs over TCP.
-    pub sip_tcp: bool,
+    /// The SIP leg's transport.
+    pub sip_transport: crate::trace::frame::Transport,
     /// Its vCard types the SIP URI as video-capable.
     pub video: bool,
     /// The XMPP leg negotiates STARTTLS.
@@ -102,7 +105,7 @@ impl Actor {
         Actor {
             name: decl.name.clone(),
             kind: decl.kind,
-            sip_tcp: decl.sip_tcp,
+            sip_transport: decl.sip_transport,
             video: decl.video,
             xmpp_tls: decl.xmpp_tls,
             xmpp_secured: None,
@@ -247,10 +250,22 @@ impl Actor {
     /// Open the SIP leg if needed and REGISTER (3600 s), answering the digest challenge.
     pub async fn register(&mut self, ep: &Endpoints, deadline: Instant) -> Result<(), StepError> {
         if self.sip.is_none() {
-            let proxy = if self.sip_tcp { ep.sip_tcp } else { ep.sip };
-            let proxy = proxy.ok_or_else(|| StepError::Error("profile has no SIP server".into()))?;
+            let proxy = match self.sip_transport {
+                Transport::Udp => ep.sip,
+                Transport::Tcp => ep.sip_tcp,
+                Transport::Tls => ep.sip_tls,
+            };
+            let proxy = match (proxy, self.sip_transport, ep.sip) {
+                (Some(p), _, _) => p,
+                (None, Transport::Tls, Some(_)) => {
+                    return Err(StepError::Inconclusive(
+                        "this actor's SIP leg needs TLS, which these servers do not offer with sixpac's run CA (external backend)".into(),
+                    ))
+                }
+                _ => return Err(StepError::Error("profile has no SIP server".into())),
+            };
             let a = &self.account;
-            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy, self.sip_tcp)
+            let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy, self.sip_transport, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("SIP socket: {e}")))?;
             self.addrs.push((sip.local_addr(), Wire::Sip));

@@ -1,7 +1,8 @@
-//! STARTTLS behind a tap (RFC 6120 §5): the tap relays the plain stream until the client's
-//! `<starttls/>` and the server's `<proceed/>`, then runs TLS on both sides, as server towards
-//! the client (the run's domain certificate) and as client towards the server (trusting only
-//! the run's CA), and records the plaintext it relays from then on.
+//! TLS behind a tap. The tap runs TLS on both sides, as server towards the client (the run's
+//! domain certificate) and as client towards the server (trusting only the run's CA), and
+//! records the plaintext it relays. For XMPP (RFC 6120 §5) it relays the plain stream until
+//! the client's `<starttls/>` and the server's `<proceed/>` first; SIP over TLS (RFC 3261
+//! §26.2) is TLS from the first byte.
 //!
 //! What each handshake settled goes into the trace as a frame of kind `TlsHandshake`: the
 //! tap's own account, not received bytes. The ciphertext is not recorded; without the
@@ -18,7 +19,7 @@ use tokio::net::TcpStream;
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Relay one XMPP connection, terminating STARTTLS if the two ends negotiate it.
-pub(super) async fn relay(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
+pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), Some(b"<starttls"));
@@ -38,6 +39,11 @@ pub(super) async fn relay(client: TcpStream, server: TcpStream, origin: Origin, 
         (None, None) => return,
     };
     let (Ok(client), Ok(server)) = (cr.reunite(cw), sr.reunite(sw)) else { return };
+    relay_secured(client, server, origin, rec, pki).await
+}
+
+/// Handshake on both sides, record what each settled, then relay the plaintext.
+pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
     let connector = tokio_rustls::TlsConnector::from(pki.client.clone());
     let name = match rustls::pki_types::ServerName::try_from(pki.domain.clone()) {
