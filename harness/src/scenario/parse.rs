@@ -311,26 +311,26 @@ pub fn parse_scenario(
             None => (kind.value.as_str(), Transport::Udp),
         };
         let mut parts = base.split('+');
-        let k = match parts.next() {
-            Some("dual") => ActorKind::Dual,
-            Some("xmpp") if sip_transport == Transport::Udp => ActorKind::Xmpp,
-            Some("sip") => ActorKind::Sip,
-            _ => ActorKind::Xmpp,
+        // An XMPP-only actor has no SIP leg to put on another transport.
+        let k = match (parts.next(), sip_transport) {
+            (Some("dual"), _) => Some(ActorKind::Dual),
+            (Some("xmpp"), Transport::Udp) => Some(ActorKind::Xmpp),
+            (Some("sip"), _) => Some(ActorKind::Sip),
+            _ => None,
         };
         let mods: Vec<&str> = parts.collect();
-        let known = base == "xmpp" || base == "sip" || base.starts_with("dual") || base.starts_with("xmpp+");
         let allowed: &[&str] = match k {
-            ActorKind::Dual => &["video", "onphone", "tls"],
-            ActorKind::Xmpp => &["tls"],
-            ActorKind::Sip => &[],
+            Some(ActorKind::Dual) => &["video", "onphone", "tls"],
+            Some(ActorKind::Xmpp) => &["tls"],
+            Some(ActorKind::Sip) | None => &[],
         };
-        if !known || mods.iter().any(|m| !allowed.contains(m)) {
+        let Some(k) = k.filter(|_| mods.iter().all(|m| allowed.contains(m))) else {
             return Err(ctx.error(
                 At::of(&kind.referenced),
                 format!("unknown actor kind `{}`", kind.value),
                 Some("one of: dual, xmpp, sip; dual takes +video, +onphone and +tls (XMPP under STARTTLS), xmpp takes +tls; add /tcp or /tls to put the SIP leg on TCP or TLS".into()),
             ));
-        }
+        };
         let (video, on_phone_profile, xmpp_tls) = (mods.contains(&"video"), mods.contains(&"onphone"), mods.contains(&"tls"));
         if name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ctx.error(
@@ -452,6 +452,21 @@ mod tests {
         assert_eq!(s.steps.len(), 4);
         assert!(matches!(s.steps[2].action, Action::Receive { within, .. } if within == Duration::from_secs(2)));
         assert_eq!((s.steps[1].line, s.steps[1].column), (8, 5));
+    }
+
+    #[test]
+    fn actor_kinds_carry_their_transports_and_modifiers() {
+        let kinds = |a: &str, b: &str| parse(&GOOD.replace("alice: dual", &format!("alice: {a}")).replace("bob: xmpp", &format!("bob: {b}")));
+        let s = kinds("dual+tls/tls", "xmpp+tls").unwrap();
+        assert!(s.actors[0].xmpp_tls && s.actors[0].sip_transport == Transport::Tls);
+        assert!(s.actors[1].xmpp_tls && s.actors[1].kind == ActorKind::Xmpp);
+        let s = kinds("dual+video/tcp", "sip/tls").unwrap();
+        assert!(s.actors[0].video && !s.actors[0].xmpp_tls && s.actors[0].sip_transport == Transport::Tcp);
+        assert_eq!((s.actors[1].kind, s.actors[1].sip_transport), (ActorKind::Sip, Transport::Tls));
+        for (a, b) in [("dual/udp", "xmpp"), ("dual", "xmpp/tls"), ("dual", "sip+tls"), ("dual+fast", "xmpp")] {
+            let e = kinds(a, b).unwrap_err();
+            assert!(e.to_string().contains("unknown actor kind"), "{a} {b}: {e}");
+        }
     }
 
     #[test]
