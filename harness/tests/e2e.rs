@@ -55,6 +55,15 @@ fn default_suite_passes_with_junit_and_traces() {
         }
     }
     assert!(latest.join("logs/prosody+kamailio/kamailio.log").exists());
+    // TLS: the run's CA is kept, and the taps recorded handshakes and the plaintext after them.
+    for profile in ["prosody+kamailio", "ejabberd"] {
+        let ca = std::fs::read_to_string(latest.join(format!("logs/{profile}/ca.crt"))).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        let raw = std::fs::read_to_string(latest.join(format!("traces/cusax.protection-mismatch.{profile}.raw"))).unwrap();
+        assert!(raw.contains("transport=tls") && raw.contains("kind=tls-handshake"), "{profile}");
+        assert!(raw.contains("INVITE sip:erin_") && raw.contains("Via: SIP/2.0/TLS"), "{profile}: SIP over TLS in plaintext");
+        assert!(raw.contains("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"), "{profile}: SASL after STARTTLS in plaintext");
+    }
 }
 
 #[test]
