@@ -10,6 +10,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
 
+/// How long any TLS handshake sixpac takes part in may take.
+pub const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why the run's PKI could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

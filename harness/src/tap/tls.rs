@@ -9,14 +9,11 @@
 //! session keys it says nothing a diff could use.
 
 use super::pump;
-use crate::tls::{describe, Pki};
+use crate::tls::{describe, Pki, HANDSHAKE_DEADLINE};
 use crate::trace::frame::{Direction, FrameKind, Origin, Recorder};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// How long each side's handshake may take.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Relay one XMPP connection, terminating STARTTLS if the two ends negotiate it.
 pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
@@ -141,8 +138,8 @@ mod tests {
             tls.write_all(b"<secret/>").await.unwrap();
             read_until(&mut tls, b"<answer/>").await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         rec.frames_for_all().iter().map(|f| format!("{:?} {}", f.kind, String::from_utf8_lossy(&f.bytes))).collect()
     }
 

@@ -56,7 +56,9 @@ impl SipEndpoint {
                 let stream: Box<dyn Stream> = match (transport, tls) {
                     (Transport::Tls, Some(cfg)) => {
                         let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(std::io::Error::other)?;
-                        Box::new(tokio_rustls::TlsConnector::from(cfg).connect(name, s).await?)
+                        let handshake = tokio_rustls::TlsConnector::from(cfg).connect(name, s);
+                        let done = tokio::time::timeout(crate::tls::HANDSHAKE_DEADLINE, handshake).await;
+                        Box::new(done.map_err(|_| std::io::Error::other("no TLS handshake within the deadline"))??)
                     }
                     (Transport::Tls, None) => return Err(std::io::Error::other("SIP over TLS needs a CA to trust")),
                     _ => Box::new(s),

@@ -105,7 +105,9 @@ async fn drive(
                     continue;
                 }
             };
-            match connector.connect(name, stream).await {
+            let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_DEADLINE, connector.connect(name, stream));
+            let done = handshake.await.unwrap_or_else(|_| Err(std::io::Error::other("no TLS handshake within the deadline")));
+            match done {
                 Ok(tls) => {
                     session.tls_established(crate::tls::describe(tls.get_ref().1));
                     stream = Box::new(tls);
