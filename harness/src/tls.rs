@@ -22,6 +22,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("writing certificates to {path}: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Trust(String),
 }
 
 /// One run's CA and the domain certificate it signed.
@@ -35,6 +37,9 @@ pub struct Pki {
     pub client: Arc<ClientConfig>,
     /// What the taps present to clients: the domain certificate.
     pub server: Arc<ServerConfig>,
+    /// Whom the taps trust towards the servers: the run's CA for servers sixpac started, the
+    /// servers file's `tls_ca` for external ones.
+    pub upstream: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -70,12 +75,7 @@ impl Pki {
         (leaf_params.not_before, leaf_params.not_after) = (from, until);
         let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
 
-        let mut roots = RootCertStore::empty();
-        roots.add(ca_cert.der().clone())?;
-        let client = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let client = Arc::new(trusting([ca_cert.der().clone()])?);
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca_cert.der().clone()];
         let server = ServerConfig::builder_with_provider(provider())
@@ -87,9 +87,24 @@ impl Pki {
             ca_pem: ca_cert.pem(),
             leaf_pem: leaf.pem(),
             key_pem: leaf_key.serialize_pem(),
-            client: Arc::new(client),
+            upstream: client.clone(),
+            client,
             server: Arc::new(server),
         })
+    }
+
+    /// The same, but the taps trust the CA certificates in `ca_pem` towards the servers
+    /// (external servers, whose certificates sixpac did not make).
+    pub fn trusting_upstream(mut self, ca_pem: &[u8]) -> Result<Pki, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Trust(format!("reading the CA certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(TlsError::Trust("no CERTIFICATE block in the CA file".into()));
+        }
+        self.upstream = Arc::new(trusting(certs)?);
+        Ok(self)
     }
 
     /// Write `<domain>.crt` (certificate then CA), `<domain>.key` and `ca.crt` into `dir`,
@@ -113,6 +128,18 @@ impl Pki {
     }
 }
 
+/// A client configuration that trusts exactly these CA certificates.
+fn trusting(cas: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca)?;
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// What a TLS handshake settled, as traces and reports print it.
 pub fn describe(conn: &rustls::CommonState) -> String {
     let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_else(|| "?".into());
@@ -124,6 +151,14 @@ pub fn describe(conn: &rustls::CommonState) -> String {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn an_external_ca_file_is_read_or_refused_clearly() {
+        let other = Pki::new("x.test").unwrap();
+        assert!(Pki::new("x.test").unwrap().trusting_upstream(other.ca_pem().as_bytes()).is_ok());
+        let e = Pki::new("x.test").unwrap().trusting_upstream(b"not a certificate").err().unwrap();
+        assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+    }
 
     #[tokio::test]
     async fn client_trusts_the_run_ca_and_nothing_else() {

@@ -95,7 +95,6 @@ fn fresh(kind: &str) -> String {
     }
 }
 
-/// Run one scenario against a started server set.
 /// Fresh, unique accounts for a scenario's actors, in declaration order.
 pub fn plan_accounts(sc: &Scenario, domain: &str) -> Vec<Account> {
     sc.actors
@@ -247,10 +246,7 @@ pub async fn run_scenario(
         let legs = a.addrs.iter().map(|(s, w)| (*s, match w { Wire::Sip => Proto::Sip, Wire::Xmpp => Proto::Xmpp })).collect();
         ctx.actors.push((a.name.clone(), legs));
     }
-    // Addresses are written into SIP text only, and a TCP port (an XMPP leg or server) may
-    // have the same number as a UDP port (a SIP leg): SIP names come first, so they win.
-    names.sort_by_key(|(_, _, p)| *p == Proto::Xmpp);
-    ctx.addr_names = names.into_iter().map(|(a, n, _)| (a, n)).collect();
+    ctx.addr_names = first_names_first(names);
     drop(actors);
     set.forget_clients();
     outcome.frames = set.recorder.frames_since(first_frame, &clients);
@@ -276,6 +272,15 @@ pub async fn run_scenario(
     }
     compare_with_expected(&mut outcome, opts);
     outcome
+}
+
+/// Address names in the order the normalizer tries them. Addresses are written into SIP text
+/// only, and a TCP port (an XMPP leg or server, a tap's listener) may have the same number as
+/// a UDP port (a SIP leg): SIP names of actors and servers come first, so they win; tap
+/// listeners come last, as SIP text never names them.
+fn first_names_first(mut names: Vec<(std::net::SocketAddr, String, Proto)>) -> Vec<(std::net::SocketAddr, String)> {
+    names.sort_by_key(|(_, n, p)| (n.ends_with(".tap"), *p == Proto::Xmpp));
+    names.into_iter().map(|(a, n, _)| (a, n)).collect()
 }
 
 fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions) {
@@ -305,5 +310,21 @@ fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions) {
                 outcome.diff = Some(m.diff);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sip_leg_wins_over_a_tap_or_an_xmpp_leg_on_the_same_port_number() {
+        let a: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let names = vec![
+            (a, "kamailio.tap".to_string(), Proto::Sip),
+            (a, "bob.xmpp".to_string(), Proto::Xmpp),
+            (a, "bob.sip".to_string(), Proto::Sip),
+        ];
+        assert_eq!(first_names_first(names)[0].1, "bob.sip");
     }
 }

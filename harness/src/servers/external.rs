@@ -19,6 +19,9 @@ pub struct ExternalServer {
     /// SIP address (UDP and TCP), for a SIP server.
     #[serde(default)]
     pub sip: Option<SocketAddr>,
+    /// SIP over TLS, if the server offers it (used only with `tls_ca`).
+    #[serde(default)]
+    pub sips: Option<SocketAddr>,
 }
 
 /// An existing account; the same name and password on every server of the profile.
@@ -36,6 +39,11 @@ pub struct ServersFile {
     /// The profile whose expected traces these servers are held to.
     pub profile: String,
     pub domain: String,
+    /// PEM file (relative to the servers file) with the CA that signed the servers'
+    /// certificates. With it the taps terminate TLS as for servers sixpac starts; without it
+    /// scenarios whose actors need TLS are inconclusive.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
     pub servers: Vec<ExternalServer>,
     /// Handed to scenario actors in order; each scenario starts again from the first.
     pub accounts: Vec<ExternalAccount>,
@@ -45,7 +53,10 @@ impl ServersFile {
     /// Read and check a servers file.
     pub fn load(path: &Path) -> Result<ServersFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let f: ServersFile = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut f: ServersFile = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let (Some(ca), Some(dir)) = (&f.tls_ca, path.parent()) {
+            f.tls_ca = Some(dir.join(ca));
+        }
         for s in &f.servers {
             for proto in s.kind.serves() {
                 let (addr, key) = match proto {

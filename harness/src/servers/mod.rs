@@ -76,7 +76,7 @@ pub struct RunningServer {
     pub kind: ServerKind,
     pub xmpp: Option<SocketAddr>,
     pub sip: Option<SocketAddr>,
-    /// SIP over TLS, with the run's certificate (started backends only).
+    /// SIP over TLS.
     pub sips: Option<SocketAddr>,
     /// Start-to-ready time; zero for external servers.
     pub ready_in: Duration,
@@ -94,8 +94,9 @@ pub struct ServerSet {
     pub servers: Vec<RunningServer>,
     pub taps: Vec<Tap>,
     pub recorder: Arc<Recorder>,
-    /// The run's test CA and the domain certificate the servers hold; None for external
-    /// servers, whose certificates sixpac did not make.
+    /// The run's test CA and the domain certificate the servers hold (or, for external
+    /// servers, the taps' certificate and the servers file's CA); None for external servers
+    /// without `tls_ca`.
     pub pki: Option<Arc<crate::tls::Pki>>,
     root: Option<PathBuf>,
 }
@@ -177,11 +178,21 @@ impl ServerSet {
         };
         match backend {
             Backend::External(f) => {
+                if let Some(ca) = &f.tls_ca {
+                    let pem = std::fs::read(ca).map_err(|e| InfraError::Setup {
+                        server: profile.name.clone(),
+                        message: format!("tls_ca {}: {e}", ca.display()),
+                    })?;
+                    let pki = crate::tls::Pki::new(&profile.domain)
+                        .and_then(|p| p.trusting_upstream(&pem))
+                        .map_err(|e| InfraError::Setup { server: profile.name.clone(), message: format!("tls_ca {}: {e}", ca.display()) })?;
+                    set.pki = Some(Arc::new(pki));
+                }
                 for s in &f.servers {
                     progress(&format!("checking {} at {}", s.name, s.xmpp.or(s.sip).map(|a| a.to_string()).unwrap_or_default()));
                     let started = Instant::now();
                     let mut rs = RunningServer {
-                        name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip, sips: None,
+                        name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip, sips: s.sips,
                         ready_in: Duration::ZERO, version: None, image: None, process: None,
                     };
                     let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE).await?;

@@ -42,7 +42,7 @@ pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin:
 /// Handshake on both sides, record what each settled, then relay the plaintext.
 pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
-    let connector = tokio_rustls::TlsConnector::from(pki.client.clone());
+    let connector = tokio_rustls::TlsConnector::from(pki.upstream.clone());
     let name = match rustls::pki_types::ServerName::try_from(pki.domain.clone()) {
         Ok(n) => n,
         Err(e) => return note(&rec, &origin, Direction::ToClient, format!("!! {}: {e}", pki.domain)),

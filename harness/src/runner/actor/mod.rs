@@ -161,7 +161,7 @@ impl Actor {
     pub async fn connect(&mut self, ep: &Endpoints, deadline: Instant) -> Result<(), StepError> {
         if self.xmpp_tls && ep.tls.is_none() {
             return Err(StepError::Inconclusive(
-                "this actor's XMPP leg needs STARTTLS, but the servers' certificates are not from sixpac's run CA (external backend)".into(),
+                "this actor's XMPP leg needs STARTTLS, and the servers file names no `tls_ca` to check the servers' certificates with".into(),
             ));
         }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Sip) {
@@ -259,7 +259,7 @@ impl Actor {
                 (Some(p), _, _) => p,
                 (None, Transport::Tls, Some(_)) => {
                     return Err(StepError::Inconclusive(
-                        "this actor's SIP leg needs TLS, which these servers do not offer with sixpac's run CA (external backend)".into(),
+                        "this actor's SIP leg needs TLS: the servers file names no `sips` address, or no `tls_ca`".into(),
                     ))
                 }
                 _ => return Err(StepError::Error("profile has no SIP server".into())),
