@@ -97,6 +97,9 @@ mod tests {
         assert_eq!(f.profile, "prosody+kamailio");
         assert!(f.accounts_for(2).is_ok());
         assert!(f.accounts_for(99).unwrap_err().contains("99 actors"));
+        // tls_ca is relative to the servers file.
+        assert!(f.tls_ca.unwrap().ends_with("compose/certs/ca.crt"));
+        assert!(f.servers.iter().any(|s| s.sips.is_some()));
     }
 
     #[test]
