@@ -80,9 +80,15 @@ pub fn reach_addrs(presence: &Element) -> Vec<String> {
 impl Actor {
     /// Send an iq request and wait for its result (or error) by id.
     pub(crate) async fn iq(&mut self, attrs: &str, payload: &str, deadline: Instant) -> Result<Element, StepError> {
+        self.iq_after("", attrs, payload, deadline).await
+    }
+
+    /// The same, with `before` (stanzas) sent in the same write as the request, so no answer
+    /// to `before` can be recorded between the two: a barrier whose place in the trace is fixed.
+    pub(crate) async fn iq_after(&mut self, before: &str, attrs: &str, payload: &str, deadline: Instant) -> Result<Element, StepError> {
         self.iq_seq += 1;
         let id = format!("sixpac-{}-{}", self.name, self.iq_seq);
-        self.send_xmpp(format!("<iq {attrs} id='{id}'>{payload}</iq>"))?;
+        self.send_xmpp(format!("{before}<iq {attrs} id='{id}'>{payload}</iq>"))?;
         loop {
             if let Some(i) = self.xmpp_inbox.iter().position(|e| e.local_name() == "iq" && e.attr("id") == Some(id.as_str())) {
                 return Ok(self.xmpp_inbox.remove(i));

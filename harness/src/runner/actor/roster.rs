@@ -56,10 +56,11 @@ impl Actor {
     }
 
     /// §3.4: `subscribed` before any request. Servers need not push anything for it, so a
-    /// ping (answered in stream order) is the barrier after which the approval is stored.
+    /// ping (answered in stream order) is the barrier after which the approval is stored. Both
+    /// go in one write, so whatever the server says about the approval follows them both.
     pub async fn pre_approve_contact(&mut self, jid: &str, deadline: Instant) -> Result<(), StepError> {
-        self.send_xmpp(format!("<presence to='{jid}' type='subscribed'/>"))?;
-        let pong = self.iq("type='get'", "<ping xmlns='urn:xmpp:ping'/>", deadline).await?;
+        let approval = format!("<presence to='{jid}' type='subscribed'/>");
+        let pong = self.iq_after(&approval, "type='get'", "<ping xmlns='urn:xmpp:ping'/>", deadline).await?;
         match pong.attr("type") {
             Some("result") => Ok(()),
             _ => Err(StepError::Fail(format!("ping after the pre-approval failed: {}", pong.to_xml()))),
