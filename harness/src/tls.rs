@@ -1,5 +1,5 @@
-//! The run's own test PKI: a CA made for one run, a certificate for the XMPP domain signed by
-//! it, and the rustls configurations of the reference client and the taps.
+//! The run's own test PKI: a CA made for one run, a certificate for the domain (XMPP and SIP)
+//! signed by it, and the rustls configurations of the reference client and the taps.
 //!
 //! Every configuration names the ring provider itself: rustls's process-wide default provider
 //! panics when two providers are compiled in, and nothing here should depend on which are.
@@ -28,12 +28,12 @@ pub enum TlsError {
 
 /// One run's CA and the domain certificate it signed.
 pub struct Pki {
-    /// The XMPP domain the certificate is for.
+    /// The domain the certificate is for.
     pub domain: String,
     ca_pem: String,
     leaf_pem: String,
     key_pem: String,
-    /// What the reference client and the taps' upstream side use: trusts only the run's CA.
+    /// What the reference client trusts: the run's CA only.
     pub client: Arc<ClientConfig>,
     /// What the taps present to clients: the domain certificate.
     pub server: Arc<ServerConfig>,
@@ -53,8 +53,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl Pki {
-    /// A fresh CA (valid for this run only: its key never leaves memory and the run's
-    /// directory) and a certificate for `domain` and `localhost` signed by it.
+    /// A fresh CA (its key never leaves memory) and a certificate for `domain` and
+    /// `localhost` signed by it.
     pub fn new(domain: &str) -> Result<Pki, TlsError> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
