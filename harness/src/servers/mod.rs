@@ -344,8 +344,8 @@ impl ServerSet {
         Ok(())
     }
 
-    /// Copy each started server's log into `dir`, and the run's CA certificate (`ca.crt`),
-    /// which checks the certificates recorded in the traces' TLS handshakes.
+    /// Copy each started server's log into `dir`, and the run's CA certificate (`ca.crt`):
+    /// what a client behind the taps must trust.
     pub fn save_logs(&self, dir: &Path) {
         let _ = std::fs::create_dir_all(dir);
         if let Some(pki) = &self.pki {
