@@ -271,19 +271,16 @@ impl ServerSet {
         }
         for s in &set.servers {
             let mut specs: Vec<TapSpec> = Vec::new();
+            let tap_spec = |proto, transport, upstream, tls| TapSpec { server: s.name.clone(), proto, transport, upstream, tls };
             if let Some(addr) = s.xmpp {
-                let mut spec = tap_spec(&s.name, Proto::Xmpp, Transport::Tcp, addr);
-                spec.tls = set.pki.clone();
-                specs.push(spec);
+                specs.push(tap_spec(Proto::Xmpp, Transport::Tcp, addr, set.pki.clone()));
             }
             if let Some(addr) = s.sip {
-                specs.push(tap_spec(&s.name, Proto::Sip, Transport::Udp, addr));
-                specs.push(tap_spec(&s.name, Proto::Sip, Transport::Tcp, addr));
+                specs.push(tap_spec(Proto::Sip, Transport::Udp, addr, None));
+                specs.push(tap_spec(Proto::Sip, Transport::Tcp, addr, None));
             }
             if let (Some(addr), Some(pki)) = (s.sips, &set.pki) {
-                let mut spec = tap_spec(&s.name, Proto::Sip, Transport::Tls, addr);
-                spec.tls = Some(pki.clone());
-                specs.push(spec);
+                specs.push(tap_spec(Proto::Sip, Transport::Tls, addr, Some(pki.clone())));
             }
             for spec in specs {
                 let tap = Tap::start(spec, set.recorder.clone()).await.map_err(|e| InfraError::Setup {
@@ -388,10 +385,6 @@ fn port_taken(log: &str) -> bool {
 
 /// How long an external server may take to answer the first probe.
 pub const EXTERNAL_DEADLINE: Duration = Duration::from_secs(10);
-
-fn tap_spec(server: &str, proto: Proto, transport: Transport, upstream: SocketAddr) -> TapSpec {
-    TapSpec { server: server.into(), proto, transport, upstream, tls: None }
-}
 
 /// Probe until the server answers every protocol it serves: start-to-ready time, and the
 /// SIP `Server:` header when it serves SIP.
