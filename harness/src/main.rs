@@ -108,6 +108,29 @@ enum Cmd {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Start a profile's servers behind recording taps for a client of your own: prints the
+    /// addresses, accounts and the run's CA, records until Ctrl-C (or --for), then writes the
+    /// raw and normalized traces and the server logs.
+    Serve {
+        /// The profile to start.
+        #[arg(long, default_value = "prosody+kamailio")]
+        profile: String,
+        /// How the servers are started (auto, process or container).
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendChoice,
+        /// Directory holding profiles and server config templates.
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
+        /// How many accounts to make (user01, user02, ... with fresh passwords).
+        #[arg(long, default_value_t = 4)]
+        accounts: usize,
+        /// Stop after this long (e.g. 90s, 10m) instead of at Ctrl-C.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
+        duration: Option<std::time::Duration>,
+        /// Parent directory of run reports.
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+    },
     /// Server images for the container backend.
     Images {
         #[command(subcommand)]
@@ -516,6 +539,129 @@ fn locate(p: PathBuf) -> PathBuf {
     p
 }
 
+fn parse_for(s: &str) -> Result<std::time::Duration, String> {
+    sixpac::scenario::parse::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 90s, 10m, 500ms)"))
+}
+
+/// `sixpac serve`: the servers and their taps for a client of the user's own, until stopped.
+async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, duration: Option<std::time::Duration>, report_dir: &Path) -> u8 {
+    use sixpac::trace::normalize::{normalize, NormalizeContext};
+    if choice == BackendChoice::External {
+        eprintln!("error: serve starts servers; use --backend auto, process or container");
+        return EXIT_USAGE;
+    }
+    if accounts == 0 || accounts > 99 {
+        eprintln!("error: --accounts takes 1 to 99");
+        return EXIT_USAGE;
+    }
+    let profiles = match load_profiles(fixtures) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let Some(profile) = profiles.iter().find(|p| p.name == name) else {
+        let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        eprintln!("error: unknown profile `{name}` (known: {})", known.join(", "));
+        return EXIT_USAGE;
+    };
+    let backend = match choose_backend(choice, None, fixtures, &[profile]).await {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let report = match RunReport::create(report_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot create report in {}: {e}", report_dir.display());
+            return EXIT_INFRA;
+        }
+    };
+    let users: Vec<Account> = (1..=accounts)
+        .map(|i| Account {
+            user: format!("user{i:02}"),
+            password: sixpac::client::sip::ua::token(12),
+            domain: profile.domain.clone(),
+        })
+        .collect();
+    // One signal listener for both phases: Ctrl-C while starting abandons the start (dropping
+    // what was started), Ctrl-C while recording ends the recording normally.
+    let stop_signal = interrupted();
+    tokio::pin!(stop_signal);
+    let started = tokio::select! {
+        r = ServerSet::start(profile, fixtures, &users, &backend, |m| note(&format!("[{name}] {m}"))) => r,
+        _ = &mut stop_signal => {
+            note("interrupted: stopping servers");
+            return EXIT_INTERRUPTED;
+        }
+    };
+    let set = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: [{name}] {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let ca = report.dir.join("ca.crt");
+    if let Some(pki) = &set.pki {
+        if let Err(e) = std::fs::write(&ca, pki.ca_pem()) {
+            eprintln!("error: cannot write {}: {e}", ca.display());
+            return EXIT_INFRA;
+        }
+    }
+    // The listing goes to stdout, one fact per line, so scripts can read it.
+    println!("profile {} ({} backend), domain {}", profile.name, set.backend, profile.domain);
+    for t in &set.taps {
+        let tls = match (t.spec.proto, t.spec.transport, &t.spec.tls) {
+            (sixpac::trace::frame::Proto::Xmpp, _, Some(_)) => " (STARTTLS offered)",
+            _ => "",
+        };
+        println!("{}/{} {} -> {} {}{tls}", t.spec.proto.name(), t.spec.transport.name(), t.listen, t.spec.server, t.spec.upstream);
+    }
+    for a in &users {
+        println!("account {} {}", a.user, a.password);
+    }
+    println!("ca {}", ca.display());
+    match duration {
+        Some(d) => note(&format!("recording for {} s; Ctrl-C stops earlier", d.as_secs_f64())),
+        None => note("recording; Ctrl-C stops"),
+    }
+    let until = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = until => {}
+        _ = &mut stop_signal => note("stopping"),
+    }
+    let frames = set.recorder.frames_for_all();
+    let mut ctx = NormalizeContext { title: format!("sixpac serve on {}", profile.name), ..Default::default() };
+    let mut names: Vec<_> = set.addr_names().into_iter().map(|(a, n, _)| (a, n)).collect();
+    for (up, client) in set.recorder.aliases() {
+        names.push((up, format!("{{client-{}}}~tap", client.port())));
+    }
+    ctx.addr_names = names;
+    for a in &users {
+        ctx.literals.push((a.password.clone(), "{password}".into()));
+    }
+    let traces = report.dir.join("traces");
+    let written = std::fs::create_dir_all(&traces)
+        .and_then(|_| std::fs::File::create(traces.join(format!("serve.{}.raw", profile.name))))
+        .and_then(|mut f| sixpac::trace::raw::write(&frames, &mut f))
+        .and_then(|_| std::fs::write(traces.join(format!("serve.{}.trace", profile.name)), normalize(&frames, &ctx).text));
+    if let Err(e) = written {
+        eprintln!("error: cannot write the traces in {}: {e}", traces.display());
+        return EXIT_INFRA;
+    }
+    set.save_logs(&report.logs_dir(name));
+    set.stop();
+    println!("{} frames recorded", frames.len());
+    println!("report: {}", report.dir.display());
+    EXIT_PASS
+}
+
 async fn interrupted() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -590,6 +736,12 @@ fn main() -> ExitCode {
                 })
             }
         },
+        // Ctrl-C is how serve normally ends: it handles the signal itself and still writes
+        // its traces.
+        Cmd::Serve { profile, backend, fixtures, accounts, duration, report_dir } => {
+            let fixtures = locate(fixtures);
+            rt.block_on(serve(&profile, backend, &fixtures, accounts, duration, &report_dir))
+        }
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);
             match images::recipes(&fixtures) {

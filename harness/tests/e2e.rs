@@ -276,3 +276,64 @@ fn with_neither_docker_nor_the_binaries_auto_names_what_to_install() {
     assert_eq!(out.status.code(), Some(3), "{t}");
     assert!(t.contains("no Docker engine answers") && t.contains("apt-get install prosody"), "{t}");
 }
+
+/// The Python with Debian's slixmpp (a pyenv shim may shadow `python3` on PATH).
+const PY: &str = "/usr/bin/python3";
+
+#[test]
+fn serve_records_a_third_party_client_over_starttls() {
+    use std::io::{BufRead, BufReader};
+    let Some(_serial) = servers_ready() else { return };
+    let has_slixmpp = std::process::Command::new(PY).args(["-c", "import slixmpp"]).output().is_ok_and(|o| o.status.success());
+    if !has_slixmpp {
+        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but python3-slixmpp is missing; .ci/run must install it");
+        eprintln!("SKIP: python3-slixmpp missing");
+        return;
+    }
+    let reports = scratch("serve");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["serve", "--backend", "process", "--for", "10s", "--report-dir", reports.to_str().unwrap()])
+        .current_dir(root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sixpac serve");
+    // The listing: `xmpp/tcp TAP -> prosody SERVER (...)`, `account USER PASSWORD`, `ca FILE`.
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (mut xmpp, mut accounts, mut ca) = (None, Vec::new(), None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["xmpp/tcp", tap, ..] => xmpp = Some(tap.to_string()),
+            ["account", user, password] => accounts.push((user.to_string(), password.to_string())),
+            ["ca", file] => {
+                ca = Some(file.to_string());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (xmpp, ca) = (xmpp.expect("an XMPP tap is listed"), ca.expect("the CA is listed"));
+    assert!(accounts.len() == 4, "{accounts:?}");
+    let (host, port) = xmpp.rsplit_once(':').unwrap();
+    let (user, password) = &accounts[0];
+    let peer = root().join("harness/tests/peers/slixmpp_chat.py");
+    let chat = std::process::Command::new(PY)
+        .args([peer.to_str().unwrap(), host, port, &format!("{user}@example.test"), password, &ca])
+        .args([&format!("{}@example.test", accounts[1].0), "hello from slixmpp"])
+        .output()
+        .expect("run slixmpp");
+    assert!(chat.status.success(), "slixmpp: {}", text(&chat));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(serve.wait().unwrap().code(), Some(0), "{rest:?}");
+    let latest = reports.join("latest");
+    let raw = std::fs::read_to_string(latest.join("traces/serve.prosody+kamailio.raw")).unwrap();
+    // slixmpp negotiated STARTTLS with the tap, which recorded the plaintext after it.
+    assert!(raw.contains("<starttls") && raw.contains("kind=tls-handshake"), "{raw}");
+    assert!(raw.contains("hello from slixmpp"), "the chat message is in the clear in the raw trace");
+    let trace = std::fs::read_to_string(latest.join("traces/serve.prosody+kamailio.trace")).unwrap();
+    assert!(trace.contains("(tls client-tap TLSv1_3") && !trace.contains(password.as_str()), "{trace}");
+    assert!(latest.join("logs/prosody+kamailio/prosody.log").exists());
+}
