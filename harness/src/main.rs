@@ -543,40 +543,37 @@ fn parse_for(s: &str) -> Result<std::time::Duration, String> {
     sixpac::scenario::parse::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (e.g. 90s, 10m, 500ms)"))
 }
 
-/// `sixpac serve`: the servers and their taps for a client of the user's own, until stopped.
-async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, duration: Option<std::time::Duration>, report_dir: &Path) -> u8 {
-    use sixpac::trace::normalize::{normalize, NormalizeContext};
+/// What `serve` has started: the servers, the report directory, the accounts.
+struct Served {
+    set: ServerSet,
+    report: RunReport,
+    users: Vec<Account>,
+    profile: Profile,
+}
+
+/// `serve`'s first phase: check the arguments, settle the backend, start the servers.
+async fn start_serving(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, report_dir: &Path) -> Result<Served, u8> {
     if choice == BackendChoice::External {
         eprintln!("error: serve starts servers; use --backend auto, process or container");
-        return EXIT_USAGE;
+        return Err(EXIT_USAGE);
     }
     if accounts == 0 || accounts > 99 {
         eprintln!("error: --accounts takes 1 to 99");
-        return EXIT_USAGE;
+        return Err(EXIT_USAGE);
     }
-    let profiles = match load_profiles(fixtures) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+    let profiles = load_profiles(fixtures).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })?;
+    let Some(profile) = profiles.into_iter().find(|p| p.name == name) else {
+        eprintln!("error: unknown profile `{name}` (see fixtures/profiles)");
+        return Err(EXIT_USAGE);
     };
-    let Some(profile) = profiles.iter().find(|p| p.name == name) else {
-        let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
-        eprintln!("error: unknown profile `{name}` (known: {})", known.join(", "));
-        return EXIT_USAGE;
-    };
-    let backend = match choose_backend(choice, None, fixtures, &[profile]).await {
-        Ok(b) => b,
-        Err(c) => return c,
-    };
-    let report = match RunReport::create(report_dir) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot create report in {}: {e}", report_dir.display());
-            return EXIT_INFRA;
-        }
-    };
+    let backend = choose_backend(choice, None, fixtures, &[&profile]).await?;
+    let report = RunReport::create(report_dir).map_err(|e| {
+        eprintln!("error: cannot create report in {}: {e}", report_dir.display());
+        EXIT_INFRA
+    })?;
     let users: Vec<Account> = (1..=accounts)
         .map(|i| Account {
             user: format!("user{i:02}"),
@@ -584,23 +581,30 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
             domain: profile.domain.clone(),
         })
         .collect();
+    let set = ServerSet::start(&profile, fixtures, &users, &backend, |m| note(&format!("[{name}] {m}"))).await.map_err(|e| {
+        eprintln!("error: [{name}] {e}");
+        EXIT_INFRA
+    })?;
+    Ok(Served { set, report, users, profile })
+}
+
+/// `sixpac serve`: the servers and their taps for a client of the user's own, until stopped.
+async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, duration: Option<std::time::Duration>, report_dir: &Path) -> u8 {
+    use sixpac::trace::normalize::{normalize, NormalizeContext};
     // One signal listener for both phases: Ctrl-C while starting abandons the start (dropping
     // what was started), Ctrl-C while recording ends the recording normally.
     let stop_signal = interrupted();
     tokio::pin!(stop_signal);
     let started = tokio::select! {
-        r = ServerSet::start(profile, fixtures, &users, &backend, |m| note(&format!("[{name}] {m}"))) => r,
+        r = start_serving(name, choice, fixtures, accounts, report_dir) => r,
         _ = &mut stop_signal => {
             note("interrupted: stopping servers");
             return EXIT_INTERRUPTED;
         }
     };
-    let set = match started {
+    let Served { set, report, users, profile } = match started {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: [{name}] {e}");
-            return EXIT_INFRA;
-        }
+        Err(code) => return code,
     };
     let ca = report.dir.join("ca.crt");
     if let Some(pki) = &set.pki {
@@ -662,12 +666,18 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     EXIT_PASS
 }
 
-async fn interrupted() {
+/// Resolves at SIGINT or SIGTERM. The handlers are installed when this is called, not when it
+/// is first polled, so a signal that comes while work starts is not missed. Must be called
+/// inside the runtime.
+fn interrupted() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 
