@@ -616,10 +616,8 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     // The listing goes to stdout, one fact per line, so scripts can read it.
     println!("profile {} ({} backend), domain {}", profile.name, set.backend, profile.domain);
     for t in &set.taps {
-        let tls = match (t.spec.proto, t.spec.transport, &t.spec.tls) {
-            (sixpac::trace::frame::Proto::Xmpp, _, Some(_)) => " (STARTTLS offered)",
-            _ => "",
-        };
+        let starttls = t.spec.proto == sixpac::trace::frame::Proto::Xmpp && t.spec.tls.is_some();
+        let tls = if starttls { " (STARTTLS offered)" } else { "" };
         println!("{}/{} {} -> {} {}{tls}", t.spec.proto.name(), t.spec.transport.name(), t.listen, t.spec.server, t.spec.upstream);
     }
     for a in &users {
@@ -642,11 +640,8 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     }
     let frames = set.recorder.frames_for_all();
     let mut ctx = NormalizeContext { title: format!("sixpac serve on {}", profile.name), ..Default::default() };
-    let mut names: Vec<_> = set.addr_names().into_iter().map(|(a, n, _)| (a, n)).collect();
-    for (up, client) in set.recorder.aliases() {
-        names.push((up, format!("{{client-{}}}~tap", client.port())));
-    }
-    ctx.addr_names = names;
+    // Clients are unknown here: their addresses become {addr-N}, numbered by first appearance.
+    ctx.addr_names = set.addr_names().into_iter().map(|(a, n, _)| (a, n)).collect();
     for a in &users {
         ctx.literals.push((a.password.clone(), "{password}".into()));
     }
