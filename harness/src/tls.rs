@@ -128,6 +128,26 @@ impl Pki {
     }
 }
 
+/// A byte stream a client leg runs over: plain TCP, or TLS over it.
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// The client side of a TLS handshake over `io`, for a certificate naming `domain`, within
+/// [`HANDSHAKE_DEADLINE`]; the stream under TLS and what the handshake settled.
+pub async fn connect<S: ByteStream + 'static>(
+    config: Arc<ClientConfig>,
+    domain: &str,
+    io: S,
+) -> std::io::Result<(Box<dyn ByteStream>, String)> {
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(std::io::Error::other)?;
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, io);
+    let tls = tokio::time::timeout(HANDSHAKE_DEADLINE, handshake)
+        .await
+        .map_err(|_| std::io::Error::other(format!("no TLS handshake within {} s", HANDSHAKE_DEADLINE.as_secs())))??;
+    let facts = describe(tls.get_ref().1);
+    Ok((Box::new(tls), facts))
+}
+
 /// A client configuration that trusts exactly these CA certificates.
 fn trusting(cas: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();

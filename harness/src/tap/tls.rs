@@ -42,20 +42,20 @@ pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin:
 /// Handshake on both sides, record what each settled, then relay the plaintext.
 pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
-    let connector = tokio_rustls::TlsConnector::from(pki.upstream.clone());
-    let name = match rustls::pki_types::ServerName::try_from(pki.domain.clone()) {
-        Ok(n) => n,
-        Err(e) => return note(&rec, &origin, Direction::ToClient, format!("!! {}: {e}", pki.domain)),
-    };
     let (inner, outer) = tokio::join!(
         tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(client)),
-        tokio::time::timeout(HANDSHAKE_DEADLINE, connector.connect(name, server)),
+        crate::tls::connect(pki.upstream.clone(), &pki.domain, server),
     );
-    match (settled(inner), settled(outer)) {
-        (Ok(c), Ok(s)) => {
+    let inner = match inner {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no TLS handshake within {} s", HANDSHAKE_DEADLINE.as_secs())),
+    };
+    match (inner, outer) {
+        (Ok(c), Ok((s, server_facts))) => {
             let sni = c.get_ref().1.server_name().map(|n| format!(" sni={n}")).unwrap_or_default();
             note(&rec, &origin, Direction::ToServer, format!("client-tap {}{sni}", describe(c.get_ref().1)));
-            note(&rec, &origin, Direction::ToClient, format!("tap-server {}", describe(s.get_ref().1)));
+            note(&rec, &origin, Direction::ToClient, format!("tap-server {server_facts}"));
             let (cr, cw) = tokio::io::split(c);
             let (sr, sw) = tokio::io::split(s);
             let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None);
@@ -70,15 +70,6 @@ pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: 
                 note(&rec, &origin, Direction::ToClient, format!("!! tap-server handshake failed: {e}"));
             }
         }
-    }
-}
-
-/// A handshake's stream, or why there is none.
-fn settled<S>(r: Result<std::io::Result<S>, tokio::time::error::Elapsed>) -> Result<S, String> {
-    match r {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no handshake within {} s", HANDSHAKE_DEADLINE.as_secs())),
     }
 }
 

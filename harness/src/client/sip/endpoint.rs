@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::sip::message::{keepalive_prefix_len, stream_frame_len};
 use crate::trace::frame::Transport;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use crate::tls::ByteStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -53,13 +54,8 @@ impl SipEndpoint {
                 let s = TcpStream::connect(proxy).await?;
                 s.set_nodelay(true)?;
                 let local = s.local_addr()?;
-                let stream: Box<dyn Stream> = match (transport, tls) {
-                    (Transport::Tls, Some(cfg)) => {
-                        let name = rustls::pki_types::ServerName::try_from(domain.to_string()).map_err(std::io::Error::other)?;
-                        let handshake = tokio_rustls::TlsConnector::from(cfg).connect(name, s);
-                        let done = tokio::time::timeout(crate::tls::HANDSHAKE_DEADLINE, handshake).await;
-                        Box::new(done.map_err(|_| std::io::Error::other("no TLS handshake within the deadline"))??)
-                    }
+                let stream: Box<dyn ByteStream> = match (transport, tls) {
+                    (Transport::Tls, Some(cfg)) => crate::tls::connect(cfg, domain, s).await?.0,
                     (Transport::Tls, None) => return Err(std::io::Error::other("SIP over TLS needs a CA to trust")),
                     _ => Box::new(s),
                 };
@@ -112,14 +108,10 @@ impl SipEndpoint {
     }
 }
 
-/// A byte stream a SIP leg runs over: TCP, or TLS over TCP.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// The leg's transport: a datagram socket, or a stream with the bytes not yet cut into messages.
 enum Link {
     Udp(UdpSocket),
-    Stream(Box<dyn Stream>, Vec<u8>),
+    Stream(Box<dyn ByteStream>, Vec<u8>),
 }
 
 impl Link {

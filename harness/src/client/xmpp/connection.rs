@@ -4,7 +4,8 @@
 use super::session::{XmppConfig, XmppEvent, XmppSession};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use crate::tls::ByteStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,7 +47,7 @@ impl XmppConnection {
         let session = XmppSession::new(cfg, &crate::client::sip::ua::token(24));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let upgrade = tls.map(|c| (tokio_rustls::TlsConnector::from(c), domain));
+        let upgrade = tls.map(|c| (c, domain));
         let task = tokio::spawn(drive(session, Box::new(stream), upgrade, cmd_rx, ev_tx));
         Ok(XmppConnection { commands: cmd_tx, events: ev_rx, local, task })
     }
@@ -67,14 +68,10 @@ impl XmppConnection {
     }
 }
 
-/// A byte stream the session runs over: plain TCP, then TLS over it.
-trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
-
 async fn drive(
     mut session: XmppSession,
-    mut stream: Box<dyn Link>,
-    upgrade: Option<(tokio_rustls::TlsConnector, String)>,
+    mut stream: Box<dyn ByteStream>,
+    upgrade: Option<(Arc<rustls::ClientConfig>, String)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<XmppEvent>,
 ) {
@@ -94,23 +91,14 @@ async fn drive(
             return;
         }
         if session.wants_tls() {
-            let Some((connector, domain)) = &upgrade else {
+            let Some((config, domain)) = &upgrade else {
                 session.tls_failed("no CA to trust".into());
                 continue;
             };
-            let name = match rustls::pki_types::ServerName::try_from(domain.clone()) {
-                Ok(n) => n,
-                Err(e) => {
-                    session.tls_failed(format!("{domain}: {e}"));
-                    continue;
-                }
-            };
-            let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_DEADLINE, connector.connect(name, stream));
-            let done = handshake.await.unwrap_or_else(|_| Err(std::io::Error::other("no TLS handshake within the deadline")));
-            match done {
-                Ok(tls) => {
-                    session.tls_established(crate::tls::describe(tls.get_ref().1));
-                    stream = Box::new(tls);
+            match crate::tls::connect(config.clone(), domain, stream).await {
+                Ok((tls, facts)) => {
+                    session.tls_established(facts);
+                    stream = tls;
                 }
                 Err(e) => {
                     // The socket went into the failed handshake; nothing is left to close.
