@@ -645,13 +645,8 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     for a in &users {
         ctx.literals.push((a.password.clone(), "{password}".into()));
     }
-    let traces = report.dir.join("traces");
-    let written = std::fs::create_dir_all(&traces)
-        .and_then(|_| std::fs::File::create(traces.join(format!("serve.{}.raw", profile.name))))
-        .and_then(|mut f| sixpac::trace::raw::write(&frames, &mut f))
-        .and_then(|_| std::fs::write(traces.join(format!("serve.{}.trace", profile.name)), normalize(&frames, &ctx).text));
-    if let Err(e) = written {
-        eprintln!("error: cannot write the traces in {}: {e}", traces.display());
+    if let Err(e) = report.write_trace_pair(&format!("serve.{}", profile.name), &frames, &normalize(&frames, &ctx).text) {
+        eprintln!("error: cannot write the traces in {}: {e}", report.dir.join("traces").display());
         return EXIT_INFRA;
     }
     set.save_logs(&report.logs_dir(name));

@@ -69,9 +69,14 @@ impl RunReport {
     /// Write the raw and normalized traces of one outcome.
     pub fn write_traces(&self, o: &Outcome) -> std::io::Result<()> {
         let base = format!("{}.{}", o.scenario.replace('/', "."), o.profile);
+        self.write_trace_pair(&base, &o.frames, &o.normalized)
+    }
+
+    /// Write `traces/<base>.raw` and `traces/<base>.trace`.
+    pub fn write_trace_pair(&self, base: &str, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
         let mut raw = std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?;
-        crate::trace::raw::write(&o.frames, &mut raw)?;
-        std::fs::write(self.dir.join("traces").join(format!("{base}.trace")), &o.normalized)
+        crate::trace::raw::write(frames, &mut raw)?;
+        std::fs::write(self.dir.join("traces").join(format!("{base}.trace")), normalized)
     }
 
     /// Write junit.xml and summary.json.
