@@ -92,13 +92,7 @@ pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> Option<String> {
 /// The server's name and version as it answers jabber:iq:version (XEP-0092), logged in as
 /// `account`; None when it does not say before `deadline`.
 pub async fn xmpp_version(addr: SocketAddr, account: &Account, deadline: tokio::time::Instant) -> Option<String> {
-    let cfg = XmppConfig {
-        user: account.user.clone(),
-        domain: account.domain.clone(),
-        password: account.password.clone(),
-        resource: "version-probe".into(),
-        starttls: false,
-    };
+    let cfg = XmppConfig::for_account(account, "version-probe");
     let ask = async {
         let mut conn = XmppConnection::start(addr, cfg, None).await.ok()?;
         let mut answer = None;
@@ -160,13 +154,7 @@ pub async fn register_in_band(addr: SocketAddr, account: &Account, wait: Duratio
 /// this before each scenario: its accounts are reused, and contacts or a last published
 /// activity left by an earlier scenario would change what the next one sees.
 pub async fn reset_roster(addr: SocketAddr, account: &Account, deadline: tokio::time::Instant) -> Result<(), String> {
-    let cfg = XmppConfig {
-        user: account.user.clone(),
-        domain: account.domain.clone(),
-        password: account.password.clone(),
-        resource: "sixpac-reset".into(),
-        starttls: false,
-    };
+    let cfg = XmppConfig::for_account(account, "sixpac-reset");
     let work = async {
         let mut conn = XmppConnection::start(addr, cfg, None).await.map_err(|e| e.to_string())?;
         let mut pending: Option<usize> = None;

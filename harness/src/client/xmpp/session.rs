@@ -27,6 +27,19 @@ pub struct XmppConfig {
     pub starttls: bool,
 }
 
+impl XmppConfig {
+    /// A plain (no STARTTLS) login of `account` with `resource`.
+    pub fn for_account(account: &crate::servers::Account, resource: &str) -> XmppConfig {
+        XmppConfig {
+            user: account.user.clone(),
+            domain: account.domain.clone(),
+            password: account.password.clone(),
+            resource: resource.into(),
+            starttls: false,
+        }
+    }
+}
+
 /// What the session reports upward.
 #[derive(Debug, Clone, PartialEq)]
 pub enum XmppEvent {

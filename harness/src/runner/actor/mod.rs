@@ -169,13 +169,7 @@ impl Actor {
         }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Xmpp) {
             let server = ep.xmpp.ok_or_else(|| StepError::Error("profile has no XMPP server".into()))?;
-            let cfg = XmppConfig {
-                user: self.account.user.clone(),
-                domain: self.account.domain.clone(),
-                password: self.account.password.clone(),
-                resource: "sixpac".into(),
-                starttls: self.xmpp_tls,
-            };
+            let cfg = XmppConfig { starttls: self.xmpp_tls, ..XmppConfig::for_account(&self.account, "sixpac") };
             let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("XMPP connect to {server}: {e}")))?;
