@@ -22,6 +22,10 @@ pub struct ExternalServer {
     /// SIP over TLS, if the server offers it (used only with `tls_ca`).
     #[serde(default)]
     pub sips: Option<SocketAddr>,
+    /// Fixed 127.0.0.1 ports for the taps in front of it (absent or 0: any free one), for a
+    /// server whose config names the taps in its Via and Record-Route (the compose Kamailio).
+    #[serde(default)]
+    pub taps: super::prepare::TapPorts,
 }
 
 /// An existing account; the same name and password on every server of the profile.

@@ -197,6 +197,9 @@ impl ServerSet {
                     };
                     let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE).await?;
                     after_ready(&mut rs, &[], &probe_account, header).await?;
+                    let kinds = tap_kinds(s.kind, set.pki.is_some() && s.sips.is_some());
+                    let bound = BoundTaps::bind(&s.name, &kinds, &s.taps).await?;
+                    set.taps.extend(bound.start(&rs, &set.pki, &set.recorder)?);
                     set.servers.push(rs);
                 }
             }
@@ -211,12 +214,13 @@ impl ServerSet {
                 let mut all = accounts.to_vec();
                 all.push(probe_account.clone());
                 for decl in &profile.servers {
+                    let bound = BoundTaps::bind(&decl.name, &tap_kinds(decl.kind, true), &prepare::TapPorts::default()).await?;
                     // A port picked free can be taken by someone else before a slow server
                     // (ejabberd) binds it; then start again on new ports.
                     let mut attempt = 0;
                     let header = loop {
                         attempt += 1;
-                        let prep = prepare::prepare(decl, fixtures, &root, &pki, &all)?;
+                        let prep = prepare::prepare(decl, fixtures, &root, &pki, &all, &bound.ports)?;
                         let (launcher, image) = match backend {
                             Backend::Container => {
                                 let tag = images::tag_for(decl.kind.name());
@@ -260,34 +264,15 @@ impl ServerSet {
                     };
                     let rs = set.servers.last_mut().expect("started above");
                     after_ready(rs, accounts, &probe_account, header).await?;
+                    let taps = bound.start(rs, &set.pki, &set.recorder)?;
                     progress(&format!(
                         "{} ready in {} ms ({})",
                         decl.name,
                         rs.ready_in.as_millis(),
                         rs.version.as_deref().unwrap_or("version not reported")
                     ));
+                    set.taps.extend(taps);
                 }
-            }
-        }
-        for s in &set.servers {
-            let mut specs: Vec<TapSpec> = Vec::new();
-            let tap_spec = |proto, transport, upstream, tls| TapSpec { server: s.name.clone(), proto, transport, upstream, tls };
-            if let Some(addr) = s.xmpp {
-                specs.push(tap_spec(Proto::Xmpp, Transport::Tcp, addr, set.pki.clone()));
-            }
-            if let Some(addr) = s.sip {
-                specs.push(tap_spec(Proto::Sip, Transport::Udp, addr, None));
-                specs.push(tap_spec(Proto::Sip, Transport::Tcp, addr, None));
-            }
-            if let (Some(addr), Some(pki)) = (s.sips, &set.pki) {
-                specs.push(tap_spec(Proto::Sip, Transport::Tls, addr, Some(pki.clone())));
-            }
-            for spec in specs {
-                let tap = Tap::start(spec, set.recorder.clone()).await.map_err(|e| InfraError::Setup {
-                    server: s.name.clone(),
-                    message: format!("tap: {e}"),
-                })?;
-                set.taps.push(tap);
             }
         }
         Ok(set)
@@ -376,6 +361,69 @@ impl ServerSet {
 
     /// Stop everything now (the same as dropping, spelled out for the normal path).
     pub fn stop(self) {}
+}
+
+/// The taps a server gets: XMPP c2s, SIP over UDP and TCP, and SIP over TLS where there is a PKI.
+fn tap_kinds(kind: ServerKind, tls: bool) -> Vec<(Proto, Transport)> {
+    let mut out = Vec::new();
+    for proto in kind.serves() {
+        match proto {
+            Proto::Xmpp => out.push((Proto::Xmpp, Transport::Tcp)),
+            Proto::Sip => {
+                out.extend([(Proto::Sip, Transport::Udp), (Proto::Sip, Transport::Tcp)]);
+                if tls {
+                    out.push((Proto::Sip, Transport::Tls));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A server's taps, bound but not yet relaying, and the ports its config advertises.
+struct BoundTaps {
+    taps: Vec<(Proto, Transport, crate::tap::BoundTap)>,
+    ports: prepare::TapPorts,
+}
+
+impl BoundTaps {
+    /// Bind a server's taps on the ports given (0: any free one).
+    async fn bind(server: &str, kinds: &[(Proto, Transport)], fixed: &prepare::TapPorts) -> Result<BoundTaps, InfraError> {
+        let mut out = BoundTaps { taps: Vec::new(), ports: prepare::TapPorts::default() };
+        for &(proto, transport) in kinds {
+            let slot = out.ports.slot(proto, transport);
+            let want = fixed.get(proto, transport);
+            let bound = crate::tap::BoundTap::bind(transport, want).await.map_err(|e| InfraError::Setup {
+                server: server.to_string(),
+                message: format!("binding the {} {} tap on 127.0.0.1:{want}: {e}", proto.name(), transport.name()),
+            })?;
+            *slot = bound.local_addr().map(|a| a.port()).unwrap_or(0);
+            out.taps.push((proto, transport, bound));
+        }
+        Ok(out)
+    }
+
+    /// Start relaying towards the server, now that it answers.
+    fn start(self, s: &RunningServer, pki: &Option<Arc<crate::tls::Pki>>, recorder: &Arc<Recorder>) -> Result<Vec<Tap>, InfraError> {
+        let mut out = Vec::new();
+        for (proto, transport, bound) in self.taps {
+            let upstream = match (proto, transport) {
+                (Proto::Xmpp, _) => s.xmpp,
+                (Proto::Sip, Transport::Tls) => s.sips,
+                (Proto::Sip, _) => s.sip,
+            };
+            let tls = match (proto, transport) {
+                (Proto::Sip, Transport::Udp | Transport::Tcp) => None,
+                _ => pki.clone(),
+            };
+            let (Some(upstream), true) = (upstream, transport != Transport::Tls || tls.is_some()) else { continue };
+            let spec = TapSpec { server: s.name.clone(), proto, transport, upstream, tls };
+            let tap = Tap::start_on(bound, spec, recorder.clone())
+                .map_err(|e| InfraError::Setup { server: s.name.clone(), message: format!("tap: {e}") })?;
+            out.push(tap);
+        }
+        Ok(out)
+    }
 }
 
 /// Whether a crashed server's log says a port was already in use.

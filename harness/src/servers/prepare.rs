@@ -7,7 +7,7 @@
 
 use super::profile::{ServerDecl, ServerKind};
 use super::{Account, InfraError};
-use crate::trace::frame::Proto;
+use crate::trace::frame::{Proto, Transport};
 use std::path::{Path, PathBuf};
 
 /// Ports a server listens on.
@@ -17,6 +17,38 @@ pub struct Ports {
     pub sip: Option<u16>,
     /// SIP over TLS (TCP).
     pub sips: Option<u16>,
+}
+
+/// The ports of a server's taps, which its config advertises (0: no such tap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapPorts {
+    #[serde(default)]
+    pub xmpp: u16,
+    #[serde(default)]
+    pub sip_udp: u16,
+    #[serde(default)]
+    pub sip_tcp: u16,
+    #[serde(default)]
+    pub sip_tls: u16,
+}
+
+impl TapPorts {
+    /// The port of the tap for this protocol and transport.
+    pub fn get(&self, proto: Proto, transport: Transport) -> u16 {
+        let mut copy = *self;
+        *copy.slot(proto, transport)
+    }
+
+    /// Where the port of the tap for this protocol and transport is kept.
+    pub fn slot(&mut self, proto: Proto, transport: Transport) -> &mut u16 {
+        match (proto, transport) {
+            (Proto::Xmpp, _) => &mut self.xmpp,
+            (Proto::Sip, Transport::Udp) => &mut self.sip_udp,
+            (Proto::Sip, Transport::Tcp) => &mut self.sip_tcp,
+            (Proto::Sip, Transport::Tls) => &mut self.sip_tls,
+        }
+    }
 }
 
 /// A server whose directory, config and setup script exist, not yet started.
@@ -107,6 +139,7 @@ pub fn prepare(
     root: &Path,
     pki: &crate::tls::Pki,
     accounts: &[Account],
+    taps: &TapPorts,
 ) -> Result<Prepared, InfraError> {
     let domain = pki.domain.as_str();
     let setup_err = |what: &str, e: std::io::Error| InfraError::Setup { server: decl.name.clone(), message: format!("{what}: {e}") };
@@ -138,6 +171,11 @@ pub fn prepare(
         ("XMPP_PORT", ports.xmpp.unwrap_or(0).to_string()),
         ("SIP_PORT", ports.sip.unwrap_or(0).to_string()),
         ("SIPS_PORT", ports.sips.unwrap_or(0).to_string()),
+        // The taps in front, which the server names in Via, Record-Route and its own Contacts.
+        ("XMPP_TAP_PORT", taps.xmpp.to_string()),
+        ("SIP_TAP_UDP", taps.sip_udp.to_string()),
+        ("SIP_TAP_TCP", taps.sip_tcp.to_string()),
+        ("SIP_TAP_TLS", taps.sip_tls.to_string()),
         // ejabberd's Erlang node: its own name, distribution port and cookie per run.
         ("NODE", format!("sixpac_{token}")),
         ("DIST_PORT", port()?.to_string()),

@@ -50,26 +50,54 @@ pub struct Tap {
     tasks: JoinSet<()>,
 }
 
+/// A tap's listening socket, bound before the server behind it starts: the server's config
+/// must name the tap's address (Via, Record-Route) so that standards-following clients route
+/// every request and response through it.
+pub enum BoundTap {
+    Stream(TcpListener),
+    Datagram(UdpSocket),
+}
+
+impl BoundTap {
+    /// Bind a free loopback port for this transport (`port` 0), or the given one.
+    pub async fn bind(transport: Transport, port: u16) -> std::io::Result<BoundTap> {
+        Ok(match transport {
+            Transport::Tcp | Transport::Tls => BoundTap::Stream(TcpListener::bind(("127.0.0.1", port)).await?),
+            Transport::Udp => BoundTap::Datagram(UdpSocket::bind(("127.0.0.1", port)).await?),
+        })
+    }
+
+    /// The address clients reach the tap at.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            BoundTap::Stream(l) => l.local_addr(),
+            BoundTap::Datagram(s) => s.local_addr(),
+        }
+    }
+}
+
 impl Tap {
     /// Bind on a free loopback port and start relaying.
     pub async fn start(spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
+        let bound = BoundTap::bind(spec.transport, 0).await?;
+        Tap::start_on(bound, spec, recorder)
+    }
+
+    /// Start relaying on a socket bound earlier.
+    pub fn start_on(bound: BoundTap, spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
         let mut tasks = JoinSet::new();
         let faults: Faults = Default::default();
         let generation: Arc<std::sync::atomic::AtomicU64> = Default::default();
-        let listen = match spec.transport {
-            Transport::Tcp | Transport::Tls => {
-                let l = TcpListener::bind("127.0.0.1:0").await?;
-                let addr = l.local_addr()?;
+        let listen = bound.local_addr()?;
+        match (bound, spec.transport) {
+            (BoundTap::Stream(l), Transport::Tcp | Transport::Tls) => {
                 tasks.spawn(accept_loop(l, spec.clone(), recorder));
-                addr
             }
-            Transport::Udp => {
-                let s = UdpSocket::bind("127.0.0.1:0").await?;
-                let addr = s.local_addr()?;
+            (BoundTap::Datagram(s), Transport::Udp) => {
                 tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone()));
-                addr
             }
-        };
+            _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
+        }
         Ok(Tap { spec, listen, faults, generation, tasks })
     }
 
