@@ -420,6 +420,8 @@ async fn run(
                 ready_ms: started.then_some(s.ready_in.as_millis()),
                 version: s.version.clone(),
                 image: s.image.clone(),
+                listens: s.listens(),
+                taps: set.taps.iter().filter(|t| t.spec.server == s.name).map(|t| sixpac::report::Socket { proto: t.spec.proto, transport: t.spec.transport, addr: t.listen }).collect(),
                 packages: s
                     .image
                     .as_ref()

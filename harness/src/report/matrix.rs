@@ -112,6 +112,7 @@ mod tests {
             message: String::new(),
             diff: None,
             duration: Duration::ZERO,
+            started: std::time::SystemTime::UNIX_EPOCH,
             frames: vec![],
             normalized: String::new(),
             expected_path: "x".into(),

@@ -21,9 +21,26 @@ pub struct ServerFacts {
     pub version: Option<String>,
     /// The container image id, for the container backend.
     pub image: Option<String>,
+    /// The server's own sockets (which only the taps should reach).
+    pub listens: Vec<Socket>,
+    /// The taps in front of it: where clients connect.
+    pub taps: Vec<Socket>,
     /// Debian package versions recorded on the image.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+}
+
+/// One listening socket, as the summary lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Socket {
+    pub proto: crate::trace::frame::Proto,
+    pub transport: crate::trace::frame::Transport,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 /// UTC `YYYYMMDDTHHMMSSZ` without a date crate (days-from-civil inverse, H. Hinnant).
@@ -104,6 +121,8 @@ impl RunReport {
                     "diff": o.diff,
                     "requirements": o.requirements,
                     "duration_ms": o.duration.as_millis(),
+                    "started_unix_ms": unix_ms(o.started),
+                    "ended_unix_ms": unix_ms(o.started + o.duration),
                     "frames": o.frames.len(),
                     "trace": format!("{base}.trace"),
                     "raw": format!("{base}.raw"),

@@ -53,6 +53,8 @@ pub struct Outcome {
     pub message: String,
     pub diff: Option<String>,
     pub duration: Duration,
+    /// When the scenario began (wall clock, to line it up with outside captures).
+    pub started: std::time::SystemTime,
     pub frames: Vec<Frame>,
     pub normalized: String,
     pub expected_path: PathBuf,
@@ -70,6 +72,7 @@ impl Outcome {
             message: String::new(),
             diff: None,
             duration: Duration::ZERO,
+            started: std::time::SystemTime::now(),
             frames: Vec::new(),
             normalized: String::new(),
             expected_path: sc.expected_trace_path(profile),

@@ -87,6 +87,19 @@ pub struct RunningServer {
     pub process: Option<ProcessServer>,
 }
 
+impl RunningServer {
+    /// Its own listening sockets.
+    pub fn listens(&self) -> Vec<crate::report::Socket> {
+        let socket = |proto, transport, addr| crate::report::Socket { proto, transport, addr };
+        let mut out = Vec::new();
+        out.extend(self.xmpp.map(|a| socket(Proto::Xmpp, Transport::Tcp, a)));
+        out.extend(self.sip.map(|a| socket(Proto::Sip, Transport::Udp, a)));
+        out.extend(self.sip.map(|a| socket(Proto::Sip, Transport::Tcp, a)));
+        out.extend(self.sips.map(|a| socket(Proto::Sip, Transport::Tls, a)));
+        out
+    }
+}
+
 /// The servers of one profile, their taps and the recorder the taps write into.
 pub struct ServerSet {
     pub profile: Profile,

@@ -125,14 +125,15 @@ async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
 fn register_client(
     spec: &TapSpec,
     rec: &Recorder,
-    transport: Transport,
+    tap: SocketAddr,
     client: SocketAddr,
     upstream: std::io::Result<SocketAddr>,
 ) -> Origin {
-    if let Ok(up) = upstream {
+    let upstream = upstream.ok();
+    if let Some(up) = upstream {
         rec.alias(up, client);
     }
-    Origin { server: spec.server.clone(), proto: spec.proto, transport, conn: rec.new_conn(), client }
+    Origin { server: spec.server.clone(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
 }
 
 async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>) {
@@ -141,7 +142,8 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let origin = register_client(&spec, &rec, spec.transport, peer, server.local_addr());
+    let Ok(listen) = client.local_addr() else { return };
+    let origin = register_client(&spec, &rec, listen, peer, server.local_addr());
     match (spec.transport, spec.proto, spec.tls.clone()) {
         (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki).await,
         (Transport::Tls, _, None) => return, // no certificate to present: nothing can be relayed
@@ -224,6 +226,7 @@ async fn udp_relay(
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
     let mut seen_generation = 0;
+    let Ok(listen) = socket.local_addr() else { return };
     while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
         let bytes = buf[..n].to_vec();
         let now_generation = generation.load(std::sync::atomic::Ordering::SeqCst);
@@ -237,7 +240,7 @@ async fn udp_relay(
             if up.connect(spec.upstream).await.is_err() {
                 continue;
             }
-            let origin = register_client(&spec, &rec, Transport::Udp, peer, up.local_addr());
+            let origin = register_client(&spec, &rec, listen, peer, up.local_addr());
             let up = Arc::new(up);
             tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone()));
             upstreams.insert(peer, (up, origin));

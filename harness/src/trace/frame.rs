@@ -82,6 +82,10 @@ pub struct Frame {
     pub transport: Transport,
     pub conn: u64,
     pub client: SocketAddr,
+    /// The tap's listening address the client reached.
+    pub tap: SocketAddr,
+    /// The tap's socket towards the server for this client (what the server sees), if it has one.
+    pub upstream: Option<SocketAddr>,
     pub dir: Direction,
     pub kind: FrameKind,
     pub bytes: Vec<u8>,
@@ -95,6 +99,10 @@ pub struct Origin {
     pub transport: Transport,
     pub conn: u64,
     pub client: SocketAddr,
+    /// The tap's listening address the client reached.
+    pub tap: SocketAddr,
+    /// The tap's socket towards the server for this client, if it has one.
+    pub upstream: Option<SocketAddr>,
 }
 
 /// Collects frames from all taps of a server set, in arrival order.
@@ -156,6 +164,8 @@ impl Recorder {
             transport: origin.transport,
             conn: origin.conn,
             client: origin.client,
+            tap: origin.tap,
+            upstream: origin.upstream,
             dir,
             kind,
             bytes,

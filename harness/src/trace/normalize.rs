@@ -493,10 +493,11 @@ mod tests {
     fn volatile_values_become_symbols_and_secrets_vanish() {
         let rec = Recorder::new();
         let alice: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-        let o = Origin { server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1, client: alice };
+        let tap: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let o = Origin { server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1, client: alice, tap, upstream: None };
         let reg = b"REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;rport=40009;branch=z9hG4bKabc\r\nFrom: <sip:alice_x1@example.test>;tag=t9\r\ni: cid1\r\nAuthorization: Digest username=\"alice_x1\", nonce=\"N\", response=\"R\", nc=00000001\r\nContent-Length: 0\r\n\r\n";
         rec.record(&o, Direction::ToServer, FrameKind::Sip, reg.to_vec());
-        let ox = Origin { server: "prosody".into(), proto: Proto::Xmpp, transport: Transport::Tcp, conn: 2, client: alice };
+        let ox = Origin { server: "prosody".into(), proto: Proto::Xmpp, transport: Transport::Tcp, conn: 2, client: alice, tap, upstream: None };
         rec.record(&ox, Direction::ToServer, FrameKind::XmppElement, b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>c2VjcmV0</auth>".to_vec());
         rec.record(&ox, Direction::ToClient, FrameKind::XmppElement, b"<message id='a1' to='alice_x1@example.test/res9'><body>hi</body></message>".to_vec());
         let ctx = NormalizeContext {
@@ -529,6 +530,8 @@ mod tests {
             transport: Transport::Tcp,
             conn: 1,
             client: "127.0.0.1:4000".parse().unwrap(),
+            tap: "127.0.0.1:5222".parse().unwrap(),
+            upstream: None,
             dir,
             kind: FrameKind::XmppElement,
             bytes: text.as_bytes().to_vec(),

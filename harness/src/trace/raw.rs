@@ -1,7 +1,8 @@
 //! The raw trace file: every frame's exact bytes behind a one-line heading.
 //!
 //! Format, per frame: `#frame seq=N t=SECONDS server=S proto=P transport=T conn=C client=ADDR
-//! dir=to-server|to-client kind=K len=LEN` + `\n` + exactly LEN bytes + `\n`.
+//! tap=ADDR up=ADDR|- dir=to-server|to-client kind=K len=LEN` + `\n` + exactly LEN bytes + `\n`
+//! (`tap` the tap's listening address, `up` its socket towards the server for this client).
 
 use super::frame::{Direction, Frame, FrameKind};
 use std::io::Write;
@@ -28,7 +29,7 @@ pub fn write(frames: &[Frame], out: &mut impl Write) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} dir={dir} kind={} len={}",
+            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} tap={} up={} dir={dir} kind={} len={}",
             f.seq,
             f.at.as_secs_f64(),
             f.server,
@@ -36,6 +37,8 @@ pub fn write(frames: &[Frame], out: &mut impl Write) -> std::io::Result<()> {
             f.transport.name(),
             f.conn,
             f.client,
+            f.tap,
+            f.upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
             kind_name(&f.kind),
             f.bytes.len()
         )?;
