@@ -3,9 +3,10 @@
 pub mod actor;
 
 use crate::client::sip::ua::{new_branch, token};
-use crate::scenario::{Action, ActorKind, Scenario, Wire};
+use crate::scenario::{Action, ActorKind, Scenario};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
+use crate::trace::attribution;
 use crate::trace::normalize::{normalize, NormalizeContext};
 use actor::{Account, Actor, Endpoints, StepError};
 use std::collections::HashMap;
@@ -223,36 +224,35 @@ pub async fn run_scenario(
     }
     let crashed = set.check_alive().err();
 
-    let mut clients: Vec<std::net::SocketAddr> = Vec::new();
     let mut ctx = NormalizeContext {
         // The title, not the path: moving a scenario file does not change its trace.
         title: format!("{} on {}", sc.title, set.profile.name),
         addr_names: Vec::new(),
         ..Default::default()
     };
-    let aliases = set.recorder.aliases();
-    let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
-    for a in &actors {
-        let addrs: Vec<_> = a.addrs.iter().map(|(s, _)| *s).collect();
-        for (addr, wire) in &a.addrs {
-            let (leg, proto) = match wire { Wire::Sip => ("sip", Proto::Sip), Wire::Xmpp => ("xmpp", Proto::Xmpp) };
-            names.push((*addr, format!("{}.{leg}", a.name), proto));
-            for (up, client) in &aliases {
-                if client == addr {
-                    names.push((*up, format!("{}.{leg}~tap", a.name), proto));
-                }
-            }
-        }
-        ctx.literals.push((a.account.user.clone(), a.name.clone()));
-        ctx.literals.push((a.account.password.clone(), "{password}".into()));
-        clients.extend(addrs.iter().copied());
-        let legs = a.addrs.iter().map(|(s, w)| (*s, match w { Wire::Sip => Proto::Sip, Wire::Xmpp => Proto::Xmpp })).collect();
-        ctx.actors.push((a.name.clone(), legs));
-    }
-    ctx.addr_names = first_names_first(names);
     drop(actors);
     set.forget_clients();
-    outcome.frames = set.recorder.frames_since(first_frame, &clients);
+    // Whose each connection is comes from the wire (the account it authenticated as), not
+    // from what the client says about itself: the same evidence for every client.
+    let recorded = set.recorder.frames_from(first_frame);
+    let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
+    let cast = attribution::attribute(&recorded, &users);
+    let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
+    for (decl, account) in sc.actors.iter().zip(accounts) {
+        let legs: Vec<&attribution::Leg> = cast.legs.iter().filter(|l| l.actor == decl.name).collect();
+        for l in &legs {
+            let leg = l.proto.name();
+            names.push((l.client, format!("{}.{leg}", decl.name), l.proto));
+            if let Some(up) = l.upstream {
+                names.push((up, format!("{}.{leg}~tap", decl.name), l.proto));
+            }
+        }
+        ctx.literals.push((account.user.clone(), decl.name.clone()));
+        ctx.literals.push((account.password.clone(), "{password}".into()));
+        ctx.actors.push((decl.name.clone(), legs.iter().map(|l| (l.client, l.proto)).collect()));
+    }
+    ctx.addr_names = first_names_first(names);
+    outcome.frames = cast.frames(&recorded).into_iter().cloned().collect();
     outcome.normalized = normalize(&outcome.frames, &ctx).text;
     outcome.duration = started.elapsed();
 

@@ -184,6 +184,11 @@ impl Recorder {
         frames.iter().skip(first).filter(|f| clients.contains(&f.client)).cloned().collect()
     }
 
+    /// Every frame from the `first`-th on.
+    pub fn frames_from(&self, first: usize) -> Vec<Frame> {
+        self.frames.lock().expect("recorder lock").iter().skip(first).cloned().collect()
+    }
+
     /// Every frame so far.
     pub fn frames_for_all(&self) -> Vec<Frame> {
         self.frames.lock().expect("recorder lock").clone()

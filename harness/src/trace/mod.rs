@@ -1,5 +1,6 @@
 //! Frames, the recorder, normalized and raw traces, and trace diffs.
 
+pub mod attribution;
 pub mod diff;
 pub mod frame;
 pub mod normalize;

@@ -87,8 +87,6 @@ pub struct Actor {
     call_events: Vec<SipEvent>,
     /// The call the actor's call steps act on.
     current_call: Option<String>,
-    /// Every local address the actor's legs used (to pick its frames from the recorder).
-    pub addrs: Vec<(SocketAddr, Wire)>,
 }
 
 pub(crate) fn gone() -> StepError {
@@ -131,7 +129,6 @@ impl Actor {
             sip_registered: false,
             call_events: Vec::new(),
             current_call: None,
-            addrs: Vec::new(),
         }
     }
 
@@ -173,7 +170,6 @@ impl Actor {
             let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("XMPP connect to {server}: {e}")))?;
-            self.addrs.push((conn.local_addr(), Wire::Xmpp));
             self.xmpp = Some(conn);
             loop {
                 match self.next_xmpp(deadline).await? {
@@ -262,7 +258,6 @@ impl Actor {
             let sip = SipEndpoint::start(&a.user, &a.password, &a.domain, proxy, self.sip_transport, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("SIP socket: {e}")))?;
-            self.addrs.push((sip.local_addr(), Wire::Sip));
             self.sip = Some(sip);
         }
         let tx = self.on_ua(|ua, now| ua.register(now, 3600)).await?;
