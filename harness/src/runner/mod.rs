@@ -1,14 +1,16 @@
 //! Running scenarios: accounts, actors, steps with deadlines, trace comparison, verdicts.
 
 pub mod actor;
+pub mod evidence;
 
 use crate::client::sip::ua::{new_branch, token};
-use crate::scenario::{Action, ActorKind, Scenario};
+use crate::scenario::{Action, ActorKind, Scenario, Wire};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
 use crate::trace::attribution;
 use crate::trace::normalize::{normalize, NormalizeContext};
 use actor::{Account, Actor, Endpoints, StepError};
+use evidence::{Evidence, Pattern};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,7 +144,8 @@ pub async fn run_scenario(
         return outcome;
     }
     set.set_faults(&sc.faults);
-    let first_frame = set.recorder.len();
+    let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
+    let mut evidence = Evidence::new(set.recorder.clone(), users.clone());
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
         progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
@@ -202,11 +205,11 @@ pub async fn run_scenario(
                 Err(e) => Err(e),
             },
             Action::Receive { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => actor.receive(*wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_arrival(&mut evidence, actor, *wire, &p, Instant::now() + *within).await,
                 Err(e) => Err(e),
             },
             Action::ReceiveNothing { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => actor.receive_nothing(*wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_no_arrival(&mut evidence, actor, *wire, &p, Instant::now() + *within).await,
                 Err(e) => Err(e),
             },
         };
@@ -234,8 +237,7 @@ pub async fn run_scenario(
     set.forget_clients();
     // Whose each connection is comes from the wire (the account it authenticated as), not
     // from what the client says about itself: the same evidence for every client.
-    let recorded = set.recorder.frames_from(first_frame);
-    let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
+    let recorded = set.recorder.frames_from(evidence.first_frame());
     let cast = attribution::attribute(&recorded, &users);
     let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
     for (decl, account) in sc.actors.iter().zip(accounts) {
@@ -275,6 +277,51 @@ pub async fn run_scenario(
     }
     compare_with_expected(&mut outcome, opts);
     outcome
+}
+
+/// How often a wait on the wire looks at the recorder again.
+const WIRE_POLL: Duration = Duration::from_millis(5);
+
+/// A `receives` step: wait until a tap has forwarded a matching frame to the actor, and take it.
+/// The reference client is then given the time to take the message in too, so that its next
+/// action starts from what it was sent.
+async fn expect_arrival(ev: &mut Evidence, actor: &mut Actor, wire: Wire, pattern: &str, deadline: Instant) -> Result<(), StepError> {
+    let start = Instant::now();
+    let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
+    loop {
+        if let Some(f) = ev.find(&actor.name, wire, &compiled) {
+            ev.take(&f);
+            let _ = actor.receive(wire, pattern, Instant::now() + CLIENT_CATCH_UP).await;
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let waited = start.elapsed().as_secs_f64();
+            return Err(StepError::Fail(format!(
+                "no matching frame within {waited:.1} s; wanted:\n  {}\n{}",
+                pattern.trim(),
+                ev.near_misses(&actor.name, wire, &compiled)
+            )));
+        }
+        actor.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
+    }
+}
+
+/// How long the reference client may take to see what its tap already forwarded.
+const CLIENT_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// A `receives nothing` step: no matching frame reaches the actor before `until` (untaken
+/// arrivals since the scenario began count too).
+async fn expect_no_arrival(ev: &mut Evidence, actor: &mut Actor, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
+    let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
+    loop {
+        if let Some(f) = ev.find(&actor.name, wire, &compiled) {
+            return Err(StepError::Fail(format!("received what must not arrive: {}", evidence::summary(&f))));
+        }
+        if Instant::now() >= until {
+            return Ok(());
+        }
+        actor.pump(until.min(Instant::now() + WIRE_POLL)).await?;
+    }
 }
 
 /// Address names in the order the normalizer tries them. Addresses are written into SIP text

@@ -57,35 +57,62 @@ impl Attribution {
 /// Attribute each connection of `frames` to the actor whose account it authenticated as.
 /// `accounts` maps account user names (compared without case, as XMPP and Digest do) to actors.
 pub fn attribute(frames: &[Frame], accounts: &[(String, String)]) -> Attribution {
-    let actor_of_user = |user: &str| accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(user)).map(|(_, a)| a.clone());
-    let mut best: HashMap<u64, (Strength, String)> = HashMap::new();
-    let mut order: Vec<u64> = Vec::new();
-    let mut first: HashMap<u64, &Frame> = HashMap::new();
-    for f in frames {
-        if !first.contains_key(&f.conn) {
-            first.insert(f.conn, f);
-            order.push(f.conn);
-        }
-        for (strength, user) in evidence(f) {
-            let Some(actor) = actor_of_user(&user) else { continue };
-            let slot = best.entry(f.conn).or_insert((strength, actor.clone()));
-            if strength > slot.0 {
-                *slot = (strength, actor);
+    let mut a = Attributor::new(accounts.to_vec());
+    a.feed(frames);
+    a.attribution()
+}
+
+/// Attribution kept up to date as frames arrive, for waits that look at the wire while a
+/// scenario runs.
+#[derive(Debug, Default)]
+pub struct Attributor {
+    accounts: Vec<(String, String)>,
+    best: HashMap<u64, (Strength, String)>,
+    /// Connections in order of first frame, with that frame's leg facts.
+    first: Vec<(u64, Proto, SocketAddr, Option<SocketAddr>)>,
+}
+
+impl Attributor {
+    /// Nothing seen yet; `accounts` as for [`attribute`].
+    pub fn new(accounts: Vec<(String, String)>) -> Attributor {
+        Attributor { accounts, ..Default::default() }
+    }
+
+    /// Take in more frames, in recorded order.
+    pub fn feed(&mut self, frames: &[Frame]) {
+        for f in frames {
+            if !self.first.iter().any(|(c, ..)| *c == f.conn) {
+                self.first.push((f.conn, f.proto, f.client, f.upstream));
+            }
+            for (strength, user) in evidence(f) {
+                let Some((_, actor)) = self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(&user)) else { continue };
+                let slot = self.best.entry(f.conn).or_insert((strength, actor.clone()));
+                if strength > slot.0 {
+                    *slot = (strength, actor.clone());
+                }
             }
         }
     }
-    let mut out = Attribution::default();
-    for conn in order {
-        if let Some((_, actor)) = best.remove(&conn) {
-            let f = first[&conn];
-            let leg = Leg { actor: actor.clone(), proto: f.proto, client: f.client, upstream: f.upstream };
-            if !out.legs.contains(&leg) {
-                out.legs.push(leg);
-            }
-            out.by_conn.insert(conn, actor);
-        }
+
+    /// The actor a connection belongs to, so far.
+    pub fn actor_of(&self, conn: u64) -> Option<&str> {
+        self.best.get(&conn).map(|(_, a)| a.as_str())
     }
-    out
+
+    /// What the frames so far attribute.
+    pub fn attribution(&self) -> Attribution {
+        let mut out = Attribution::default();
+        for (conn, proto, client, upstream) in &self.first {
+            if let Some((_, actor)) = self.best.get(conn) {
+                let leg = Leg { actor: actor.clone(), proto: *proto, client: *client, upstream: *upstream };
+                if !out.legs.contains(&leg) {
+                    out.legs.push(leg);
+                }
+                out.by_conn.insert(*conn, actor.clone());
+            }
+        }
+        out
+    }
 }
 
 /// The account users a frame names, with how strongly.

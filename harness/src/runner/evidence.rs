@@ -1,0 +1,181 @@
+//! The expectation engine: `receives` and `receives nothing` steps judged on what the taps
+//! recorded on an actor's connections, whichever client plays the actor.
+//!
+//! A frame counts as received by an actor when a tap forwarded it towards a connection that
+//! the wire attributes to that actor (see `trace::attribution`). A `receives` step takes the
+//! first such frame, recorded since the scenario began, that matches and that no earlier
+//! `receives` took; the retransmissions of a SIP datagram it took are taken with it.
+
+use crate::scenario::matching::{match_sip, match_xml, parse_xml_pattern};
+use crate::scenario::Wire;
+use crate::sip::SipMessage;
+use crate::trace::attribution::Attributor;
+use crate::trace::frame::{Direction, Frame, FrameKind, Proto, Recorder, Transport};
+use crate::xml::{self, Element};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A parsed pattern, ready to test frames against.
+pub enum Pattern {
+    Xml(Element),
+    Sip(String),
+}
+
+impl Pattern {
+    /// Compile `text` for `wire`, or say why it cannot be.
+    pub fn new(wire: Wire, text: &str) -> Result<Pattern, String> {
+        Ok(match wire {
+            Wire::Xmpp => Pattern::Xml(parse_xml_pattern(text)?),
+            Wire::Sip => Pattern::Sip(text.to_string()),
+        })
+    }
+
+    /// Whether a frame matches, or why not.
+    fn test(&self, f: &Frame) -> Result<(), String> {
+        match self {
+            Pattern::Xml(want) => {
+                let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).map_err(|e| e.to_string())?;
+                match_xml(want, &el)
+            }
+            Pattern::Sip(want) => {
+                let m = SipMessage::parse(&f.bytes).map_err(|e| e.to_string())?;
+                match_sip(want, &m)
+            }
+        }
+    }
+}
+
+/// What the taps recorded for one scenario, and which arrivals `receives` steps took.
+pub struct Evidence {
+    recorder: Arc<Recorder>,
+    /// The recorder's length when the scenario began.
+    first: usize,
+    frames: Vec<Frame>,
+    cast: Attributor,
+    taken: HashSet<u64>,
+    /// Bytes of taken SIP datagrams, per connection: their retransmissions are taken too.
+    taken_datagrams: HashSet<(u64, Vec<u8>)>,
+}
+
+impl Evidence {
+    /// Watch frames recorded from now on; `accounts` maps account users to actor names.
+    pub fn new(recorder: Arc<Recorder>, accounts: Vec<(String, String)>) -> Evidence {
+        let first = recorder.len();
+        Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts), taken: HashSet::new(), taken_datagrams: HashSet::new() }
+    }
+
+    /// The recorder's length when the scenario began.
+    pub fn first_frame(&self) -> usize {
+        self.first
+    }
+
+    /// Take in what the taps recorded since the last look.
+    fn refresh(&mut self) {
+        let new = self.recorder.frames_from(self.first + self.frames.len());
+        self.cast.feed(&new);
+        self.frames.extend(new);
+    }
+
+    /// Frames a tap forwarded to `actor` on `wire` that no `receives` took yet.
+    fn arrivals<'a>(&'a self, actor: &'a str, wire: Wire) -> impl Iterator<Item = &'a Frame> + 'a {
+        let proto = match wire {
+            Wire::Sip => Proto::Sip,
+            Wire::Xmpp => Proto::Xmpp,
+        };
+        self.frames.iter().filter(move |f| {
+            f.dir == Direction::ToClient
+                && f.proto == proto
+                && matches!(f.kind, FrameKind::Sip | FrameKind::XmppElement)
+                && !self.taken.contains(&f.seq)
+                && !(f.transport == Transport::Udp && self.taken_datagrams.contains(&(f.conn, f.bytes.clone())))
+                && self.cast.actor_of(f.conn) == Some(actor)
+        })
+    }
+
+    /// The first untaken arrival matching, if any (after looking at new frames).
+    pub fn find(&mut self, actor: &str, wire: Wire, pattern: &Pattern) -> Option<Frame> {
+        self.refresh();
+        self.arrivals(actor, wire).find(|f| pattern.test(f).is_ok()).cloned()
+    }
+
+    /// Mark an arrival as taken by a `receives` step.
+    pub fn take(&mut self, f: &Frame) {
+        self.taken.insert(f.seq);
+        if f.transport == Transport::Udp {
+            self.taken_datagrams.insert((f.conn, f.bytes.clone()));
+        }
+    }
+
+    /// The latest untaken arrivals and why each does not match, for a failure message.
+    pub fn near_misses(&self, actor: &str, wire: Wire, pattern: &Pattern) -> String {
+        let all: Vec<&Frame> = self.arrivals(actor, wire).collect();
+        let lines: Vec<String> = all
+            .iter()
+            .rev()
+            .take(3)
+            .map(|f| format!("  {} -- {}", summary(f), pattern.test(f).err().unwrap_or_default()))
+            .collect();
+        if lines.is_empty() {
+            " Nothing else arrived.".into()
+        } else {
+            format!(" Latest unmatched arrivals:\n{}", lines.join("\n"))
+        }
+    }
+}
+
+/// One line that names a frame: a SIP start line, or the XML as received (shortened).
+pub fn summary(f: &Frame) -> String {
+    let text = String::from_utf8_lossy(&f.bytes);
+    let text = text.trim();
+    match f.proto {
+        Proto::Sip => text.lines().next().unwrap_or("").trim_end().to_string(),
+        Proto::Xmpp if text.chars().count() > 300 => format!("{}…", text.chars().take(300).collect::<String>()),
+        Proto::Xmpp => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::frame::Origin;
+
+    fn origin(conn: u64, proto: Proto, transport: Transport) -> Origin {
+        let addr = |p: u16| format!("127.0.0.1:{p}").parse().unwrap();
+        Origin { server: "s".into(), proto, transport, conn, client: addr(40000 + conn as u16), tap: addr(5060), upstream: None }
+    }
+
+    const REG: &str = "REGISTER sip:d SIP/2.0\r\nFrom: <sip:alice_1@d>;tag=1\r\nTo: <sip:alice_1@d>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+    const MSG: &str = "MESSAGE sip:alice_1@127.0.0.1:5 SIP/2.0\r\nFrom: <sip:bob_2@d>;tag=2\r\nTo: <sip:alice_1@d>\r\nCall-ID: m\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi";
+
+    #[test]
+    fn a_receive_takes_an_arrival_once_with_its_retransmissions_and_only_for_its_actor() {
+        let rec = Arc::new(Recorder::new());
+        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into()), ("bob_2".into(), "bob".into())]);
+        let o = origin(1, Proto::Sip, Transport::Udp);
+        rec.record(&o, Direction::ToServer, FrameKind::Sip, REG.as_bytes().to_vec());
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, MSG.as_bytes().to_vec());
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, MSG.as_bytes().to_vec());
+        let p = Pattern::new(Wire::Sip, "MESSAGE {any} SIP/2.0").unwrap();
+        assert!(ev.find("bob", Wire::Sip, &p).is_none(), "alice's connection is not bob's");
+        let f = ev.find("alice", Wire::Sip, &p).expect("arrived");
+        ev.take(&f);
+        assert!(ev.find("alice", Wire::Sip, &p).is_none(), "the retransmission went with it");
+        assert!(ev.near_misses("alice", Wire::Sip, &p).contains("Nothing else arrived"));
+        // What the client sent is not an arrival.
+        assert!(ev.find("alice", Wire::Sip, &Pattern::new(Wire::Sip, "REGISTER {any} SIP/2.0").unwrap()).is_none());
+    }
+
+    #[test]
+    fn xmpp_arrivals_match_as_stanzas_of_the_client_stream() {
+        let rec = Arc::new(Recorder::new());
+        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into())]);
+        let o = origin(2, Proto::Xmpp, Transport::Tcp);
+        rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice_1@d/r</jid></bind></iq>".to_vec());
+        rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<message from='bob_2@d/x' type='chat'><body>hi</body></message>".to_vec());
+        let p = Pattern::new(Wire::Xmpp, "<message type='chat'><body>hi</body></message>").unwrap();
+        assert!(ev.find("alice", Wire::Xmpp, &p).is_some());
+        let wrong = Pattern::new(Wire::Xmpp, "<message type='chat'><body>bye</body></message>").unwrap();
+        assert!(ev.find("alice", Wire::Xmpp, &wrong).is_none());
+        assert!(ev.near_misses("alice", Wire::Xmpp, &wrong).contains("<body>hi</body>"));
+    }
+}
