@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sixpac::report::{summary_table, RunReport, ServerFacts};
+use sixpac::runner::driver::ClientFile;
 use sixpac::runner::{plan_accounts, run_scenario, Outcome, RunOptions, Verdict};
 use sixpac::servers::Account;
 use sixpac::scenario::{discover, parse_scenario, Scenario};
@@ -73,9 +74,20 @@ enum Cmd {
         /// as SIP MESSAGE). The suite must then fail; this proves it notices.
         #[arg(long, value_name = "RULE")]
         misbehave: Option<String>,
+        /// Play an actor with a client under test: ACTOR=CLIENT-FILE (see adapters/), or
+        /// all=CLIENT-FILE for every actor. Repeatable; other actors stay the reference client.
+        #[arg(long = "client", value_name = "ACTOR=FILE")]
+        clients: Vec<String>,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
+    },
+    /// Be a driver for the reference client: speak the driver protocol on stdin and stdout
+    /// (docs/driver-protocol.md). adapters/reference/client.yaml starts it.
+    Drive {
+        /// As for `run`: break a CUSAX rule on purpose.
+        #[arg(long, value_name = "RULE")]
+        misbehave: Option<String>,
     },
     /// List scenarios with their profiles and requirements.
     List {
@@ -313,16 +325,10 @@ async fn run(
     filter: Option<String>,
     accept: bool,
     misbehave: Option<String>,
+    clients: Vec<String>,
     report_dir: PathBuf,
 ) -> u8 {
-    let misbehave = match misbehave.as_deref().map(|m| (m, sixpac::runner::actor::cusax::Misbehaviour::parse(m))) {
-        None => None,
-        Some((_, Some(m))) => Some(m),
-        Some((m, None)) => {
-            eprintln!("error: unknown --misbehave `{m}`; known: chat-over-sip");
-            return EXIT_USAGE;
-        }
-    };
+    let Ok(misbehave) = parse_misbehave(misbehave) else { return EXIT_USAGE };
     let wall = Instant::now();
     let Loaded { profiles, scenarios, catalog } = match load_all(&paths) {
         Ok(x) => x,
@@ -340,6 +346,13 @@ async fn run(
         eprintln!("error: no scenario matches in {}", paths.scenarios.display());
         return EXIT_USAGE;
     }
+    let clients = match parse_clients(&clients, &scenarios) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let mut only = only;
     if let Some(path) = servers.as_ref().filter(|_| choice == BackendChoice::External) {
         // The servers file names the profile whose expected traces apply.
@@ -434,7 +447,7 @@ async fn run(
         }
         for (sc, acc) in mine.into_iter().zip(&accounts) {
             n += 1;
-            let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
+            let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave, clients: &clients }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
             note(&format!("[{n}/{total}] {} on {}: {} ({:.2} s)", o.scenario, o.profile, o.verdict.as_str(), o.duration.as_secs_f64()));
             if o.verdict != Verdict::Pass {
                 eprintln!("  {}", o.message.replace('\n', "\n  "));
@@ -466,6 +479,36 @@ async fn run(
     }
     println!("report: {}", report.dir.display());
     code
+}
+
+/// `--misbehave RULE`, or a usage error already printed.
+fn parse_misbehave(rule: Option<String>) -> Result<Option<sixpac::runner::actor::cusax::Misbehaviour>, ()> {
+    match rule.as_deref().map(|m| (m, sixpac::runner::actor::cusax::Misbehaviour::parse(m))) {
+        None => Ok(None),
+        Some((_, Some(m))) => Ok(Some(m)),
+        Some((m, None)) => {
+            eprintln!("error: unknown --misbehave `{m}`; known: chat-over-sip");
+            Err(())
+        }
+    }
+}
+
+/// `--client ACTOR=FILE` bindings, checked against the scenarios' actors; or a usage error.
+fn parse_clients(args: &[String], scenarios: &[Scenario]) -> Result<Vec<(String, ClientFile)>, String> {
+    let mut out = Vec::new();
+    for arg in args {
+        let Some((actor, file)) = arg.split_once('=') else {
+            return Err(format!("--client {arg}: expected ACTOR=CLIENT-FILE (or all=CLIENT-FILE)"));
+        };
+        if actor != "all" && !scenarios.iter().any(|s| s.actors.iter().any(|a| a.name == actor)) {
+            return Err(format!("--client {arg}: no scenario has an actor `{actor}`"));
+        }
+        if out.iter().any(|(a, _): &(String, ClientFile)| a == actor) {
+            return Err(format!("--client {arg}: `{actor}` is bound twice"));
+        }
+        out.push((actor.to_string(), ClientFile::load(Path::new(file))?));
+    }
+    Ok(out)
 }
 
 /// `sixpac torture --profile`: start the profile, send the corpus through the SIP tap.
@@ -683,11 +726,15 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, report_dir } => {
+        Cmd::Drive { misbehave } => match parse_misbehave(misbehave) {
+            Ok(m) => rt.block_on(sixpac::runner::drive::serve_stdio(m)),
+            Err(()) => EXIT_USAGE,
+        },
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.

@@ -96,14 +96,7 @@ impl Pki {
     /// The same, but the taps trust the CA certificates in `ca_pem` towards the servers
     /// (external servers, whose certificates sixpac did not make).
     pub fn trusting_upstream(mut self, ca_pem: &[u8]) -> Result<Pki, TlsError> {
-        use rustls::pki_types::pem::PemObject;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Trust(format!("reading the CA certificates: {e}")))?;
-        if certs.is_empty() {
-            return Err(TlsError::Trust("no CERTIFICATE block in the CA file".into()));
-        }
-        self.upstream = Arc::new(trusting(certs)?);
+        self.upstream = client_trusting_pem(ca_pem)?;
         Ok(self)
     }
 
@@ -146,6 +139,18 @@ pub async fn connect<S: ByteStream + 'static>(
         .map_err(|_| std::io::Error::other(format!("no TLS handshake within {} s", HANDSHAKE_DEADLINE.as_secs())))??;
     let facts = describe(tls.get_ref().1);
     Ok((Box::new(tls), facts))
+}
+
+/// A client configuration that trusts exactly the CA certificates of a PEM file.
+pub fn client_trusting_pem(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Trust(format!("reading the CA certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Trust("no CERTIFICATE block in the CA file".into()));
+    }
+    Ok(Arc::new(trusting(certs)?))
 }
 
 /// A client configuration that trusts exactly these CA certificates.

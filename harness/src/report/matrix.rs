@@ -116,6 +116,8 @@ mod tests {
             frames: vec![],
             normalized: String::new(),
             expected_path: "x".into(),
+            clients: Default::default(),
+            client_logs: Default::default(),
         }
     }
 

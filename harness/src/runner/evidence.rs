@@ -106,6 +106,38 @@ impl Evidence {
         }
     }
 
+    /// What the wire showed of an actor so far, as `${…}` values: `full_jid` (the JID its
+    /// server bound), `contact` (the Contact URI of its latest REGISTER), `sip_addr` (its SIP
+    /// leg's address).
+    pub fn wire_values(&mut self, actor: &str) -> Vec<(&'static str, String)> {
+        self.refresh();
+        let (mut full_jid, mut contact, mut sip_addr) = (None, None, None);
+        for f in self.frames.iter().filter(|f| self.cast.actor_of(f.conn) == Some(actor)) {
+            match (f.proto, f.dir) {
+                (Proto::Xmpp, Direction::ToClient) => {
+                    let text = String::from_utf8_lossy(&f.bytes);
+                    if text.contains("urn:ietf:params:xml:ns:xmpp-bind") {
+                        if let Some((jid, _)) = text.split_once("<jid>").and_then(|(_, r)| r.split_once("</jid>")) {
+                            full_jid = Some(jid.to_string());
+                        }
+                    }
+                }
+                (Proto::Sip, Direction::ToServer) => {
+                    sip_addr = Some(f.client.to_string());
+                    if let Ok(m) = SipMessage::parse(&f.bytes) {
+                        if m.method() == Some("REGISTER") {
+                            if let Some(c) = m.header("Contact") {
+                                contact = Some(crate::sip::message::addr_uri(&c).to_string());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        [("full_jid", full_jid), ("contact", contact), ("sip_addr", sip_addr)].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    }
+
     /// The latest untaken arrivals and why each does not match, for a failure message.
     pub fn near_misses(&self, actor: &str, wire: Wire, pattern: &Pattern) -> String {
         let all: Vec<&Frame> = self.arrivals(actor, wire).collect();

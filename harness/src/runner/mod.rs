@@ -1,15 +1,22 @@
 //! Running scenarios: accounts, actors, steps with deadlines, trace comparison, verdicts.
 
 pub mod actor;
+pub mod binding;
+pub mod drive;
+pub mod driver;
 pub mod evidence;
+pub mod intent;
 
 use crate::client::sip::ua::{new_branch, token};
-use crate::scenario::{Action, ActorKind, Scenario, Wire};
+use crate::scenario::{Action, Scenario, Wire};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
 use crate::trace::attribution;
 use crate::trace::normalize::{normalize, NormalizeContext};
 use actor::{Account, Actor, Endpoints, StepError};
+use binding::Binding;
+use driver::{ClientFile, Driver};
+use intent::{Intent, Peer, Setup, Taps};
 use evidence::{Evidence, Pattern};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +68,10 @@ pub struct Outcome {
     pub frames: Vec<Frame>,
     pub normalized: String,
     pub expected_path: PathBuf,
+    /// Actors played by a client under test, and which (`name version`).
+    pub clients: std::collections::BTreeMap<String, String>,
+    /// Each such client's log (its events and its driver's stderr).
+    pub client_logs: std::collections::BTreeMap<String, String>,
 }
 
 impl Outcome {
@@ -79,17 +90,28 @@ impl Outcome {
             frames: Vec::new(),
             normalized: String::new(),
             expected_path: sc.expected_trace_path(profile),
+            clients: Default::default(),
+            client_logs: Default::default(),
         }
     }
 }
 
 /// Run options that change verdict handling.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
+pub struct RunOptions<'a> {
     /// Write the expected traces instead of comparing.
     pub accept: bool,
     /// Make the reference client break a CUSAX rule on purpose.
     pub misbehave: Option<actor::cusax::Misbehaviour>,
+    /// Actors played by clients under test: (actor name, or `all`; its client file).
+    pub clients: &'a [(String, ClientFile)],
+}
+
+impl RunOptions<'_> {
+    /// The client file that plays `actor`, if any (a binding by name wins over `all`).
+    pub fn client_for(&self, actor: &str) -> Option<&ClientFile> {
+        self.clients.iter().find(|(a, _)| a == actor).or_else(|| self.clients.iter().find(|(a, _)| a == "all")).map(|(_, c)| c)
+    }
 }
 
 fn fresh(kind: &str) -> String {
@@ -114,7 +136,7 @@ pub async fn run_scenario(
     sc: &Scenario,
     accounts: &[Account],
     set: &mut ServerSet,
-    opts: RunOptions,
+    opts: RunOptions<'_>,
     mut progress: impl FnMut(&str),
 ) -> Outcome {
     let started = Instant::now();
@@ -131,90 +153,73 @@ pub async fn run_scenario(
         sip_tls: set.endpoint(Proto::Sip, Transport::Tls),
         tls: set.pki.as_ref().map(|p| p.client.clone()),
     };
-    let mut actors: Vec<Actor> = sc
+    let taps = Taps { xmpp: ep.xmpp, sip_udp: ep.sip, sip_tcp: ep.sip_tcp, sip_tls: ep.sip_tls.filter(|_| ep.tls.is_some()) };
+    let setups: Vec<Setup> = sc.actors.iter().zip(accounts).map(|(d, a)| Setup::new(d, a.clone(), taps.clone(), set.ca_file.clone())).collect();
+    let peers: Vec<Peer> = sc
         .actors
         .iter()
         .zip(accounts)
-        .map(|(decl, account)| Actor::new(decl, account.clone(), opts.misbehave))
+        .map(|(d, a)| Peer { name: d.name.clone(), kind: d.kind, jid: format!("{}@{}", a.user, a.domain), sip: format!("sip:{}@{}", a.user, a.domain) })
         .collect();
-
     if let Err(e) = set.reset_accounts(accounts, Instant::now() + CONNECT_DEADLINE).await {
         outcome.verdict = Verdict::Error;
         outcome.message = e.to_string();
         return outcome;
     }
+    let mut bindings: Vec<Binding> = Vec::new();
+    for (decl, account) in sc.actors.iter().zip(accounts) {
+        match opts.client_for(&decl.name) {
+            None => bindings.push(Binding::Reference(Box::new(Actor::new(decl, account.clone(), opts.misbehave)))),
+            Some(file) => match Driver::start(file, &decl.name).await {
+                Ok(d) => {
+                    outcome.clients.insert(decl.name.clone(), d.label.clone());
+                    bindings.push(Binding::Driver(Box::new(d)));
+                }
+                Err(e) => {
+                    outcome.verdict = Verdict::Error;
+                    outcome.message = format!("{} could not be played: {}", decl.name, step_message(e));
+                    return outcome;
+                }
+            },
+        }
+    }
+    outcome.expected_path = expected_path(sc, &set.profile.name, &opts);
     set.set_faults(&sc.faults);
     let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
     let mut evidence = Evidence::new(set.recorder.clone(), users.clone());
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
         progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
-        let values: HashMap<String, String> = actors.iter().flat_map(|a| a.values()).collect();
-        let idx = actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
-        let actor = &mut actors[idx];
+        let mut values: HashMap<String, String> = HashMap::new();
+        for (decl, account) in sc.actors.iter().zip(accounts) {
+            values.extend(actor_values(&decl.name, account, &evidence.wire_values(&decl.name)));
+        }
+        let idx = sc.actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
+        let binding = &mut bindings[idx];
         let interp = |t: &str| crate::scenario::interpolate::interpolate(t, &values, fresh).map_err(StepError::Fail);
-        // An actor's value (`sip`, `jid`) and kind, for the high-level actions.
-        let value = |who: &str, field: &str| values[&format!("{who}.{field}")].clone();
-        let kind_of = |who: &str| sc.actors.iter().find(|a| a.name == who).map(|a| a.kind);
-        let deadline = Instant::now() + STEP_DEADLINE;
         let result = match &step.action {
-            Action::Connect => actor.connect(&ep, Instant::now() + CONNECT_DEADLINE).await,
             Action::Wait { duration } => {
                 tokio::time::sleep(*duration).await;
                 Ok(())
             }
-            Action::Register => actor.register(&ep, Instant::now() + CONNECT_DEADLINE).await,
-            Action::Unregister => actor.unregister(deadline).await,
-            Action::Message { to, text } => actor.message(value(to, "sip"), text.clone(), deadline).await,
-            // Dual to dual is a CUSAX call: the SIP URI comes from the callee's vCard. An
-            // XMPP-only callee would need Jingle (RFC 7081 §3.4), which the client lacks.
-            Action::Call { to, video } => match (actor.kind, kind_of(to)) {
-                (_, Some(ActorKind::Xmpp)) => Err(StepError::Inconclusive(format!(
-                    "{to} is XMPP-only: RFC 7081 §3.4 (CUSAX-8) asks for a Jingle call, and the reference client offers no Jingle"
-                ))),
-                (ActorKind::Dual, Some(ActorKind::Dual)) => actor.call_contact(&value(to, "jid"), deadline).await,
-                _ => actor.call(value(to, "sip"), *video).await,
-            },
-            Action::CallClaiming { to, claimed } => actor.call_claiming(&value(to, "jid"), &value(claimed, "jid"), deadline).await,
-            Action::ExpectCaller { actor: who } => actor.expect_caller(who.as_ref().map(|w| value(w, "jid")).as_deref()),
-            Action::Escalate => actor.escalate(deadline).await,
-            Action::SetPresence { show, status } => actor.set_presence(show, status).await,
-            Action::VerifyCaps { of } => actor.verify_caps(&value(of, "jid"), deadline).await,
-            // A SIP-only peer gets its messages over SIP (RFC 7081 §3.4).
-            Action::Chat { to, text } if kind_of(to) == Some(ActorKind::Sip) => actor.message(value(to, "sip"), text.clone(), deadline).await,
-            Action::Chat { to, text } => actor.chat(value(to, "jid"), value(to, "sip"), text.clone(), deadline).await,
-            Action::Answer => actor.answer(deadline).await,
-            Action::Reject { code } => actor.reject(*code, deadline).await,
-            Action::Cancel => actor.cancel(deadline).await,
-            Action::HangUp => actor.hang_up(deadline).await,
-            Action::PublishPresence { open, note } => actor.publish_presence(*open, note.clone(), deadline).await,
-            Action::RefreshPresence => actor.refresh_presence(false, deadline).await,
-            Action::WithdrawPresence => actor.refresh_presence(true, deadline).await,
-            Action::Subscribe { to } => actor.subscribe(value(to, "sip"), 3600, deadline).await,
-            Action::Unsubscribe { to } => actor.subscribe(value(to, "sip"), 0, deadline).await,
-            Action::AddContact { jid_of } => actor.add_contact(&value(jid_of, "jid"), deadline).await,
-            Action::ApproveContact { jid_of } => actor.approve_contact(&value(jid_of, "jid"), deadline).await,
-            Action::DenyContact { jid_of } => actor.deny_contact(&value(jid_of, "jid"), deadline).await,
-            Action::PreApproveContact { jid_of } => actor.pre_approve_contact(&value(jid_of, "jid"), deadline).await,
-            Action::CancelSubscription { jid_of } => actor.cancel_subscription(&value(jid_of, "jid"), deadline).await,
-            Action::ExpectProtectionWarning { warned } => actor.expect_protection_warning(*warned),
-            Action::ExpectCallCaution { warned } => actor.expect_call_caution(*warned),
-            Action::Disconnect => actor.disconnect(Instant::now() + CLOSE_DEADLINE).await,
-            Action::Send { wire, text } => match interp(text) {
-                Ok(t) => actor.send(*wire, t).await,
-                Err(e) => Err(e),
-            },
             Action::Receive { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => expect_arrival(&mut evidence, actor, *wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within).await,
                 Err(e) => Err(e),
             },
             Action::ReceiveNothing { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => expect_no_arrival(&mut evidence, actor, *wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_no_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within).await,
+                Err(e) => Err(e),
+            },
+            action => match intent_of(action, &peers, interp) {
+                Ok(intent) => {
+                    let within = if matches!(intent, Intent::Connect | Intent::Register) { CONNECT_DEADLINE } else { STEP_DEADLINE };
+                    binding.perform(&intent, &setups[idx], &ep, within).await
+                }
                 Err(e) => Err(e),
             },
         };
-        for notice in actor.take_notices() {
-            progress(&format!("{} tells its user: {notice}", actor.name));
+        for notice in binding.take_notices() {
+            progress(&format!("{} tells its user: {notice}", step.actor));
         }
         if let Err(e) = result {
             failure = Some((i, e));
@@ -222,8 +227,13 @@ pub async fn run_scenario(
         }
     }
     set.set_faults(&[]);
-    for a in &mut actors {
-        let _ = a.disconnect(Instant::now() + CLOSE_DEADLINE).await;
+    for (b, setup) in bindings.iter_mut().zip(&setups) {
+        b.finish(setup, &ep).await;
+    }
+    for (b, decl) in bindings.iter().zip(&sc.actors) {
+        if let Some(log) = b.log() {
+            outcome.client_logs.insert(decl.name.clone(), log);
+        }
     }
     let crashed = set.check_alive().err();
 
@@ -233,7 +243,7 @@ pub async fn run_scenario(
         addr_names: Vec::new(),
         ..Default::default()
     };
-    drop(actors);
+    drop(bindings);
     set.forget_clients();
     // Whose each connection is comes from the wire (the account it authenticated as), not
     // from what the client says about itself: the same evidence for every client.
@@ -279,19 +289,85 @@ pub async fn run_scenario(
     outcome
 }
 
+/// The text of a step error, whatever its verdict.
+fn step_message(e: StepError) -> String {
+    match e {
+        StepError::Fail(m) | StepError::Error(m) | StepError::Inconclusive(m) => m,
+    }
+}
+
+/// Where the expected trace of a scenario lives for the clients that play it: beside the
+/// scenario for the reference client, under the client file's `traces` folder for another.
+fn expected_path(sc: &Scenario, profile: &str, opts: &RunOptions) -> PathBuf {
+    let dir = sc.actors.iter().find_map(|a| opts.client_for(&a.name).and_then(|c| c.traces.clone()));
+    match dir {
+        Some(dir) => dir.join(format!("{}.{profile}.trace", sc.id)),
+        None => sc.expected_trace_path(profile),
+    }
+}
+
+/// An actor's values for `${…}`: from its account, and what the wire showed of it (its bound
+/// JID, the Contact it registered, its SIP leg's address), whichever client plays it.
+fn actor_values(name: &str, a: &Account, wire: &[(&'static str, String)]) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("user", a.user.clone()),
+        ("password", a.password.clone()),
+        ("domain", a.domain.clone()),
+        ("jid", format!("{}@{}", a.user, a.domain)),
+        ("sip", format!("sip:{}@{}", a.user, a.domain)),
+    ];
+    v.extend(wire.iter().cloned());
+    v.into_iter().map(|(k, val)| (format!("{name}.{k}"), val)).collect()
+}
+
+/// The intent behind a scenario action: the other actors named become peers with addresses.
+fn intent_of(action: &Action, peers: &[Peer], interp: impl Fn(&str) -> Result<String, StepError>) -> Result<Intent, StepError> {
+    let peer = |name: &str| peers.iter().find(|p| p.name == name).cloned().expect("the parser checked actor names");
+    Ok(match action {
+        Action::Connect => Intent::Connect,
+        Action::Disconnect => Intent::Disconnect,
+        Action::Register => Intent::Register,
+        Action::Unregister => Intent::Unregister,
+        Action::Message { to, text } => Intent::Message { to: peer(to), text: text.clone() },
+        Action::Call { to, video } => Intent::Call { to: peer(to), video: *video },
+        Action::CallClaiming { to, claimed } => Intent::CallClaiming { to: peer(to), claimed: peer(claimed) },
+        Action::ExpectCaller { actor } => Intent::ExpectCaller { caller: actor.as_deref().map(peer) },
+        Action::Escalate => Intent::Escalate,
+        Action::SetPresence { show, status } => Intent::SetPresence { show: show.clone(), status: status.clone() },
+        Action::VerifyCaps { of } => Intent::VerifyCaps { of: peer(of) },
+        Action::Chat { to, text } => Intent::Chat { to: peer(to), text: text.clone() },
+        Action::Answer => Intent::Answer,
+        Action::Reject { code } => Intent::Reject { code: *code },
+        Action::Cancel => Intent::Cancel,
+        Action::HangUp => Intent::HangUp,
+        Action::PublishPresence { open, note } => Intent::PublishPresence { open: *open, note: note.clone() },
+        Action::RefreshPresence => Intent::RefreshPresence,
+        Action::WithdrawPresence => Intent::WithdrawPresence,
+        Action::Subscribe { to } => Intent::Subscribe { to: peer(to) },
+        Action::Unsubscribe { to } => Intent::Unsubscribe { to: peer(to) },
+        Action::AddContact { jid_of } => Intent::AddContact { to: peer(jid_of) },
+        Action::ApproveContact { jid_of } => Intent::ApproveContact { to: peer(jid_of) },
+        Action::DenyContact { jid_of } => Intent::DenyContact { to: peer(jid_of) },
+        Action::PreApproveContact { jid_of } => Intent::PreApproveContact { to: peer(jid_of) },
+        Action::CancelSubscription { jid_of } => Intent::CancelSubscription { to: peer(jid_of) },
+        Action::ExpectCallCaution { warned } => Intent::ExpectCallCaution { warned: *warned },
+        Action::ExpectProtectionWarning { warned } => Intent::ExpectProtectionWarning { warned: *warned },
+        Action::Send { wire, text } => Intent::SendRaw { wire: *wire, text: interp(text)? },
+        Action::Wait { .. } | Action::Receive { .. } | Action::ReceiveNothing { .. } => unreachable!("the runner does these itself"),
+    })
+}
+
 /// How often a wait on the wire looks at the recorder again.
 const WIRE_POLL: Duration = Duration::from_millis(5);
 
 /// A `receives` step: wait until a tap has forwarded a matching frame to the actor, and take it.
-/// The reference client is then given the time to take the message in too, so that its next
-/// action starts from what it was sent.
-async fn expect_arrival(ev: &mut Evidence, actor: &mut Actor, wire: Wire, pattern: &str, deadline: Instant) -> Result<(), StepError> {
+async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, deadline: Instant) -> Result<(), StepError> {
     let start = Instant::now();
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     loop {
-        if let Some(f) = ev.find(&actor.name, wire, &compiled) {
+        if let Some(f) = ev.find(actor, wire, &compiled) {
             ev.take(&f);
-            let _ = actor.receive(wire, pattern, Instant::now() + CLIENT_CATCH_UP).await;
+            client.caught_up(wire, pattern).await;
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -299,28 +375,25 @@ async fn expect_arrival(ev: &mut Evidence, actor: &mut Actor, wire: Wire, patter
             return Err(StepError::Fail(format!(
                 "no matching frame within {waited:.1} s; wanted:\n  {}\n{}",
                 pattern.trim(),
-                ev.near_misses(&actor.name, wire, &compiled)
+                ev.near_misses(actor, wire, &compiled)
             )));
         }
-        actor.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
+        client.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
     }
 }
 
-/// How long the reference client may take to see what its tap already forwarded.
-const CLIENT_CATCH_UP: Duration = Duration::from_secs(1);
-
 /// A `receives nothing` step: no matching frame reaches the actor before `until` (untaken
 /// arrivals since the scenario began count too).
-async fn expect_no_arrival(ev: &mut Evidence, actor: &mut Actor, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
+async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     loop {
-        if let Some(f) = ev.find(&actor.name, wire, &compiled) {
+        if let Some(f) = ev.find(actor, wire, &compiled) {
             return Err(StepError::Fail(format!("received what must not arrive: {}", evidence::summary(&f))));
         }
         if Instant::now() >= until {
             return Ok(());
         }
-        actor.pump(until.min(Instant::now() + WIRE_POLL)).await?;
+        client.pump(until.min(Instant::now() + WIRE_POLL)).await?;
     }
 }
 
@@ -333,7 +406,7 @@ fn first_names_first(mut names: Vec<(std::net::SocketAddr, String, Proto)>) -> V
     names.into_iter().map(|(a, n, _)| (a, n)).collect()
 }
 
-fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions) {
+fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions<'_>) {
     let path = &outcome.expected_path;
     if opts.accept {
         match std::fs::write(path, &outcome.normalized) {

@@ -8,8 +8,9 @@ pub const DEFAULT_WITHIN: Duration = Duration::from_secs(5);
 /// Default window of `receives nothing`.
 pub const DEFAULT_QUIET: Duration = Duration::from_secs(1);
 
-/// How an actor is bound to the reference client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which legs an actor has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ActorKind {
     /// SIP and XMPP (CUSAX).
     Dual,
@@ -35,7 +36,8 @@ pub struct ActorDecl {
 }
 
 /// Which protocol a raw step uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Wire {
     Sip,
     Xmpp,

@@ -35,7 +35,7 @@ pub enum InfraError {
 }
 
 /// Credentials made for one actor of one scenario.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub user: String,
     pub password: String,
@@ -111,6 +111,8 @@ pub struct ServerSet {
     /// servers, the taps' certificate and the servers file's CA); None for external servers
     /// without `tls_ca`.
     pub pki: Option<Arc<crate::tls::Pki>>,
+    /// The CA certificate of `pki` as a PEM file, for clients under test to trust.
+    pub ca_file: Option<PathBuf>,
     root: Option<PathBuf>,
 }
 
@@ -182,6 +184,7 @@ impl ServerSet {
             taps: Vec::new(),
             recorder: Arc::new(Recorder::new()),
             pki: None,
+            ca_file: None,
             root: None,
         };
         // The version probe logs in over XMPP, so it needs an account like any actor.
@@ -288,7 +291,23 @@ impl ServerSet {
                 }
             }
         }
+        set.write_ca_file(&profile.name)?;
         Ok(set)
+    }
+
+    /// Write the run's CA certificate where clients under test can read it (the run's temp
+    /// directory, made for external servers too).
+    fn write_ca_file(&mut self, profile: &str) -> Result<(), InfraError> {
+        let Some(pki) = &self.pki else { return Ok(()) };
+        let err = |e: std::io::Error| InfraError::Setup { server: profile.to_string(), message: format!("writing the run's CA: {e}") };
+        if self.root.is_none() {
+            let (root, _) = run_root(profile).map_err(err)?;
+            self.root = Some(root);
+        }
+        let path = self.root.as_ref().expect("just set").join("ca.crt");
+        std::fs::write(&path, pki.ca_pem()).map_err(err)?;
+        self.ca_file = Some(path);
+        Ok(())
     }
 
     /// Before a scenario: accounts an external backend reuses get their roster, waiting

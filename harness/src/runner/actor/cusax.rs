@@ -217,7 +217,7 @@ impl Actor {
             (None, true) => Some("the SIP leg is under TLS but the XMPP leg is plain: chats are less protected than calls".into()),
             _ => None,
         };
-        self.notices.extend(self.protection_warning.clone());
+        self.notices.extend(self.protection_warning.clone().map(|t| ("protection", t)));
     }
 
     /// The last vCard-driven call came with (or, with `warned` false, without) a caution.
@@ -246,7 +246,7 @@ impl Actor {
         let (uri, video) = call_target(&tels, &reach).expect("the vCard names at least one SIP URI");
         // The reference client's user always goes ahead; the warning is what is checked.
         self.call_caution = call_caution(&uri, &self.account.domain);
-        self.notices.extend(self.call_caution.clone());
+        self.notices.extend(self.call_caution.clone().map(|t| ("caution", t)));
         let info = format!("Call-Info: <xmpp:{claimed}>;purpose=impp\r\n");
         let id = self.on_ua(move |ua, now| ua.invite_with(now, &uri, video, &info)).await?;
         self.current_call = Some(id);

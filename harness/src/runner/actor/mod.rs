@@ -1,6 +1,7 @@
 //! An actor bound to the reference client: its legs, its inboxes, and the waits on them.
 
 pub mod cusax;
+mod perform;
 mod roster;
 
 use crate::client::sip::ua::{SipEvent, SipUa, UaError};
@@ -53,7 +54,8 @@ pub struct Actor {
     /// What the XMPP leg's TLS handshake settled, once secured.
     pub xmpp_secured: Option<String>,
     /// What the client told its user and the run has not shown yet.
-    notices: Vec<String>,
+    /// What about (`protection`: RFC 7081 §7; `caution`: §5), and what it said.
+    notices: Vec<(&'static str, String)>,
     /// What the client told its user before its last vCard-driven call (RFC 7081 §5), if anything.
     pub call_caution: Option<String>,
     /// The XMPP leg asked for the roster, so the server sends it roster pushes.
@@ -399,6 +401,11 @@ impl Actor {
 
     /// What the client told its user since the last call (warnings and cautions).
     pub fn take_notices(&mut self) -> Vec<String> {
+        self.take_told().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The same, with what each was about (`protection`, `caution`).
+    pub fn take_told(&mut self) -> Vec<(&'static str, String)> {
         std::mem::take(&mut self.notices)
     }
 
