@@ -455,7 +455,7 @@ async fn run(
                     eprintln!("{d}");
                 }
             }
-            if let Err(e) = report.write_traces(&o) {
+            if let Err(e) = report.write_traces(&o).and_then(|()| report.write_client_logs(&o)) {
                 eprintln!("error: writing traces: {e}");
             }
             outcomes.push(o);

@@ -37,10 +37,13 @@ pub fn render(outcomes: &[Outcome]) -> String {
                 escape(&o.profile, true),
                 o.duration.as_secs_f64()
             ));
-            if !o.requirements.is_empty() {
+            if !o.requirements.is_empty() || !o.clients.is_empty() {
                 out.push_str("      <properties>\n");
                 for r in &o.requirements {
                     out.push_str(&format!("        <property name=\"requirement\" value=\"{}\"/>\n", escape(r, true)));
+                }
+                for (actor, client) in &o.clients {
+                    out.push_str(&format!("        <property name=\"client.{}\" value=\"{}\"/>\n", escape(actor, true), escape(client, true)));
                 }
                 out.push_str("      </properties>\n");
             }

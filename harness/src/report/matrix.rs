@@ -1,5 +1,6 @@
-//! The requirements × profiles matrix: one cell per requirement and profile, from the verdicts
-//! of the scenarios that cite the requirement.
+//! The requirements × profiles (× clients) matrix: one cell per requirement and column, from
+//! the verdicts of the scenarios that cite the requirement. A column is a profile, and the
+//! clients under test that played in it (see `Outcome::column`).
 
 use crate::catalog::Requirement;
 use crate::runner::{Outcome, Verdict};
@@ -33,7 +34,7 @@ impl Cell {
 pub fn cell(outcomes: &[Outcome], requirement: &str, profile: &str) -> Cell {
     let mine: Vec<Verdict> = outcomes
         .iter()
-        .filter(|o| o.profile == profile && o.requirements.iter().any(|r| r == requirement))
+        .filter(|o| o.column() == profile && o.requirements.iter().any(|r| r == requirement))
         .map(|o| o.verdict)
         .collect();
     if mine.is_empty() {
@@ -50,12 +51,14 @@ pub fn cell(outcomes: &[Outcome], requirement: &str, profile: &str) -> Cell {
     }
 }
 
-/// The profiles that appear in the outcomes, in first-seen order.
+/// The columns (profiles, with the clients under test) that appear in the outcomes, in
+/// first-seen order.
 pub fn profiles(outcomes: &[Outcome]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for o in outcomes {
-        if !out.contains(&o.profile) {
-            out.push(o.profile.clone());
+        let c = o.column();
+        if !out.contains(&c) {
+            out.push(c);
         }
     }
     out

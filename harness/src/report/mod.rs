@@ -89,6 +89,19 @@ impl RunReport {
         self.write_trace_pair(&base, &o.frames, &o.normalized)
     }
 
+    /// Each client under test's log for one outcome: `clients/<scenario>.<profile>.<actor>.log`.
+    pub fn write_client_logs(&self, o: &Outcome) -> std::io::Result<()> {
+        if o.client_logs.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir.join("clients");
+        std::fs::create_dir_all(&dir)?;
+        for (actor, log) in &o.client_logs {
+            std::fs::write(dir.join(format!("{}.{}.{actor}.log", o.scenario.replace('/', "."), o.profile)), log)?;
+        }
+        Ok(())
+    }
+
     /// Write `traces/<base>.raw` and `traces/<base>.trace`.
     pub fn write_trace_pair(&self, base: &str, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
         let mut raw = std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?;
@@ -126,6 +139,9 @@ impl RunReport {
                     "frames": o.frames.len(),
                     "trace": format!("{base}.trace"),
                     "raw": format!("{base}.raw"),
+                    "expected": o.expected_path,
+                    "clients": o.clients,
+                    "client_logs": o.client_logs.keys().map(|a| format!("clients/{}.{}.{a}.log", o.scenario.replace('/', "."), o.profile)).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -142,6 +158,7 @@ impl RunReport {
                 "error": count(Verdict::Error),
             },
             "servers": servers,
+            "clients": outcomes.iter().flat_map(|o| o.clients.clone()).collect::<std::collections::BTreeMap<_, _>>(),
             "requirements": matrix::to_json(catalog, outcomes),
             "results": results,
         });
@@ -157,11 +174,12 @@ pub fn summary_table(outcomes: &[Outcome], servers: &[ServerFacts]) -> String {
     let mut out = format!("\n{:<w$}  {:<pw$}  {:<12}  {:>8}\n", "scenario", "profile", "verdict", "time");
     for o in outcomes {
         out.push_str(&format!(
-            "{:<w$}  {:<pw$}  {:<12}  {:>7.2}s\n",
+            "{:<w$}  {:<pw$}  {:<12}  {:>7.2}s{}\n",
             o.scenario,
             o.profile,
             o.verdict.as_str(),
-            o.duration.as_secs_f64()
+            o.duration.as_secs_f64(),
+            if o.clients.is_empty() { String::new() } else { format!("  {}", o.column().split_once(" · ").map(|(_, c)| c).unwrap_or("")) }
         ));
     }
     let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();

@@ -178,4 +178,88 @@ mod tests {
         assert_eq!(Intent::HangUp.name(), "hang-up");
         assert!(serde_json::from_str::<Intent>(r#"{"action":"call","to":null}"#).is_err());
     }
+
+    /// One intent of every kind; the match makes a new variant fail to compile here until
+    /// it is added to the list (and so to the schema check below).
+    fn one_of_each() -> Vec<Intent> {
+        let p = Peer { name: "bob".into(), kind: ActorKind::Sip, jid: "b@d".into(), sip: "sip:b@d".into() };
+        let all = vec![
+            Intent::Connect,
+            Intent::Disconnect,
+            Intent::Register,
+            Intent::Unregister,
+            Intent::Message { to: p.clone(), text: "t".into() },
+            Intent::Chat { to: p.clone(), text: "t".into() },
+            Intent::SetPresence { show: "dnd".into(), status: "s".into() },
+            Intent::Call { to: p.clone(), video: false },
+            Intent::CallClaiming { to: p.clone(), claimed: p.clone() },
+            Intent::Escalate,
+            Intent::Answer,
+            Intent::Reject { code: 486 },
+            Intent::Cancel,
+            Intent::HangUp,
+            Intent::PublishPresence { open: true, note: "n".into() },
+            Intent::RefreshPresence,
+            Intent::WithdrawPresence,
+            Intent::Subscribe { to: p.clone() },
+            Intent::Unsubscribe { to: p.clone() },
+            Intent::AddContact { to: p.clone() },
+            Intent::ApproveContact { to: p.clone() },
+            Intent::DenyContact { to: p.clone() },
+            Intent::PreApproveContact { to: p.clone() },
+            Intent::CancelSubscription { to: p.clone() },
+            Intent::VerifyCaps { of: p.clone() },
+            Intent::ExpectCaller { caller: Some(p.clone()) },
+            Intent::ExpectCallCaution { warned: true },
+            Intent::ExpectProtectionWarning { warned: false },
+            Intent::SendRaw { wire: Wire::Sip, text: "x".into() },
+        ];
+        for i in &all {
+            match i {
+                Intent::Connect | Intent::Disconnect | Intent::Register | Intent::Unregister | Intent::Message { .. }
+                | Intent::Chat { .. } | Intent::SetPresence { .. } | Intent::Call { .. } | Intent::CallClaiming { .. }
+                | Intent::Escalate | Intent::Answer | Intent::Reject { .. } | Intent::Cancel | Intent::HangUp
+                | Intent::PublishPresence { .. } | Intent::RefreshPresence | Intent::WithdrawPresence | Intent::Subscribe { .. }
+                | Intent::Unsubscribe { .. } | Intent::AddContact { .. } | Intent::ApproveContact { .. } | Intent::DenyContact { .. }
+                | Intent::PreApproveContact { .. } | Intent::CancelSubscription { .. } | Intent::VerifyCaps { .. }
+                | Intent::ExpectCaller { .. } | Intent::ExpectCallCaution { .. } | Intent::ExpectProtectionWarning { .. }
+                | Intent::SendRaw { .. } => {}
+            }
+        }
+        all
+    }
+
+    fn schema() -> serde_json::Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/driver-protocol.schema.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn the_json_schema_lists_every_action_with_its_fields_and_every_setup_field() {
+        let schema = schema();
+        let listed = schema["$defs"]["intent"]["oneOf"].as_array().unwrap();
+        let all = one_of_each();
+        assert_eq!(listed.len(), all.len(), "one schema entry per action");
+        for i in all {
+            let v = serde_json::to_value(&i).unwrap();
+            let entry = listed.iter().find(|e| e["properties"]["action"]["const"] == v["action"]).unwrap_or_else(|| panic!("schema lacks {}", i.name()));
+            assert_eq!(keys(&entry["properties"]), keys(&v), "{}", i.name());
+        }
+        let setup = Setup::new(
+            &ActorDecl { name: "a".into(), kind: ActorKind::Dual, sip_transport: Transport::Udp, video: false, on_phone_profile: false, xmpp_tls: false },
+            Account { user: "u".into(), password: "p".into(), domain: "d".into() },
+            Taps::default(),
+            None,
+        );
+        let v = serde_json::to_value(&setup).unwrap();
+        assert_eq!(keys(&schema["$defs"]["setup"]["properties"]), keys(&v));
+        assert_eq!(keys(&schema["$defs"]["setup"]["properties"]["taps"]["properties"]), keys(&v["taps"]));
+        assert_eq!(serde_json::from_value::<Setup>(v).unwrap(), setup);
+    }
 }

@@ -75,6 +75,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The matrix column it belongs to: its profile, and the clients under test that played
+    /// in it (`prosody+kamailio · alice=baresip 1.0.0`).
+    pub fn column(&self) -> String {
+        if self.clients.is_empty() {
+            return self.profile.clone();
+        }
+        let who: Vec<String> = self.clients.iter().map(|(a, c)| format!("{a}={c}")).collect();
+        format!("{} · {}", self.profile, who.join(", "))
+    }
+
     /// A passing outcome with nothing recorded yet, to be filled in by the run.
     pub fn new(sc: &Scenario, profile: &str) -> Outcome {
         Outcome {
