@@ -121,6 +121,8 @@ mod tests {
             expected_path: "x".into(),
             clients: Default::default(),
             client_logs: Default::default(),
+            trace_owner: None,
+            trace_compared: true,
         }
     }
 

@@ -140,6 +140,7 @@ impl RunReport {
                     "trace": format!("{base}.trace"),
                     "raw": format!("{base}.raw"),
                     "expected": o.expected_path,
+                    "trace_compared": o.trace_compared && o.verdict == Verdict::Pass || o.diff.is_some(),
                     "clients": o.clients,
                     "client_logs": o.client_logs.keys().map(|a| format!("clients/{}.{}.{a}.log", o.scenario.replace('/', "."), o.profile)).collect::<Vec<_>>(),
                 })
