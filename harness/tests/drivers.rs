@@ -45,6 +45,101 @@ fn the_default_suite_passes_with_every_actor_played_through_the_reference_adapte
     assert!(junit.contains(&format!("name=\"client.alice\" value=\"{version}\"")), "junit names the clients");
 }
 
+/// The interfaces other than loopback, for a capture that must stay empty.
+fn outside_interfaces() -> Vec<String> {
+    let out = std::process::Command::new("ip").args(["-o", "link"]).output().expect("ip -o link");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n != "lo")
+        .collect()
+}
+
+/// What a client looking things up on its own would send: DNS, mDNS, SSDP (UPnP), NAT-PMP,
+/// STUN/TURN, SIP and XMPP on their well-known ports. Only these are captured off loopback, so
+/// that the machine's own unrelated traffic cannot make the test flaky.
+const LOOKUPS: &str = "port 53 or port 5353 or port 1900 or port 5351 or port 3478 or port 5349 or port 5060 or port 5061 or port 5222 or port 5269";
+
+/// tshark on every interface but loopback, for the duration of `f`; the packets it saw.
+fn captured_outside<T>(dir: &std::path::Path, f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let pcap = dir.join("outside.pcapng");
+    let mut args: Vec<String> = Vec::new();
+    for i in outside_interfaces() {
+        args.extend(["-i".to_string(), i]);
+    }
+    args.extend(["-f".into(), LOOKUPS.into(), "-w".into(), pcap.display().to_string(), "-q".into()]);
+    let mut tshark = std::process::Command::new("tshark")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tshark");
+    let mut err = tshark.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+        let mut b = [0u8; 512];
+        let n = std::io::Read::read(&mut err, &mut b).unwrap_or(0);
+        assert!(n > 0 && started.elapsed() < Duration::from_secs(20), "tshark did not start: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&b[..n]);
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let out = f();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { kill(tshark.id() as i32, 2) };
+    let _ = tshark.wait();
+    let read = std::process::Command::new("tshark").args(["-r", pcap.to_str().unwrap()]).output().expect("tshark -r");
+    (out, String::from_utf8_lossy(&read.stdout).lines().map(str::to_string).collect())
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+    fn geteuid() -> u32;
+}
+
+/// baresip and tshark are there, and we are root; outside CI their absence skips.
+fn baresip_ready() -> bool {
+    let ok = sixpac::servers::process::binary_exists("baresip") && sixpac::servers::process::binary_exists("tshark") && unsafe { geteuid() } == 0;
+    assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but baresip, tshark or root is missing; .ci/run installs them");
+    if !ok {
+        eprintln!("SKIP: baresip, tshark or root missing");
+    }
+    ok
+}
+
+#[test]
+fn baresip_as_caller_and_as_callee_passes_call_answered_and_sends_nothing_off_loopback() {
+    let Some(_serial) = servers_ready() else { return };
+    if !baresip_ready() {
+        return;
+    }
+    let dir = scratch("baresip");
+    let ((), outside) = captured_outside(&dir, || {
+        for actor in ["alice", "bob"] {
+            let reports = dir.join(actor);
+            let out = sixpac(&[
+                "run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "sip/call-answered",
+                "--client", &format!("{actor}=adapters/baresip/client.yaml"), "--report-dir", reports.to_str().unwrap(),
+            ]);
+            assert_eq!(out.status.code(), Some(0), "{actor}=baresip: {}", text(&out));
+            let s = summary(&reports);
+            let r = &s["results"][0];
+            assert_eq!(r["verdict"], "pass", "{r}");
+            assert!(r["clients"][actor].as_str().unwrap().starts_with("baresip "), "{r}");
+            // The caller's ACK and BYE follow the Record-Route, which names the tap.
+            let raw = std::fs::read(reports.join("latest/traces/sip.call-answered.prosody+kamailio.raw")).unwrap();
+            let raw = String::from_utf8_lossy(&raw);
+            assert!(raw.contains("User-Agent: baresip"), "baresip's own messages are recorded");
+            for method in ["ACK", "BYE"] {
+                assert!(raw.lines().any(|l| l.starts_with(&format!("{method} sip:"))), "{actor}=baresip: no {method} in the raw trace");
+            }
+        }
+    });
+    assert!(outside.is_empty(), "packets off loopback during the baresip runs:\n{}", outside.join("\n"));
+}
+
 /// Processes whose command line mentions `needle`, other than this test's own.
 fn procs_mentioning(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();
