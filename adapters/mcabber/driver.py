@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""sixpac driver for mcabber (Debian's mcabber 1.1), a console XMPP client.
+
+Speaks sixpac's driver protocol (docs/driver-protocol.md) and plays one XMPP actor with one
+mcabber process: commands go in through mcabber's FIFO module, what mcabber reports comes back
+through its `events_command` hook and its trace log. mcabber is a curses program, so it runs
+on a pseudo-terminal of its own, whose screen output is thrown away.
+
+It connects to the tap only (`server 127.0.0.1`, the tap's port), negotiates STARTTLS when the
+actor asks for it, and trusts only the run's CA (`ssl_ca`). Its stderr carries mcabber's
+trace log, as the client's log.
+"""
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CAN = ["connect", "disconnect", "chat", "set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact", "cancel-subscription"]
+STEP = 10.0
+# sixpac's show values -> mcabber's /status words.
+SHOW = {"available": "online", "away": "away", "chat": "free", "dnd": "dnd", "xa": "notavail"}
+
+
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def version():
+    out = subprocess.run(["mcabber", "-V"], capture_output=True, text=True, timeout=5)
+    words = (out.stdout + out.stderr).split()
+    return next((w for w in words if w[:1].isdigit()), "unknown")
+
+
+class Failed(Exception):
+    def __init__(self, verdict, reason):
+        super().__init__(reason)
+        self.verdict = verdict
+
+
+class Mcabber:
+    def __init__(self, setup):
+        acc = setup["account"]
+        tap = setup["taps"]["xmpp"]
+        if not tap:
+            raise Failed("inconclusive", "no XMPP tap")
+        host, port = tap.rsplit(":", 1)
+        self.dir = tempfile.mkdtemp(prefix="sixpac-mcabber-")
+        self.fifo = os.path.join(self.dir, "fifo")
+        self.trace = os.path.join(self.dir, "trace")
+        self.events = os.path.join(self.dir, "events")
+        hook = os.path.join(self.dir, "event.sh")
+        with open(hook, "w") as f:
+            f.write(f"#!/bin/sh\necho \"$*\" >> {self.events}\n")
+        os.chmod(hook, 0o700)
+        tls = setup["xmpp_tls"]
+        lines = [
+            f"set jid = {acc['user']}@{acc['domain']}",
+            f"set password = {acc['password']}",
+            f"set server = {host}",
+            f"set port = {port}",
+            "set resource = mcabber",
+            "set disable_random_resource = 1",
+            f"set tls = {1 if tls else 0}",
+        ]
+        # mcabber (loudmouth) takes up STARTTLS whenever it is offered, even with tls = 0, so
+        # it always gets the run's CA to check the tap's certificate against.
+        if setup.get("ca_file"):
+            lines += ["set ssl_verify = 1", f"set ssl_ca = {setup['ca_file']}"]
+        lines += [
+            f"set fifo_name = {self.fifo}",
+            f"set events_command = {hook}",
+            "set event_log_files = 0",
+            f"set tracelog_file = {self.trace}",
+            "set tracelog_level = 2",
+            "set logging = 0",
+            "module load fifo",
+        ]
+        rc = os.path.join(self.dir, "mcabberrc")
+        with open(rc, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(rc, 0o600)
+        master, slave = pty.openpty()
+        env = dict(os.environ, HOME=self.dir, TERM="xterm")
+        self.proc = subprocess.Popen(["mcabber", "-f", rc], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        threading.Thread(target=self._drain, args=(master,), daemon=True).start()
+        self.trace_pos = 0
+        self.events_pos = 0
+
+    @staticmethod
+    def _drain(fd):
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def _new(self, path, attr):
+        """Lines appended to a file since the last look."""
+        try:
+            with open(path, errors="replace") as f:
+                f.seek(getattr(self, attr))
+                text = f.read()
+                setattr(self, attr, f.tell())
+        except FileNotFoundError:
+            return []
+        return text.splitlines()
+
+    def pump(self):
+        """Pass mcabber's trace to stderr and its events to sixpac; the new trace lines."""
+        lines = self._new(self.trace, "trace_pos")
+        for l in lines:
+            print(l, file=sys.stderr, flush=True)
+        for e in self._new(self.events, "events_pos"):
+            words = e.split()
+            name = {"MSG": "message", "STATUS": "presence"}.get(words[0] if words else "", (words[0] if words else "").lower())
+            send({"type": "event", "event": name, "text": e, "details": {}})
+        return lines
+
+    def wait_trace(self, needle, within=STEP):
+        until = time.time() + within
+        while time.time() < until:
+            for l in self.pump():
+                if needle in l:
+                    return l
+            if self.proc.poll() is not None:
+                raise Failed("error", f"mcabber exited ({self.proc.returncode})")
+            time.sleep(0.02)
+        return None
+
+    def command(self, text):
+        until = time.time() + STEP
+        while not os.path.exists(self.fifo):
+            if time.time() > until or self.proc.poll() is not None:
+                raise Failed("error", "mcabber's FIFO never appeared")
+            time.sleep(0.02)
+        with open(self.fifo, "w") as f:
+            f.write(text + "\n")
+        if not self.wait_trace("Executing FIFO command: " + text.split("\n")[0][:40]):
+            raise Failed("error", f"mcabber did not take `{text}`")
+
+    def stop(self):
+        try:
+            if self.proc.poll() is None:
+                self.command("/quit")
+                self.proc.wait(timeout=3)
+        except Exception:
+            self.proc.kill()
+        self.pump()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main():
+    hello = json.loads(sys.stdin.readline())
+    send({"type": "hello", "protocol": hello["protocol"], "name": "mcabber", "version": version(), "can": CAN})
+    client = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        if msg["type"] == "bye":
+            break
+        cid, setup, intent = msg["id"], msg["setup"], msg["intent"]
+        action = intent["action"]
+        try:
+            if action == "connect":
+                if setup["kind"] != "xmpp":
+                    raise Failed("inconclusive", f"mcabber is XMPP-only; actor {setup['actor']} is {setup['kind']}")
+                if client is None:
+                    client = Mcabber(setup)
+                    if not client.wait_trace("Connection established."):
+                        raise Failed("fail", "mcabber did not log in within the deadline")
+                    # Initial presence goes out right after the roster.
+                    client.wait_trace("Your status has been set", within=2)
+            elif client is None:
+                raise Failed("error", f"`{action}` before connect")
+            elif action == "disconnect":
+                client.stop()
+                client = None
+            elif action == "chat":
+                client.command(f"/say_to -q {intent['to']['jid']} {intent['text']}")
+            elif action == "set-presence":
+                client.command(f"/status {SHOW.get(intent['show'], 'online')} {intent['status']}".rstrip())
+            elif action == "add-contact":
+                client.command(f"/add {intent['to']['jid']}")
+            elif action in ("approve-contact", "pre-approve-contact"):
+                # `allow` sends `subscribed` whether or not the contact asked (RFC 6121 §3.4).
+                client.command(f"/authorization allow {intent['to']['jid']}")
+            elif action == "deny-contact":
+                client.command(f"/authorization cancel {intent['to']['jid']}")
+            elif action == "cancel-subscription":
+                client.command(f"/authorization request_unsubscribe {intent['to']['jid']}")
+            else:
+                raise Failed("inconclusive", f"mcabber driver cannot {action}")
+            if client is not None:
+                client.pump()
+            send({"type": "done", "id": cid})
+        except Failed as e:
+            send({"type": "failed", "id": cid, "verdict": e.verdict, "reason": str(e)})
+        except Exception as e:
+            print(f"mcabber-driver: {action}: {e!r}", file=sys.stderr, flush=True)
+            send({"type": "failed", "id": cid, "verdict": "error", "reason": f"mcabber driver: {e!r}"})
+    if client is not None:
+        client.stop()
+
+
+if __name__ == "__main__":
+    main()
