@@ -36,6 +36,8 @@ pub struct ClientFile {
     /// Where this client's expected traces live; none: beside the scenarios (the reference
     /// client's own).
     pub traces: Option<PathBuf>,
+    /// The client file's folder, where the driver runs.
+    pub dir: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -57,12 +59,15 @@ impl ClientFile {
         if y.command.is_empty() {
             return Err(format!("client file {}: `command` is empty", path.display()));
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
+        // Absolute, because the driver runs in this folder (its own relative paths work there).
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dir.canonicalize().map_err(|e| format!("client file {}: its folder: {e}", path.display()))?;
+        let dir = dir.as_path();
         let mut command = y.command;
         if command[0].contains('/') && Path::new(&command[0]).is_relative() {
             command[0] = dir.join(&command[0]).display().to_string();
         }
-        Ok(ClientFile { path: path.to_path_buf(), name: y.name, command, env: y.env, traces: y.traces.map(|t| dir.join(t)) })
+        Ok(ClientFile { path: path.to_path_buf(), name: y.name, command, env: y.env, traces: y.traces.map(|t| dir.join(t)), dir: dir.to_path_buf() })
     }
 }
 
@@ -150,6 +155,7 @@ impl Driver {
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&file.command[1..])
             .envs(&file.env)
+            .current_dir(&file.dir)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
