@@ -99,45 +99,73 @@ extern "C" {
     fn geteuid() -> u32;
 }
 
-/// baresip and tshark are there, and we are root; outside CI their absence skips.
-fn baresip_ready() -> bool {
-    let ok = sixpac::servers::process::binary_exists("baresip") && sixpac::servers::process::binary_exists("tshark") && unsafe { geteuid() } == 0;
-    assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but baresip, tshark or root is missing; .ci/run installs them");
+/// The third-party clients and tshark are there, and we are root; outside CI their absence
+/// skips.
+fn adapters_ready() -> bool {
+    let bins = ["baresip", "mcabber", "tshark"];
+    let ok = bins.iter().all(|b| sixpac::servers::process::binary_exists(b)) && unsafe { geteuid() } == 0;
+    assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but one of {bins:?} or root is missing; .ci/run installs them");
     if !ok {
-        eprintln!("SKIP: baresip, tshark or root missing");
+        eprintln!("SKIP: one of {bins:?} or root missing");
     }
     ok
 }
 
+/// Run `scenario` on the default profile with `bindings`; the exit code and summary.json.
+fn run_with(dir: &std::path::Path, name: &str, scenario: &str, bindings: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let reports = dir.join(name);
+    let mut args = vec!["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", scenario, "--report-dir", reports.to_str().unwrap()];
+    for b in bindings {
+        args.extend(["--client", b]);
+    }
+    let out = sixpac(&args);
+    (out.status.code(), summary(&reports), text(&out))
+}
+
 #[test]
-fn baresip_as_caller_and_as_callee_passes_call_answered_and_sends_nothing_off_loopback() {
+fn third_party_clients_play_their_scenarios_and_send_nothing_off_loopback() {
     let Some(_serial) = servers_ready() else { return };
-    if !baresip_ready() {
+    if !adapters_ready() {
         return;
     }
-    let dir = scratch("baresip");
+    let dir = scratch("adapters");
     let ((), outside) = captured_outside(&dir, || {
+        // baresip as caller and as callee: its ACK and BYE follow the Record-Route (the tap).
         for actor in ["alice", "bob"] {
-            let reports = dir.join(actor);
-            let out = sixpac(&[
-                "run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "sip/call-answered",
-                "--client", &format!("{actor}=adapters/baresip/client.yaml"), "--report-dir", reports.to_str().unwrap(),
-            ]);
-            assert_eq!(out.status.code(), Some(0), "{actor}=baresip: {}", text(&out));
-            let s = summary(&reports);
+            let (code, s, out) = run_with(&dir, &format!("baresip-{actor}"), "sip/call-answered", &[&format!("{actor}=adapters/baresip/client.yaml")]);
+            assert_eq!(code, Some(0), "{actor}=baresip: {out}");
             let r = &s["results"][0];
             assert_eq!(r["verdict"], "pass", "{r}");
             assert!(r["clients"][actor].as_str().unwrap().starts_with("baresip "), "{r}");
-            // The caller's ACK and BYE follow the Record-Route, which names the tap.
-            let raw = std::fs::read(reports.join("latest/traces/sip.call-answered.prosody+kamailio.raw")).unwrap();
+            let raw = std::fs::read(dir.join(format!("baresip-{actor}/latest/traces/sip.call-answered.prosody+kamailio.raw"))).unwrap();
             let raw = String::from_utf8_lossy(&raw);
             assert!(raw.contains("User-Agent: baresip"), "baresip's own messages are recorded");
             for method in ["ACK", "BYE"] {
                 assert!(raw.lines().any(|l| l.starts_with(&format!("{method} sip:"))), "{actor}=baresip: no {method} in the raw trace");
             }
         }
+        // mcabber, an XMPP-only client, on both sides of a subscription.
+        for actor in ["alice", "bob"] {
+            let (code, s, out) = run_with(&dir, &format!("mcabber-{actor}"), "xmpp/subscriptions", &[&format!("{actor}=adapters/mcabber/client.yaml")]);
+            assert_eq!(code, Some(0), "{actor}=mcabber: {out}");
+            assert_eq!(s["results"][0]["verdict"], "pass", "{}", s["results"][0]);
+        }
+        // baresip + mcabber as one dual-stack client: it passes what it can do, and fails
+        // RFC 7081 where a pair of unrelated clients falls short, with the wire as evidence.
+        let composite = |id: &str| {
+            let (code, s, out) = run_with(&dir, &format!("composite-{}", id.replace('/', "-")), id, &["alice=adapters/baresip+mcabber/client.yaml"]);
+            (code, s["results"][0].clone(), out)
+        };
+        let (code, r, out) = composite("cusax/sip-only-peer");
+        assert_eq!((code, r["verdict"].as_str()), (Some(0), Some("pass")), "{out}");
+        let (code, r, out) = composite("cusax/vcard-call");
+        assert_eq!((code, r["verdict"].as_str()), (Some(1), Some("fail")), "{out}");
+        assert!(r["message"].as_str().unwrap().contains("no Call-Info header"), "{r}");
+        let (code, r, out) = composite("cusax/advertising");
+        assert_eq!((code, r["verdict"].as_str()), (Some(0), Some("inconclusive")), "{out}");
+        assert!(r["message"].as_str().unwrap().contains("cannot `send-raw`"), "{r}");
     });
-    assert!(outside.is_empty(), "packets off loopback during the baresip runs:\n{}", outside.join("\n"));
+    assert!(outside.is_empty(), "packets off loopback during the adapter runs:\n{}", outside.join("\n"));
 }
 
 /// Processes whose command line mentions `needle`, other than this test's own.
