@@ -78,6 +78,11 @@ enum Cmd {
         /// all=CLIENT-FILE for every actor. Repeatable; other actors stay the reference client.
         #[arg(long = "client", value_name = "ACTOR=FILE")]
         clients: Vec<String>,
+        /// Run everything (servers, taps, clients under test) in a network namespace of its
+        /// own that holds only loopback, so that no client can reach anything else. Needs root
+        /// (CAP_SYS_ADMIN) and the process backend.
+        #[arg(long)]
+        isolate: bool,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
@@ -716,8 +721,33 @@ fn interrupted() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// `--isolate`: move this process, before any thread exists, into a new network namespace whose
+/// only interface is loopback; everything it starts inherits it.
+fn isolate() -> Result<(), String> {
+    // SAFETY: plain syscall; called while the process has one thread, so it applies to all.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("--isolate: cannot make a network namespace: {} (needs root or CAP_SYS_ADMIN)", std::io::Error::last_os_error()));
+    }
+    let up = std::process::Command::new("ip").args(["link", "set", "lo", "up"]).status();
+    match up {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("--isolate: `ip link set lo up` failed ({s})")),
+        Err(e) => Err(format!("--isolate: cannot run `ip` (apt-get install iproute2): {e}")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Run { isolate: true, backend, .. } = &cli.command {
+        if *backend != BackendChoice::Process {
+            eprintln!("error: --isolate needs --backend process (containers and external servers live in the host's network)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        if let Err(e) = isolate() {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INFRA);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -730,7 +760,7 @@ fn main() -> ExitCode {
             Ok(m) => rt.block_on(sixpac::runner::drive::serve_stdio(m)),
             Err(()) => EXIT_USAGE,
         },
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, isolate: _, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {

@@ -168,6 +168,36 @@ fn third_party_clients_play_their_scenarios_and_send_nothing_off_loopback() {
     assert!(outside.is_empty(), "packets off loopback during the adapter runs:\n{}", outside.join("\n"));
 }
 
+#[test]
+fn finch_a_dual_stack_client_logs_in_on_both_legs_and_messages_over_simple_in_its_own_network() {
+    let Some(_serial) = servers_ready() else { return };
+    let ok = ["finch", "dbus-daemon", "openssl", "/usr/bin/python3"].iter().all(|b| sixpac::servers::process::binary_exists(b))
+        && std::process::Command::new("/usr/bin/python3").args(["-c", "import dbus"]).status().is_ok_and(|s| s.success())
+        && unsafe { geteuid() } == 0;
+    assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but finch, dbus-daemon, python3-dbus, openssl or root is missing");
+    if !ok {
+        eprintln!("SKIP: finch, dbus-daemon, python3-dbus, openssl or root missing");
+        return;
+    }
+    let dir = scratch("finch");
+    // SIMPLE binds 0.0.0.0:5060: only in a network namespace of sixpac's own (--isolate).
+    for scenario in ["basics/dual-login", "sip/message-both-ways"] {
+        let reports = dir.join(scenario.replace('/', "-"));
+        let out = sixpac(&[
+            "run", "--backend", "process", "--isolate", "--profile", "prosody+kamailio", "--filter", scenario,
+            "--client", "alice=adapters/finch/client.yaml", "--report-dir", reports.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{scenario}: {}", text(&out));
+        let s = summary(&reports);
+        assert_eq!(s["results"][0]["verdict"], "pass", "{}", s["results"][0]);
+        assert!(s["results"][0]["clients"]["alice"].as_str().unwrap().starts_with("finch 2."), "{}", s["results"][0]);
+    }
+    let raw = std::fs::read(dir.join("sip-message-both-ways/latest/traces/sip.message-both-ways.prosody+kamailio.raw")).unwrap();
+    assert!(String::from_utf8_lossy(&raw).contains("User-Agent: Purple/"), "finch's SIMPLE messages are in the trace");
+    let left = procs_mentioning("finch -d");
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
 /// Processes whose command line mentions `needle`, other than this test's own.
 fn procs_mentioning(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();
