@@ -1,7 +1,9 @@
 //! sixpac: an interop test harness and conformance suite for SIP+XMPP dual-stack clients.
 
+pub mod account;
 pub mod catalog;
 pub mod client;
+pub mod ids;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -12,4 +14,5 @@ pub mod tls;
 pub mod torture;
 pub mod trace;
 pub mod xml;
+pub mod wire;
 pub mod xmpp;

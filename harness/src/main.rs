@@ -627,7 +627,7 @@ async fn start_serving(name: &str, choice: BackendChoice, fixtures: &Path, accou
     let users: Vec<Account> = (1..=accounts)
         .map(|i| Account {
             user: format!("user{i:02}"),
-            password: sixpac::client::sip::ua::token(12),
+            password: sixpac::ids::token(12),
             domain: profile.domain.clone(),
         })
         .collect();

@@ -7,7 +7,7 @@ pub mod driver;
 pub mod evidence;
 pub mod intent;
 
-use crate::client::sip::ua::{new_branch, token};
+use crate::ids::{new_branch, token};
 use crate::scenario::{Action, Scenario, Wire};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
@@ -258,6 +258,7 @@ pub async fn run_scenario(
         // The title, not the path: moving a scenario file does not change its trace.
         title: format!("{} on {}", sc.title, set.profile.name),
         addr_names: Vec::new(),
+        caps_node: Some(crate::client::xmpp::features::CAPS_NODE.to_string()),
         ..Default::default()
     };
     drop(bindings);

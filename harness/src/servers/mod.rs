@@ -34,13 +34,7 @@ pub enum InfraError {
     Account { server: String, user: String, message: String },
 }
 
-/// Credentials made for one actor of one scenario.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Account {
-    pub user: String,
-    pub password: String,
-    pub domain: String,
-}
+pub use crate::account::Account;
 
 /// How long a server may take to answer its protocol after start.
 pub const READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -135,7 +129,7 @@ impl Drop for ServerSet {
 /// A fresh private directory for one run's servers, and its run id.
 fn run_root(profile: &str) -> std::io::Result<(PathBuf, String)> {
     let safe: String = profile.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    let id = format!("{}-{}", std::process::id(), crate::client::sip::ua::token(6).to_lowercase());
+    let id = format!("{}-{}", std::process::id(), crate::ids::token(6).to_lowercase());
     let dir = std::env::temp_dir().join(format!("sixpac-{id}-{safe}"));
     std::fs::create_dir_all(&dir)?;
     Ok((dir, id))
@@ -190,7 +184,7 @@ impl ServerSet {
         // The version probe logs in over XMPP, so it needs an account like any actor.
         let probe_account = match backend {
             Backend::External(f) => f.accounts_for(1).map_err(|m| InfraError::Setup { server: profile.name.clone(), message: m })?.remove(0),
-            _ => Account { user: format!("probe_{}", crate::client::sip::ua::token(8)), password: crate::client::sip::ua::token(16), domain: profile.domain.clone() },
+            _ => Account { user: format!("probe_{}", crate::ids::token(8)), password: crate::ids::token(16), domain: profile.domain.clone() },
         };
         match backend {
             Backend::External(f) => {

@@ -164,7 +164,7 @@ pub fn prepare(
             }
         }
     }
-    let token = crate::client::sip::ua::token(12);
+    let token = crate::ids::token(12);
     let vars = [
         ("DIR", dir.display().to_string()),
         ("DOMAIN", domain.to_string()),

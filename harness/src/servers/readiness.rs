@@ -73,7 +73,7 @@ pub async fn sip_answers(addr: SocketAddr, wait: Duration) -> Option<String> {
     let attempt = async {
         let s = UdpSocket::bind("127.0.0.1:0").await.ok()?;
         let local = s.local_addr().ok()?;
-        let branch = crate::client::sip::ua::new_branch();
+        let branch = crate::ids::new_branch();
         let msg = format!(
             "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch={branch}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=p\r\nTo: <sip:{addr}>\r\n\

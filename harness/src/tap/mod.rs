@@ -121,7 +121,7 @@ async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
     }
 }
 
-/// A new client of a tap: note which upstream socket speaks for it, and name its connection.
+/// A new client of a tap: its connection's number, and which upstream socket speaks for it.
 fn register_client(
     spec: &TapSpec,
     rec: &Recorder,
@@ -130,9 +130,6 @@ fn register_client(
     upstream: std::io::Result<SocketAddr>,
 ) -> Origin {
     let upstream = upstream.ok();
-    if let Some(up) = upstream {
-        rec.alias(up, client);
-    }
     Origin { server: spec.server.clone(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
 }
 

@@ -1,54 +1,11 @@
 //! Frames and the recorder every tap writes into.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Which protocol a tap relays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Sip,
-    Xmpp,
-}
-
-impl Proto {
-    /// Lower-case name, as traces print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Sip => "sip",
-            Proto::Xmpp => "xmpp",
-        }
-    }
-}
-
-/// Which transport a tap relays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    Tcp,
-    /// TLS over TCP from the first byte (SIP over TLS, RFC 3261 §26.2).
-    Tls,
-}
-
-impl Transport {
-    /// Lower-case name, as traces print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    /// Whether it delivers in order without loss (no SIP retransmissions, RFC 3261 §17).
-    pub fn reliable(self) -> bool {
-        self != Transport::Udp
-    }
-}
+pub use crate::wire::{Proto, Transport};
 
 /// Which way a frame travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -111,8 +68,6 @@ pub struct Recorder {
     start: Instant,
     frames: Mutex<Vec<Frame>>,
     next_conn: AtomicU64,
-    /// Tap-side upstream socket -> the client it relays for (servers see these addresses).
-    aliases: Mutex<HashMap<SocketAddr, SocketAddr>>,
 }
 
 impl Default for Recorder {
@@ -128,28 +83,12 @@ impl Recorder {
             start: Instant::now(),
             frames: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),
-            aliases: Mutex::new(HashMap::new()),
         }
     }
 
     /// A fresh connection number.
     pub fn new_conn(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Note that the server will see `upstream` for traffic of `client`.
-    pub fn alias(&self, upstream: SocketAddr, client: SocketAddr) {
-        self.aliases.lock().expect("recorder lock").insert(upstream, client);
-    }
-
-    /// The client an upstream socket relays for.
-    pub fn client_of(&self, upstream: SocketAddr) -> Option<SocketAddr> {
-        self.aliases.lock().expect("recorder lock").get(&upstream).copied()
-    }
-
-    /// Every (upstream, client) pair the taps have opened.
-    pub fn aliases(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        self.aliases.lock().expect("recorder lock").iter().map(|(u, c)| (*u, *c)).collect()
     }
 
     /// Store a frame.
@@ -174,14 +113,7 @@ impl Recorder {
 
     /// Frames whose client address is one of `clients`.
     pub fn frames_for(&self, clients: &[SocketAddr]) -> Vec<Frame> {
-        self.frames_since(0, clients)
-    }
-
-    /// Frames from the `first`-th on whose client address is one of `clients`: one scenario's,
-    /// even when a client of an earlier scenario had the same address.
-    pub fn frames_since(&self, first: usize, clients: &[SocketAddr]) -> Vec<Frame> {
-        let frames = self.frames.lock().expect("recorder lock");
-        frames.iter().skip(first).filter(|f| clients.contains(&f.client)).cloned().collect()
+        self.frames.lock().expect("recorder lock").iter().filter(|f| clients.contains(&f.client)).cloned().collect()
     }
 
     /// Every frame from the `first`-th on.

@@ -19,6 +19,8 @@ pub struct NormalizeContext {
     pub addr_names: Vec<(SocketAddr, String)>,
     /// Literal text and its stable replacement (generated user names, secrets).
     pub literals: Vec<(String, String)>,
+    /// The reference client's XEP-0115 caps node: a server's caps probes of it are left out.
+    pub caps_node: Option<String>,
 }
 
 /// A normalized trace and where each frame starts in it.
@@ -375,7 +377,7 @@ struct Iq {
 }
 
 impl Iq {
-    fn of(f: &Frame) -> Option<Iq> {
+    fn of(f: &Frame, caps_node: Option<&str>) -> Option<Iq> {
         if f.proto != Proto::Xmpp || !f.bytes.starts_with(b"<iq") {
             return None;
         }
@@ -385,7 +387,7 @@ impl Iq {
             && kind == "get"
             && el.child("query").is_some_and(|q| {
                 q.ns.as_deref() == Some("http://jabber.org/protocol/disco#info")
-                    && q.attr("node").is_some_and(|n| n.starts_with(crate::client::xmpp::features::CAPS_NODE))
+                    && q.attr("node").zip(caps_node).is_some_and(|(n, ours)| n.starts_with(ours))
             })
             && el.attr("from").is_some_and(|f| !f.contains('/') || el.attr("to") == Some(f));
         Some(Iq { kind, id: el.attr("id").unwrap_or("").to_string(), caps_probe })
@@ -408,8 +410,8 @@ impl Iq {
 /// - an iq result or error follows its request directly: which of two frames crossing in
 ///   opposite directions the tap reads first is chance (a client's answer to a roster push
 ///   races the server's next stanzas).
-fn ordered(frames: Vec<&Frame>) -> Vec<&Frame> {
-    let info: Vec<Option<Iq>> = frames.iter().map(|f| Iq::of(f)).collect();
+fn ordered<'a>(frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame> {
+    let info: Vec<Option<Iq>> = frames.iter().map(|f| Iq::of(f, caps_node)).collect();
     let probes: Vec<&str> = info.iter().flatten().filter(|q| q.caps_probe).map(|q| q.id.as_str()).collect();
     let mut placed: Vec<bool> = frames
         .iter()
@@ -458,7 +460,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
     for (_, _, _, conn) in conns {
-        let mut it = ordered(frames.iter().filter(|f| f.conn == conn).collect()).into_iter().peekable();
+        let mut it = ordered(frames.iter().filter(|f| f.conn == conn).collect(), ctx.caps_node.as_deref()).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client, first.proto);
         out.push_str(&format!(
@@ -505,6 +507,7 @@ mod tests {
             actors: vec![("alice".into(), vec![(alice, Proto::Sip)])],
             addr_names: vec![(alice, "alice.sip".into())],
             literals: vec![("alice_x1".into(), "alice".into())],
+            caps_node: None,
         };
         let t = normalize(&rec.frames_for(&[alice]), &ctx).text;
         assert!(t.contains("Via: SIP/2.0/UDP {alice.sip};rport={addr-1};branch={branch-1}"), "{t}");
@@ -540,7 +543,7 @@ mod tests {
 
     #[test]
     fn caps_probes_leave_and_answers_follow_questions() {
-        let node = crate::client::xmpp::features::CAPS_NODE;
+        let node = "https://example.test/caps";
         let frames = [
             xmpp_frame(1, Direction::ToClient, "<iq type='set' id='push'><query xmlns='jabber:iq:roster'/></iq>"),
             xmpp_frame(2, Direction::ToClient, "<presence from='b@x/r'/>"),
@@ -549,7 +552,7 @@ mod tests {
             xmpp_frame(5, Direction::ToServer, "<iq type='result' id='probe' to='a@x'/>"),
             xmpp_frame(6, Direction::ToClient, &format!("<iq type='get' id='peer' from='b@x/r'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#v'/></iq>")),
         ];
-        let kept = ordered(frames.iter().collect());
+        let kept = ordered(frames.iter().collect(), Some(node));
         let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 2, 6], "the probe and its answer leave; a peer's disco#info stays");
     }

@@ -5,7 +5,7 @@ use super::ua::{SipConfig, SipEvent, SipUa, TxId, UaError};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use crate::sip::message::{keepalive_prefix_len, stream_frame_len};
-use crate::trace::frame::Transport;
+use crate::wire::Transport;
 use std::sync::Arc;
 use crate::tls::ByteStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

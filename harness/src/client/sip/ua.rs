@@ -8,6 +8,7 @@
 use super::call::{self, Call, CallState, Pending2xx, Role};
 use super::transaction::{ClientState, ClientTx, ServerState, ServerTx, TxAction};
 pub use super::transaction::{T1, T2, T4};
+use crate::ids::{new_branch, token};
 use crate::sip::digest::{self, Challenge, Credentials};
 use crate::sip::message::{header_param, same_header, split_list, SipMessage};
 use crate::sip::sdp::Session;
@@ -26,7 +27,7 @@ pub struct SipConfig {
     pub local: SocketAddr,
     pub proxy: SocketAddr,
     /// UDP, or TCP or TLS (reliable: no retransmissions, timers D/I/J/K zero).
-    pub transport: crate::trace::frame::Transport,
+    pub transport: crate::wire::Transport,
 }
 
 /// A datagram to send.
@@ -55,7 +56,40 @@ pub enum SipEvent {
     /// The call's 2xx was acknowledged (callee) or received and acknowledged (caller).
     CallConfirmed { call_id: String, sdp_problem: Option<String> },
     /// The call ended, and why.
-    CallEnded { call_id: String, reason: String },
+    CallEnded { call_id: String, reason: CallEnd },
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEnd {
+    /// We sent BYE.
+    WeHungUp,
+    /// The peer sent BYE.
+    PeerHungUp,
+    /// We answered the INVITE with this final non-2xx code (486, 603).
+    WeRejected(u16),
+    /// The caller cancelled it while it rang here.
+    CancelledByCaller,
+    /// Our INVITE got this final non-2xx response.
+    Answered(u16),
+    /// Our 2xx was never acknowledged.
+    NoAck,
+    /// Our INVITE got no final response (Timer B).
+    NoFinalResponse,
+}
+
+impl std::fmt::Display for CallEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallEnd::WeHungUp => write!(f, "we hung up"),
+            CallEnd::PeerHungUp => write!(f, "the peer hung up"),
+            CallEnd::WeRejected(code) => write!(f, "we rejected it with {code}"),
+            CallEnd::CancelledByCaller => write!(f, "cancelled by the caller"),
+            CallEnd::Answered(code) => write!(f, "answered {code}"),
+            CallEnd::NoAck => write!(f, "no ACK for our 2xx"),
+            CallEnd::NoFinalResponse => write!(f, "no final response (Timer B)"),
+        }
+    }
 }
 
 /// Why a request cannot be sent.
@@ -107,20 +141,6 @@ pub struct SipUa {
     subscriptions: Vec<Call>,
     /// Our publication's entity tag (RFC 3903), once the server has given one.
     etag: Option<String>,
-}
-
-/// A random lowercase hex token (for branches, tags, Call-IDs, nonces).
-pub fn token(len: usize) -> String {
-    let mut b = vec![0u8; len.div_ceil(2)];
-    getrandom::fill(&mut b).expect("OS random source");
-    let mut s: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    s.truncate(len);
-    s
-}
-
-/// A new RFC 3261 branch (magic cookie + random).
-pub fn new_branch() -> String {
-    format!("z9hG4bK{}", token(16))
 }
 
 /// Turn scenario text into wire bytes: CRLF line ends, Content-Length added when missing.
@@ -289,7 +309,7 @@ impl SipUa {
     /// The Contact URI this UA registers.
     pub fn contact(&self) -> String {
         let transport = match self.cfg.transport {
-            crate::trace::frame::Transport::Udp => String::new(),
+            crate::wire::Transport::Udp => String::new(),
             t => format!(";transport={}", t.name()),
         };
         format!("sip:{}@{}{transport}", self.cfg.user, self.cfg.local)
@@ -298,9 +318,9 @@ impl SipUa {
     /// The transport's name in Via.
     pub fn transport(&self) -> &'static str {
         match self.cfg.transport {
-            crate::trace::frame::Transport::Udp => "UDP",
-            crate::trace::frame::Transport::Tcp => "TCP",
-            crate::trace::frame::Transport::Tls => "TLS",
+            crate::wire::Transport::Udp => "UDP",
+            crate::wire::Transport::Tcp => "TCP",
+            crate::wire::Transport::Tls => "TLS",
         }
     }
 
@@ -420,7 +440,7 @@ impl SipUa {
 
     /// Respond to an incoming INVITE through its server transaction.
     /// `ended` says why the call ends, for a final response other than 2xx.
-    fn respond_invite(&mut self, now: Instant, call_id: &str, code: u16, reason: &str, ended: &str) -> Result<(), UaError> {
+    fn respond_invite(&mut self, now: Instant, call_id: &str, code: u16, reason: &str, ended: Option<CallEnd>) -> Result<(), UaError> {
         let success = code < 300;
         let (contact, port) = (self.contact(), self.media_port);
         let (ip, proxy) = (self.cfg.local.ip().to_string(), self.cfg.proxy);
@@ -442,7 +462,7 @@ impl SipUa {
             call.pending_2xx = Some(Pending2xx { bytes: bytes.clone(), to, next_at: now + T1, interval: T1, give_up_at: now + 64 * T1 });
         } else {
             call.state = CallState::Terminated;
-            self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: ended.into() });
+            self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: ended.unwrap_or(CallEnd::WeRejected(code)) });
         }
         let branch = inv.top_via().and_then(|v| header_param(&v, "branch")).unwrap_or_default();
         if let Some(e) = self.servers.iter_mut().find(|e| e.tx.branch == branch && e.tx.invite()) {
@@ -453,7 +473,7 @@ impl SipUa {
 
     /// Answer an incoming call with 200 and an SDP answer.
     pub fn answer(&mut self, now: Instant, call_id: &str) -> Result<(), UaError> {
-        self.respond_invite(now, call_id, 200, "OK", "")
+        self.respond_invite(now, call_id, 200, "OK", None)
     }
 
     /// Reject an incoming call: 486 Busy Here or 603 Decline (or any final code).
@@ -464,7 +484,7 @@ impl SipUa {
             480 => "Temporarily Unavailable",
             _ => "Rejected",
         };
-        self.respond_invite(now, call_id, code, reason, &format!("we rejected it with {code}"))
+        self.respond_invite(now, call_id, code, reason, Some(CallEnd::WeRejected(code)))
     }
 
     /// CANCEL our pending INVITE.
@@ -489,7 +509,7 @@ impl SipUa {
         call.state = CallState::Terminated;
         call.pending_2xx = None;
         let bytes = call.in_dialog("BYE", &via, &contact, "");
-        self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: "we hung up".into() });
+        self.events.push_back(SipEvent::CallEnded { call_id: call_id.into(), reason: CallEnd::WeHungUp });
         Ok(self.send(now, &bytes)?.expect("BYE is tracked"))
     }
 
@@ -537,7 +557,7 @@ impl SipUa {
                 // §13.3.1.4: no ACK within 64*T1 ends the dialog.
                 c.pending_2xx = None;
                 c.state = CallState::Terminated;
-                self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: "no ACK for our 2xx".into() });
+                self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: CallEnd::NoAck });
             } else if now >= p.next_at {
                 self.out.push_back(Transmit { to: p.to, bytes: p.bytes.clone() });
                 p.interval = (p.interval * 2).min(T2);
@@ -549,7 +569,7 @@ impl SipUa {
                 // A timed-out INVITE ends its call.
                 if let Some(c) = self.calls.iter_mut().find(|c| c.invite_tx == Some(e.id) && c.state == CallState::Early) {
                     c.state = CallState::Terminated;
-                    self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: "no final response (Timer B)".into() });
+                    self.events.push_back(SipEvent::CallEnded { call_id: c.call_id.clone(), reason: CallEnd::NoFinalResponse });
                 }
             }
         }
@@ -677,7 +697,7 @@ impl SipUa {
             self.events.push_back(SipEvent::CallConfirmed { call_id, sdp_problem });
         } else if code >= 300 {
             c.state = CallState::Terminated;
-            self.events.push_back(SipEvent::CallEnded { call_id, reason: format!("answered {code}") });
+            self.events.push_back(SipEvent::CallEnded { call_id, reason: CallEnd::Answered(code) });
         }
     }
 
@@ -763,7 +783,7 @@ impl SipUa {
                     let ok = call::response(&msg, 200, "OK", &tag, None, None);
                     transmit_to(&mut self.out, to, tx.respond(now, 200, ok));
                     self.servers.push(ServerEntry { tx, to });
-                    let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", "cancelled by the caller");
+                    let _ = self.respond_invite(now, &call_id, 487, "Request Terminated", Some(CallEnd::CancelledByCaller));
                     return;
                 }
             }
@@ -771,7 +791,7 @@ impl SipUa {
                 Some(c) => {
                     c.state = CallState::Terminated;
                     c.pending_2xx = None;
-                    self.events.push_back(SipEvent::CallEnded { call_id: call_id.clone(), reason: "the peer hung up".into() });
+                    self.events.push_back(SipEvent::CallEnded { call_id: call_id.clone(), reason: CallEnd::PeerHungUp });
                     (200, "OK")
                 }
                 None => (481, "Call/Transaction Does Not Exist"),
@@ -830,7 +850,7 @@ mod tests {
             domain: "example.test".into(),
             local: "127.0.0.1:5070".parse().unwrap(),
             proxy: "127.0.0.1:5060".parse().unwrap(),
-            transport: crate::trace::frame::Transport::Udp,
+            transport: crate::wire::Transport::Udp,
         })
     }
 
@@ -903,7 +923,7 @@ mod tests {
 
     fn pair() -> (SipUa, SipUa) {
         let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:5071".parse().unwrap(), "127.0.0.1:5072".parse().unwrap());
-        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy, transport: crate::trace::frame::Transport::Udp });
+        let mk = |user: &str, local, proxy| SipUa::new(SipConfig { user: user.into(), password: "pw".into(), domain: "example.test".into(), local, proxy, transport: crate::wire::Transport::Udp });
         (mk("alice", a, b), mk("bob", b, a))
     }
 
@@ -950,7 +970,7 @@ mod tests {
         a.bye(now, &call).unwrap();
         let wire = exchange(&mut a, &mut b, now);
         assert_eq!(wire, vec!["alice BYE sip:bob@127.0.0.1:5072 SIP/2.0", "bob SIP/2.0 200 OK"]);
-        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "the peer hung up")));
+        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if *reason == CallEnd::PeerHungUp)));
         assert_eq!(a.call_state(&call), Some(CallState::Terminated));
     }
 
@@ -999,8 +1019,8 @@ mod tests {
             "bob SIP/2.0 487 Request Terminated",
             "alice ACK sip:bob@example.test SIP/2.0",
         ]);
-        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "cancelled by the caller")));
-        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if reason == "answered 487")));
+        assert!(events(&mut b).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if *reason == CallEnd::CancelledByCaller)));
+        assert!(events(&mut a).iter().any(|e| matches!(e, SipEvent::CallEnded { reason, .. } if *reason == CallEnd::Answered(487))));
     }
 
     #[test]

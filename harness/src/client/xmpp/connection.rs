@@ -44,7 +44,7 @@ impl XmppConnection {
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
         let domain = cfg.domain.clone();
-        let session = XmppSession::new(cfg, &crate::client::sip::ua::token(24));
+        let session = XmppSession::new(cfg, &crate::ids::token(24));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let upgrade = tls.map(|c| (c, domain));

@@ -29,7 +29,7 @@ pub struct XmppConfig {
 
 impl XmppConfig {
     /// A plain (no STARTTLS) login of `account` with `resource`.
-    pub fn for_account(account: &crate::servers::Account, resource: &str) -> XmppConfig {
+    pub fn for_account(account: &crate::account::Account, resource: &str) -> XmppConfig {
         XmppConfig {
             user: account.user.clone(),
             domain: account.domain.clone(),

@@ -263,7 +263,7 @@ impl Actor {
         }
         let activity = match ev {
             SipEvent::CallConfirmed { .. } => "<talking><on_the_phone/></talking>",
-            SipEvent::CallEnded { reason, .. } if self.on_phone && !reason.starts_with("we rejected") => "",
+            SipEvent::CallEnded { reason, .. } if self.on_phone && !matches!(reason, crate::client::sip::ua::CallEnd::WeRejected(_)) => "",
             _ => return,
         };
         self.on_phone = !activity.is_empty();
