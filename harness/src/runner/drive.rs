@@ -71,7 +71,8 @@ pub async fn serve_stdio(misbehave: Option<super::actor::cusax::Misbehaviour>) -
                 }
                 FromDriver::Hello {
                     protocol: PROTOCOL,
-                    name: "sixpac-reference".into(),
+                    // A client that breaks a rule on purpose says so in every verdict it earns.
+                    name: if misbehave.is_some() { "sixpac-reference-misbehaving".into() } else { "sixpac-reference".into() },
                     version: env!("CARGO_PKG_VERSION").into(),
                     can: CAN.iter().map(|s| s.to_string()).collect(),
                 }
