@@ -23,17 +23,12 @@ import tempfile
 import time
 import wave
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from driverlib import Failed, event, serve  # noqa: E402
+
 CAN = ["connect", "disconnect", "register", "unregister", "message", "call", "answer", "reject", "cancel", "hang-up"]
 STEP = 10.0
 
-
-def log(*a):
-    print("baresip-driver:", *a, file=sys.stderr, flush=True)
-
-
-def send(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def free_port():
@@ -47,11 +42,6 @@ def version():
     first = (out.stdout + out.stderr).split()
     return next((w[1:] for w in first if w.startswith("v") and w[1:2].isdigit()), "unknown")
 
-
-class Failed(Exception):
-    def __init__(self, verdict, reason):
-        super().__init__(reason)
-        self.verdict = verdict
 
 
 class Baresip:
@@ -129,7 +119,7 @@ class Baresip:
 
     def _event(self, msg):
         self.events.append(msg)
-        send({"type": "event", "event": msg.get("type", "").lower().replace("_", "-"), "text": msg.get("param") or msg.get("peeruri"), "details": msg})
+        event(msg.get("type", "").lower().replace("_", "-"), msg.get("param") or msg.get("peeruri"), **msg)
 
     def command(self, name, params=""):
         self.token += 1
@@ -188,72 +178,65 @@ class Baresip:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def main():
-    hello = json.loads(sys.stdin.readline())
-    send({"type": "hello", "protocol": hello["protocol"], "name": "baresip", "version": version(), "can": CAN})
-    client = None
-    registered_at = 0
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        msg = json.loads(line)
-        if msg["type"] == "bye":
-            break
-        cid, setup, intent = msg["id"], msg["setup"], msg["intent"]
+class Driver:
+    """One actor's baresip, started at its first connect or register."""
+
+    def __init__(self):
+        self.client = None
+
+    def perform(self, setup, intent):
         action = intent["action"]
-        try:
-            if setup["kind"] != "sip" and action in ("connect", "disconnect"):
-                raise Failed("inconclusive", f"baresip is SIP-only; actor {setup['actor']} is {setup['kind']}")
-            if action in ("connect", "register"):
-                if client is None:
-                    client = Baresip(setup)
-                    client.registered()
-            elif client is None:
-                raise Failed("error", f"`{action}` before connect")
-            elif action in ("disconnect", "unregister"):
-                client.stop()
-                client = None
-            elif action == "message":
-                # baresip 1.0 messages its current contact: make the peer the only one.
-                with open(os.path.join(client.dir, "contacts"), "w") as f:
-                    f.write(f"\"{intent['to']['name']}\" <{intent['to']['sip']}>\n")
-                client.command("rmmod", "contact")
-                client.command("insmod", "contact")
-                client.command("message", intent["text"])
-            elif action == "call":
-                if intent["video"]:
-                    raise Failed("inconclusive", "the baresip driver configures no video source, so it cannot offer video")
-                client.command("dial", intent["to"]["sip"])
-            elif action in ("answer", "reject"):
-                if not client.wait_event({"CALL_INCOMING"}):
-                    raise Failed("fail", "no incoming call within the deadline")
-                if action == "answer":
-                    client.command("accept")
-                    if not client.wait_event({"CALL_ESTABLISHED"}, since=len(client.events) - 1):
-                        raise Failed("fail", "the call was not established")
-                elif intent["code"] != 486:
-                    # baresip 1.0 rejects an incoming call with 486 only.
-                    raise Failed("inconclusive", f"baresip 1.0 rejects only with 486, not {intent['code']}")
-                else:
-                    client.command("hangup")
-            elif action in ("cancel", "hang-up"):
-                mark = len(client.events)
-                client.command("hangup")
-                if not client.wait_event({"CALL_CLOSED"}, since=mark):
-                    raise Failed("fail", "the call did not end")
+        if setup["kind"] != "sip" and action in ("connect", "disconnect"):
+            raise Failed("inconclusive", f"baresip is SIP-only; actor {setup['actor']} is {setup['kind']}")
+        if action in ("connect", "register"):
+            if self.client is None:
+                self.client = Baresip(setup)
+                self.client.registered()
+            return
+        client = self.client
+        if client is None:
+            raise Failed("error", f"`{action}` before connect")
+        if action in ("disconnect", "unregister"):
+            self.stop()
+        elif action == "message":
+            # baresip 1.0 messages its current contact: make the peer the only one.
+            with open(os.path.join(client.dir, "contacts"), "w") as f:
+                f.write(f"\"{intent['to']['name']}\" <{intent['to']['sip']}>\n")
+            client.command("rmmod", "contact")
+            client.command("insmod", "contact")
+            client.command("message", intent["text"])
+        elif action == "call":
+            if intent["video"]:
+                raise Failed("inconclusive", "the baresip driver configures no video source, so it cannot offer video")
+            client.command("dial", intent["to"]["sip"])
+        elif action in ("answer", "reject"):
+            if not client.wait_event({"CALL_INCOMING"}):
+                raise Failed("fail", "no incoming call within the deadline")
+            if action == "answer":
+                client.command("accept")
+                if not client.wait_event({"CALL_ESTABLISHED"}, since=len(client.events) - 1):
+                    raise Failed("fail", "the call was not established")
+            elif intent["code"] != 486:
+                # baresip 1.0 rejects an incoming call with 486 only.
+                raise Failed("inconclusive", f"baresip 1.0 rejects only with 486, not {intent['code']}")
             else:
-                raise Failed("inconclusive", f"baresip driver cannot {action}")
-            if client is not None:
-                client.drain()
-            send({"type": "done", "id": cid})
-        except Failed as e:
-            send({"type": "failed", "id": cid, "verdict": e.verdict, "reason": str(e)})
-        except Exception as e:  # the driver's own bug: say so, as an error
-            log(f"{action}: {e!r}")
-            send({"type": "failed", "id": cid, "verdict": "error", "reason": f"baresip driver: {e!r}"})
-    if client is not None:
-        client.stop()
+                client.command("hangup")
+        elif action in ("cancel", "hang-up"):
+            mark = len(client.events)
+            client.command("hangup")
+            if not client.wait_event({"CALL_CLOSED"}, since=mark):
+                raise Failed("fail", "the call did not end")
+        else:
+            raise Failed("inconclusive", f"baresip driver cannot {action}")
+        if self.client is not None:
+            self.client.drain()
+
+    def stop(self):
+        if self.client is not None:
+            self.client.stop()
+            self.client = None
 
 
 if __name__ == "__main__":
-    main()
+    d = Driver()
+    serve("baresip", version(), CAN, d.perform, d.stop)

@@ -16,16 +16,14 @@ import subprocess
 import sys
 import threading
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from driverlib import Failed, read_hello, send, serve  # noqa: E402
+
 SIP_ACTIONS = {"register", "unregister", "message", "call", "answer", "reject", "cancel", "hang-up",
                "publish-presence", "refresh-presence", "withdraw-presence", "subscribe", "unsubscribe"}
 XMPP_ACTIONS = {"set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact",
                 "cancel-subscription", "verify-caps"}
 WAIT = 20.0
-
-
-def send(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 class Leg:
@@ -85,49 +83,44 @@ class Leg:
             self.proc.kill()
 
 
-def main():
-    sip, xmpp = Leg(sys.argv[1], "sip"), Leg(sys.argv[2], "xmpp")
-    hello = json.loads(sys.stdin.readline())
-    for leg in (sip, xmpp):
-        leg.hello(hello["protocol"], hello["actor"])
-    can = sorted((sip.can & SIP_ACTIONS) | (xmpp.can & XMPP_ACTIONS) | {"connect", "disconnect", "chat"})
-    send({"type": "hello", "protocol": hello["protocol"], "name": f"{sip.name}+{xmpp.name}", "version": f"{sip.version}+{xmpp.version}", "can": can})
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        msg = json.loads(line)
-        if msg["type"] == "bye":
-            break
-        cid, setup, intent = msg["id"], msg["setup"], msg["intent"]
-        action = intent["action"]
-        try:
-            if action == "connect":
-                steps = [(sip, intent, "sip"), (xmpp, intent, "xmpp")]
-            elif action == "disconnect":
-                steps = [(xmpp, intent, "xmpp"), (sip, intent, "sip")]
-            elif action == "chat" and intent["to"]["kind"] == "sip":
-                steps = [(sip, {"action": "message", "to": intent["to"], "text": intent["text"]}, "sip")]
-            elif action == "chat":
-                steps = [(xmpp, intent, "xmpp")]
-            elif action in SIP_ACTIONS:
-                steps = [(sip, intent, "sip")]
-            elif action in XMPP_ACTIONS:
-                steps = [(xmpp, intent, "xmpp")]
-            else:
-                steps = []
-            answer = {"type": "failed", "verdict": "inconclusive", "reason": f"the composite client cannot {action}"} if not steps else None
-            for leg, i, kind in steps:
-                answer = leg.do(setup, i, kind)
-                if answer.get("type") != "done":
-                    break
-            answer["id"] = cid
-            send(answer)
-        except Exception as e:
-            print(f"composite driver: {action}: {e!r}", file=sys.stderr, flush=True)
-            send({"type": "failed", "id": cid, "verdict": "error", "reason": f"composite driver: {e}"})
-    for leg in (xmpp, sip):
-        leg.stop()
+class Driver:
+    """Each intent to the leg it belongs to; login SIP first, logout XMPP first."""
+
+    def __init__(self, sip, xmpp):
+        self.sip, self.xmpp = sip, xmpp
+
+    def perform(self, setup, intent):
+        action, sip, xmpp = intent["action"], self.sip, self.xmpp
+        if action == "connect":
+            steps = [(sip, intent, "sip"), (xmpp, intent, "xmpp")]
+        elif action == "disconnect":
+            steps = [(xmpp, intent, "xmpp"), (sip, intent, "sip")]
+        elif action == "chat" and intent["to"]["kind"] == "sip":
+            steps = [(sip, {"action": "message", "to": intent["to"], "text": intent["text"]}, "sip")]
+        elif action == "chat":
+            steps = [(xmpp, intent, "xmpp")]
+        elif action in SIP_ACTIONS:
+            steps = [(sip, intent, "sip")]
+        elif action in XMPP_ACTIONS:
+            steps = [(xmpp, intent, "xmpp")]
+        else:
+            raise Failed("inconclusive", f"the composite client cannot {action}")
+        for leg, i, kind in steps:
+            answer = leg.do(setup, i, kind)
+            if answer.get("type") != "done":
+                raise Failed(answer.get("verdict", "error"), answer.get("reason", json.dumps(answer)))
+
+    def stop(self):
+        for leg in (self.xmpp, self.sip):
+            leg.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sip, xmpp = Leg(sys.argv[1], "sip"), Leg(sys.argv[2], "xmpp")
+    # The legs are greeted first, to learn their names and what they can do.
+    hello = read_hello()
+    for leg in (sip, xmpp):
+        leg.hello(hello["protocol"], hello["actor"])
+    can = sorted((sip.can & SIP_ACTIONS) | (xmpp.can & XMPP_ACTIONS) | {"connect", "disconnect", "chat"})
+    d = Driver(sip, xmpp)
+    serve(f"{sip.name}+{xmpp.name}", f"{sip.version}+{xmpp.version}", can, d.perform, d.stop, hello=hello)

@@ -12,7 +12,6 @@ SIMPLE binds 0.0.0.0:5060, and two instances in one network steal each other's r
 run finch only under `sixpac run --isolate` (a network namespace holding only loopback), one
 finch-played actor per run.
 """
-import json
 import os
 import pty
 import shutil
@@ -24,6 +23,9 @@ import time
 
 import dbus
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from driverlib import Failed, event, serve  # noqa: E402
+
 CAN = ["connect", "disconnect", "register", "unregister", "chat", "message", "set-presence", "add-contact"]
 STEP = 10.0
 SERVICE, PATH, IFACE = "im.pidgin.purple.PurpleService", "/im/pidgin/purple/PurpleObject", "im.pidgin.purple.PurpleInterface"
@@ -31,19 +33,6 @@ SERVICE, PATH, IFACE = "im.pidgin.purple.PurpleService", "/im/pidgin/purple/Purp
 PRIMITIVE = {"available": 2, "away": 5, "chat": 2, "dnd": 3, "xa": 6}
 
 
-def send(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def log(*a):
-    print("finch-driver:", *a, file=sys.stderr, flush=True)
-
-
-class Failed(Exception):
-    def __init__(self, verdict, reason):
-        super().__init__(reason)
-        self.verdict = verdict
 
 
 def xml_escape(s):
@@ -152,7 +141,7 @@ class Finch:
                 if time.time() > until:
                     raise Failed("fail", f"finch's {p} account did not connect within the deadline")
                 time.sleep(0.05)
-            send({"type": "event", "event": "logged-in" if p == "prpl-jabber" else "registered", "text": p, "details": {}})
+            event("logged-in" if p == "prpl-jabber" else "registered", p)
 
     def im(self, protocol, who, text):
         a = self.account(protocol)
@@ -187,54 +176,48 @@ class Finch:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def main():
-    hello = json.loads(sys.stdin.readline())
-    version = subprocess.run(["finch", "--version"], capture_output=True, text=True, timeout=5).stdout.split()
-    send({"type": "hello", "protocol": hello["protocol"], "name": "finch", "version": version[1] if len(version) > 1 else "unknown", "can": CAN})
-    client = None
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        msg = json.loads(line)
-        if msg["type"] == "bye":
-            break
-        cid, setup, intent = msg["id"], msg["setup"], msg["intent"]
+class Driver:
+    """One actor's finch, started at its connect (or register, for a SIP-only actor)."""
+
+    def __init__(self):
+        self.client = None
+
+    def perform(self, setup, intent):
         action = intent["action"]
-        try:
-            if action in ("connect", "register"):
-                if action == "register" and setup["kind"] != "sip":
-                    raise Failed("inconclusive", "finch registers its SIMPLE account only together with its XMPP one")
-                if client is not None and action == "register":
-                    raise Failed("inconclusive", "finch cannot be told to refresh its registration (libpurple refreshes on its own timer)")
-                if client is None:
-                    client = Finch(setup)
-                client.wait_connected()
-            elif client is None:
-                raise Failed("error", f"`{action}` before connect")
-            elif action in ("disconnect", "unregister"):
-                client.stop()
-                client = None
-            elif action == "chat" and intent["to"]["kind"] == "sip":
-                client.im("prpl-simple", intent["to"]["sip"], intent["text"])
-            elif action == "chat":
-                client.im("prpl-jabber", intent["to"]["jid"], intent["text"])
-            elif action == "message":
-                client.im("prpl-simple", intent["to"]["sip"], intent["text"])
-            elif action == "set-presence":
-                client.presence(intent["show"], intent["status"])
-            elif action == "add-contact":
-                client.add_buddy(intent["to"]["jid"])
-            else:
-                raise Failed("inconclusive", f"finch driver cannot {action}")
-            send({"type": "done", "id": cid})
-        except Failed as e:
-            send({"type": "failed", "id": cid, "verdict": e.verdict, "reason": str(e)})
-        except Exception as e:
-            log(f"{action}: {e!r}")
-            send({"type": "failed", "id": cid, "verdict": "error", "reason": f"finch driver: {e!r}"})
-    if client is not None:
-        client.stop()
+        if action in ("connect", "register"):
+            if action == "register" and setup["kind"] != "sip":
+                raise Failed("inconclusive", "finch registers its SIMPLE account only together with its XMPP one")
+            if self.client is not None and action == "register":
+                raise Failed("inconclusive", "finch cannot be told to refresh its registration (libpurple refreshes on its own timer)")
+            if self.client is None:
+                self.client = Finch(setup)
+            self.client.wait_connected()
+            return
+        client = self.client
+        if client is None:
+            raise Failed("error", f"`{action}` before connect")
+        if action in ("disconnect", "unregister"):
+            self.stop()
+        elif action == "chat" and intent["to"]["kind"] == "sip":
+            client.im("prpl-simple", intent["to"]["sip"], intent["text"])
+        elif action == "chat":
+            client.im("prpl-jabber", intent["to"]["jid"], intent["text"])
+        elif action == "message":
+            client.im("prpl-simple", intent["to"]["sip"], intent["text"])
+        elif action == "set-presence":
+            client.presence(intent["show"], intent["status"])
+        elif action == "add-contact":
+            client.add_buddy(intent["to"]["jid"])
+        else:
+            raise Failed("inconclusive", f"finch driver cannot {action}")
+
+    def stop(self):
+        if self.client is not None:
+            self.client.stop()
+            self.client = None
 
 
 if __name__ == "__main__":
-    main()
+    version = subprocess.run(["finch", "--version"], capture_output=True, text=True, timeout=5).stdout.split()
+    d = Driver()
+    serve("finch", version[1] if len(version) > 1 else "unknown", CAN, d.perform, d.stop)

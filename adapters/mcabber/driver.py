@@ -10,7 +10,6 @@ It connects to the tap only (`server 127.0.0.1`, the tap's port), negotiates STA
 actor asks for it, and trusts only the run's CA (`ssl_ca`). Its stderr carries mcabber's
 trace log, as the client's log.
 """
-import json
 import os
 import pty
 import shutil
@@ -20,15 +19,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from driverlib import Failed, event, serve  # noqa: E402
+
 CAN = ["connect", "disconnect", "chat", "set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact", "cancel-subscription"]
 STEP = 10.0
 # sixpac's show values -> mcabber's /status words.
 SHOW = {"available": "online", "away": "away", "chat": "free", "dnd": "dnd", "xa": "notavail"}
 
-
-def send(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def version():
@@ -36,11 +34,6 @@ def version():
     words = (out.stdout + out.stderr).split()
     return next((w for w in words if w[:1].isdigit()), "unknown")
 
-
-class Failed(Exception):
-    def __init__(self, verdict, reason):
-        super().__init__(reason)
-        self.verdict = verdict
 
 
 class Mcabber:
@@ -120,7 +113,7 @@ class Mcabber:
         for e in self._new(self.events, "events_pos"):
             words = e.split()
             name = {"MSG": "message", "STATUS": "presence"}.get(words[0] if words else "", (words[0] if words else "").lower())
-            send({"type": "event", "event": name, "text": e, "details": {}})
+            event(name, e)
         return lines
 
     def wait_trace(self, needle, within=STEP):
@@ -156,59 +149,54 @@ class Mcabber:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def main():
-    hello = json.loads(sys.stdin.readline())
-    send({"type": "hello", "protocol": hello["protocol"], "name": "mcabber", "version": version(), "can": CAN})
-    client = None
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        msg = json.loads(line)
-        if msg["type"] == "bye":
-            break
-        cid, setup, intent = msg["id"], msg["setup"], msg["intent"]
+class Driver:
+    """One actor's mcabber, started at its connect."""
+
+    def __init__(self):
+        self.client = None
+
+    def perform(self, setup, intent):
         action = intent["action"]
-        try:
-            if action == "connect":
-                if setup["kind"] != "xmpp":
-                    raise Failed("inconclusive", f"mcabber is XMPP-only; actor {setup['actor']} is {setup['kind']}")
-                if client is None:
-                    client = Mcabber(setup)
-                    if not client.wait_trace("Connection established."):
-                        raise Failed("fail", "mcabber did not log in within the deadline")
-                    # Initial presence goes out right after the roster.
-                    client.wait_trace("Your status has been set", within=2)
-            elif client is None:
-                raise Failed("error", f"`{action}` before connect")
-            elif action == "disconnect":
-                client.stop()
-                client = None
-            elif action == "chat":
-                client.command(f"/say_to -q {intent['to']['jid']} {intent['text']}")
-            elif action == "set-presence":
-                client.command(f"/status {SHOW.get(intent['show'], 'online')} {intent['status']}".rstrip())
-            elif action == "add-contact":
-                client.command(f"/add {intent['to']['jid']}")
-            elif action in ("approve-contact", "pre-approve-contact"):
-                # `allow` sends `subscribed` whether or not the contact asked (RFC 6121 §3.4).
-                client.command(f"/authorization allow {intent['to']['jid']}")
-            elif action == "deny-contact":
-                client.command(f"/authorization cancel {intent['to']['jid']}")
-            elif action == "cancel-subscription":
-                client.command(f"/authorization request_unsubscribe {intent['to']['jid']}")
-            else:
-                raise Failed("inconclusive", f"mcabber driver cannot {action}")
-            if client is not None:
-                client.pump()
-            send({"type": "done", "id": cid})
-        except Failed as e:
-            send({"type": "failed", "id": cid, "verdict": e.verdict, "reason": str(e)})
-        except Exception as e:
-            print(f"mcabber-driver: {action}: {e!r}", file=sys.stderr, flush=True)
-            send({"type": "failed", "id": cid, "verdict": "error", "reason": f"mcabber driver: {e!r}"})
-    if client is not None:
-        client.stop()
+        if action == "connect":
+            if setup["kind"] != "xmpp":
+                raise Failed("inconclusive", f"mcabber is XMPP-only; actor {setup['actor']} is {setup['kind']}")
+            if self.client is None:
+                self.client = Mcabber(setup)
+                if not self.client.wait_trace("Connection established."):
+                    raise Failed("fail", "mcabber did not log in within the deadline")
+                # Initial presence goes out right after the roster.
+                self.client.wait_trace("Your status has been set", within=2)
+            return
+        client = self.client
+        if client is None:
+            raise Failed("error", f"`{action}` before connect")
+        if action == "disconnect":
+            self.stop()
+            return
+        jid = intent.get("to", {}).get("jid") if isinstance(intent.get("to"), dict) else None
+        if action == "chat":
+            client.command(f"/say_to -q {jid} {intent['text']}")
+        elif action == "set-presence":
+            client.command(f"/status {SHOW.get(intent['show'], 'online')} {intent['status']}".rstrip())
+        elif action == "add-contact":
+            client.command(f"/add {jid}")
+        elif action in ("approve-contact", "pre-approve-contact"):
+            # `allow` sends `subscribed` whether or not the contact asked (RFC 6121 §3.4).
+            client.command(f"/authorization allow {jid}")
+        elif action == "deny-contact":
+            client.command(f"/authorization cancel {jid}")
+        elif action == "cancel-subscription":
+            client.command(f"/authorization request_unsubscribe {jid}")
+        else:
+            raise Failed("inconclusive", f"mcabber driver cannot {action}")
+        client.pump()
+
+    def stop(self):
+        if self.client is not None:
+            self.client.stop()
+            self.client = None
 
 
 if __name__ == "__main__":
-    main()
+    d = Driver()
+    serve("mcabber", version(), CAN, d.perform, d.stop)
