@@ -25,6 +25,25 @@ def event(name, text=None, **details):
     send({"type": "event", "event": name, "text": text, "details": details})
 
 
+class OneClient:
+    """A driver that plays its actor with one client process, started by the first login and
+    ended by logout or `bye`. `self.client` is that process's handle (with a `stop()`)."""
+
+    def __init__(self):
+        self.client = None
+
+    def running(self, action):
+        """The client, or an error: `action` needs it logged in."""
+        if self.client is None:
+            raise Failed("error", f"`{action}` before connect")
+        return self.client
+
+    def stop(self):
+        if self.client is not None:
+            self.client.stop()
+            self.client = None
+
+
 def read_hello():
     """sixpac's hello (for a driver that must know the actor before it answers)."""
     return json.loads(sys.stdin.readline())

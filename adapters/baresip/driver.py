@@ -24,7 +24,7 @@ import time
 import wave
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, serve  # noqa: E402
 
 CAN = ["connect", "disconnect", "register", "unregister", "message", "call", "answer", "reject", "cancel", "hang-up"]
 STEP = 10.0
@@ -178,11 +178,8 @@ class Baresip:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Driver:
+class Driver(OneClient):
     """One actor's baresip, started at its first connect or register."""
-
-    def __init__(self):
-        self.client = None
 
     def perform(self, setup, intent):
         action = intent["action"]
@@ -193,9 +190,7 @@ class Driver:
                 self.client = Baresip(setup)
                 self.client.registered()
             return
-        client = self.client
-        if client is None:
-            raise Failed("error", f"`{action}` before connect")
+        client = self.running(action)
         if action in ("disconnect", "unregister"):
             self.stop()
         elif action == "message":
@@ -231,10 +226,6 @@ class Driver:
         if self.client is not None:
             self.client.drain()
 
-    def stop(self):
-        if self.client is not None:
-            self.client.stop()
-            self.client = None
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, serve  # noqa: E402
 
 CAN = ["connect", "disconnect", "register", "unregister", "chat", "message", "set-presence", "add-contact"]
 STEP = 10.0
@@ -176,11 +176,8 @@ class Finch:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class Driver:
+class Driver(OneClient):
     """One actor's finch, started at its connect (or register, for a SIP-only actor)."""
-
-    def __init__(self):
-        self.client = None
 
     def perform(self, setup, intent):
         action = intent["action"]
@@ -193,9 +190,7 @@ class Driver:
                 self.client = Finch(setup)
             self.client.wait_connected()
             return
-        client = self.client
-        if client is None:
-            raise Failed("error", f"`{action}` before connect")
+        client = self.running(action)
         if action in ("disconnect", "unregister"):
             self.stop()
         elif action == "chat" and intent["to"]["kind"] == "sip":
@@ -211,10 +206,6 @@ class Driver:
         else:
             raise Failed("inconclusive", f"finch driver cannot {action}")
 
-    def stop(self):
-        if self.client is not None:
-            self.client.stop()
-            self.client = None
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, serve  # noqa: E402
 
 CAN = ["connect", "disconnect", "chat", "set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact", "cancel-subscription"]
 STEP = 10.0
@@ -149,11 +149,8 @@ class Mcabber:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Driver:
+class Driver(OneClient):
     """One actor's mcabber, started at its connect."""
-
-    def __init__(self):
-        self.client = None
 
     def perform(self, setup, intent):
         action = intent["action"]
@@ -167,9 +164,7 @@ class Driver:
                 # Initial presence goes out right after the roster.
                 self.client.wait_trace("Your status has been set", within=2)
             return
-        client = self.client
-        if client is None:
-            raise Failed("error", f"`{action}` before connect")
+        client = self.running(action)
         if action == "disconnect":
             self.stop()
             return
@@ -191,10 +186,6 @@ class Driver:
             raise Failed("inconclusive", f"mcabber driver cannot {action}")
         client.pump()
 
-    def stop(self):
-        if self.client is not None:
-            self.client.stop()
-            self.client = None
 
 
 if __name__ == "__main__":
