@@ -198,6 +198,34 @@ fn finch_a_dual_stack_client_logs_in_on_both_legs_and_messages_over_simple_in_it
     assert!(left.is_empty(), "left running: {left:?}");
 }
 
+#[test]
+fn what_a_client_tells_its_user_is_judged_on_its_told_user_events() {
+    let Some(_serial) = servers_ready() else { return };
+    let dir = scratch("told");
+    let run = |name: &str, file: &str| {
+        let reports = dir.join(name);
+        let out = sixpac(&[
+            "run", "--backend", "process", "--profile", "prosody+kamailio", "--scenarios", "harness/tests/scenarios/told",
+            "--client", &format!("alice={file}"), "--report-dir", reports.to_str().unwrap(),
+        ]);
+        let s = summary(&reports);
+        let verdict = |id: &str| s["results"].as_array().unwrap().iter().find(|r| r["scenario"] == id).cloned().unwrap();
+        (out.status.code(), verdict("warned"), verdict("silent"))
+    };
+    // It reports told-user: the warning it gave passes `expect`, and fails `expect no`.
+    let (code, warned, silent) = run("report", "harness/tests/drivers/tells-report.yaml");
+    assert_eq!(code, Some(1));
+    assert_eq!(warned["verdict"], "pass", "{warned}");
+    assert_eq!(silent["verdict"], "fail", "{silent}");
+    assert!(silent["message"].as_str().unwrap().contains("told its user: XMPP is encrypted, SIP is not"), "{silent}");
+    // It does not say it reports them: neither can be decided.
+    let (code, warned, silent) = run("mute", "harness/tests/drivers/tells-mute.yaml");
+    assert_eq!(code, Some(0));
+    for r in [warned, silent] {
+        assert_eq!(r["verdict"], "inconclusive", "{r}");
+    }
+}
+
 /// Processes whose command line mentions `needle`, other than this test's own.
 fn procs_mentioning(needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();

@@ -31,6 +31,9 @@ impl Binding {
         match self {
             Binding::Reference(a) => a.perform(intent, ep).await,
             Binding::Driver(d) => {
+                if let Some(verdict) = d.judge_told(intent) {
+                    return verdict;
+                }
                 let r = d.perform(intent, setup, within).await;
                 d.take_events()?;
                 r

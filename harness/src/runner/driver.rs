@@ -131,6 +131,8 @@ pub struct Driver {
     notices: Vec<String>,
     /// Every told-user event, by what it was about (`protection`, `caution`), newest last.
     pub told: Vec<(Option<String>, String)>,
+    /// Index into `told` where the last call began (cautions count from there).
+    told_at_last_call: usize,
     /// Events the driver reported, one JSON line each, for the client's log.
     events: Vec<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -213,6 +215,7 @@ impl Driver {
             next_id: 0,
             notices: Vec::new(),
             told: Vec::new(),
+            told_at_last_call: 0,
             events: Vec::new(),
             stderr: log,
             broken: None,
@@ -245,6 +248,9 @@ impl Driver {
         if !self.can(&action) {
             return Err(StepError::Inconclusive(format!("client {} cannot `{action}` (not in its driver's `can` list)", self.label)));
         }
+        if matches!(intent, Intent::Call { .. } | Intent::CallClaiming { .. } | Intent::Escalate) {
+            self.told_at_last_call = self.told.len();
+        }
         self.next_id += 1;
         let id = self.next_id;
         self.write(&ToDriver::Command { id, setup, intent }).await?;
@@ -263,6 +269,31 @@ impl Driver {
                 other => return Err(self.break_with(format!("answered `{action}` (command {id}) with {}", serde_json::to_string(&other).unwrap_or_default()))),
             }
         }
+    }
+
+    /// `expect protection warning` and `expect call caution` for a client whose driver reports
+    /// what it tells its user (`told-user` in its `can`) but does not check them itself:
+    /// judged on those events (`about`: `protection`, `caution` since the last call). None
+    /// when the intent is not such a check, or the driver checks it itself.
+    pub fn judge_told(&mut self, intent: &Intent) -> Option<Result<(), StepError>> {
+        let (about, warned) = match intent {
+            Intent::ExpectProtectionWarning { warned } => ("protection", *warned),
+            Intent::ExpectCallCaution { warned } => ("caution", *warned),
+            _ => return None,
+        };
+        if self.can(&intent.name()) || !self.can("told-user") {
+            return None;
+        }
+        if let Err(e) = self.take_events() {
+            return Some(Err(e));
+        }
+        let from = if about == "caution" { self.told_at_last_call } else { 0 };
+        let said = self.told[from.min(self.told.len())..].iter().find(|(a, _)| a.as_deref() == Some(about)).map(|(_, t)| t.clone());
+        Some(match (warned, said) {
+            (true, Some(_)) | (false, None) => Ok(()),
+            (true, None) => Err(StepError::Fail(format!("client {} told its user nothing about {about} (no told-user event)", self.label))),
+            (false, Some(t)) => Err(StepError::Fail(format!("client {} told its user: {t}", self.label))),
+        })
     }
 
     /// Take in the events the driver has written so far.

@@ -49,6 +49,20 @@ pub fn check_reference(name: &str, actors: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a reference has no value: the wire-derived ones say what the wire has not shown yet.
+fn no_value(name: &str) -> String {
+    let from_wire = match name.rsplit('.').next().unwrap_or("") {
+        "full_jid" => Some("the JID its server bound (no bind result recorded on its XMPP connection yet)"),
+        "contact" => Some("the Contact of its REGISTER (none recorded on its SIP connection yet)"),
+        "sip_addr" => Some("its SIP leg's address (nothing recorded from it yet)"),
+        _ => None,
+    };
+    match from_wire {
+        Some(what) => format!("`${{{name}}}` comes from the wire, {what}; has the actor connected?"),
+        None => format!("`${{{name}}}` has no value yet (has the actor connected?)"),
+    }
+}
+
 /// Replace references using `values` (actor.field -> value); `${new.*}` calls `fresh`.
 pub fn interpolate(
     text: &str,
@@ -64,7 +78,7 @@ pub fn interpolate(
             None => values
                 .get(&name)
                 .cloned()
-                .ok_or_else(|| format!("`${{{name}}}` has no value yet (has the actor connected?)"))?,
+                .ok_or_else(|| no_value(&name))?,
         };
         out.push_str(&value);
         last = start + name.len() + 3;
