@@ -118,6 +118,11 @@ impl Normalizer<'_> {
         };
         let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
         let mut lines = vec![self.final_pass(String::from_utf8_lossy(raw_first).trim_end())];
+        // A registrar answers each REGISTER on its own, and its To-tags mean nothing beyond the
+        // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
+        // tags collide now and then (seen once: two answers in one scenario with one tag). They
+        // are told apart by CSeq.
+        let register = msg.cseq().filter(|(_, m)| m == "REGISTER").map(|(n, _)| n);
         for h in msg.header_lines() {
             let name = msg.name_of(h).to_string();
             let value = msg.value_of(h);
@@ -127,7 +132,7 @@ impl Normalizer<'_> {
             let value = if same_header(&name, "Content-Length") && value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
                 "{body}".to_string()
             } else {
-                self.sip_value(&name, &value)
+                self.sip_value(&name, &value, register)
             };
             lines.push(format!("{name}: {}", self.final_pass(&value)));
         }
@@ -158,7 +163,7 @@ impl Normalizer<'_> {
         f.join(" ")
     }
 
-    fn sip_value(&mut self, name: &str, value: &str) -> String {
+    fn sip_value(&mut self, name: &str, value: &str, register: Option<u32>) -> String {
         let is = |n: &str| same_header(name, n);
         if is("Call-ID") {
             return self.syms.get("call-id", value);
@@ -191,7 +196,10 @@ impl Normalizer<'_> {
             // The seconds left run down while the NOTIFY is built: 3600 or 3599 by chance.
             v = self.param(&v, "expires", |_, x| if x == "0" { x.to_string() } else { "{expires}".into() });
         }
-        if is("From") || is("To") {
+        if is("To") && register.is_some() {
+            let cseq = register.unwrap_or_default();
+            v = self.param(&v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
+        } else if is("From") || is("To") {
             v = self.param(&v, "tag", |s, x| s.syms.get("tag", x));
         }
         if is("Authorization") || is("Proxy-Authorization") || is("WWW-Authenticate") || is("Proxy-Authenticate") {
@@ -555,5 +563,23 @@ mod tests {
         let kept = ordered(frames.iter().collect(), Some(node));
         let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 2, 6], "the probe and its answer leave; a peer's disco#info stays");
+    }
+
+    #[test]
+    fn registrar_to_tags_are_told_apart_by_cseq_even_when_they_collide() {
+        let answer = |cseq: u32| {
+            format!("SIP/2.0 200 OK\r\nFrom: <sip:a@d>;tag=f\r\nTo: <sip:a@d>;tag=same.4e51\r\nCall-ID: c\r\nCSeq: {cseq} REGISTER\r\nContent-Length: 0\r\n\r\n")
+        };
+        let rec = Recorder::new();
+        let o = Origin {
+            server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1,
+            client: "127.0.0.1:4000".parse().unwrap(), tap: "127.0.0.1:5060".parse().unwrap(), upstream: None,
+        };
+        for cseq in [2, 2, 4] {
+            rec.record(&o, Direction::ToClient, FrameKind::Sip, answer(cseq).into_bytes());
+        }
+        let t = normalize(&rec.frames_for(&[o.client]), &NormalizeContext::default()).text;
+        let tags: Vec<&str> = t.lines().filter(|l| l.contains("To: ")).collect();
+        assert_eq!(tags, ["    To: <sip:a@d>;tag={tag-2}", "    To: <sip:a@d>;tag={tag-2}", "    To: <sip:a@d>;tag={tag-3}"], "{t}");
     }
 }
