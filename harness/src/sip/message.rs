@@ -117,7 +117,8 @@ pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
             }
         }
     }
-    let total = blank + term + len;
+    // A declared length near usize::MAX must not wrap around: it is no frame at all.
+    let total = (blank + term).checked_add(len).ok_or_else(|| ParseError::BadContentLength(len.to_string()))?;
     Ok((buf.len() >= total).then_some(total))
 }
 
@@ -415,6 +416,18 @@ l: 0\r\n\r\n";
         assert_eq!(m.cseq(), Some((1, "REGISTER".into())));
         assert_eq!(header_param(&m.top_via().unwrap(), "branch").as_deref(), Some("z9hG4bK1"));
         assert_eq!(header_param(&m.header("f").unwrap(), "tag").as_deref(), Some("a1"));
+    }
+
+    #[test]
+    fn a_content_length_near_usize_max_is_an_error_not_an_overflow() {
+        let raw = b"INVITE sip:x SIP/2.0\r\nContent-Length: 18446744073709551615\r\n\r\nbody";
+        assert!(matches!(stream_frame_len(raw), Err(ParseError::BadContentLength(_))));
+        assert!(SipMessage::parse(raw).is_err());
+        let mut cut = crate::tap::cut::StreamCutter::new(crate::wire::Proto::Sip);
+        let frames = cut.push(raw);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(matches!(frames[0].0, crate::trace::frame::FrameKind::Unparsed(_)));
+        assert_eq!(frames[0].1, raw.to_vec(), "every byte is kept");
     }
 
     #[test]
