@@ -19,7 +19,8 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
             let p = entry?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            // Regular files only: a FIFO or device named `*.yaml` would block the read for ever.
+            } else if p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 let rel = p.strip_prefix(root).unwrap_or(&p).with_extension("");
                 out.push((p.clone(), rel.to_string_lossy().replace('\\', "/")));
             }
@@ -27,4 +28,22 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_named_like_a_scenario_is_not_read() {
+        let dir = std::env::temp_dir().join(format!("sixpac-discover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("real.yaml"), "title: x\n").unwrap();
+        let fifo = std::ffi::CString::new(dir.join("pipe.yaml").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let found = discover(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(found.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["real"]);
+    }
 }
