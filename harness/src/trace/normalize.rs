@@ -386,7 +386,9 @@ struct Iq {
 
 impl Iq {
     fn of(f: &Frame, caps_node: Option<&str>) -> Option<Iq> {
-        if f.proto != Proto::Xmpp || !f.bytes.starts_with(b"<iq") {
+        // A frame may begin with whitespace left between stanzas (a `sends xmpp: |` block).
+        let start = f.bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(f.bytes.len());
+        if f.proto != Proto::Xmpp || !f.bytes[start..].starts_with(b"<iq") {
             return None;
         }
         let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).ok()?;
@@ -563,6 +565,17 @@ mod tests {
         let kept = ordered(frames.iter().collect(), Some(node));
         let seqs: Vec<u64> = kept.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 2, 6], "the probe and its answer leave; a peer's disco#info stays");
+    }
+
+    #[test]
+    fn an_answer_that_begins_with_whitespace_still_follows_its_question() {
+        let frames = [
+            xmpp_frame(1, Direction::ToServer, "<iq type='get' id='q1'><ping xmlns='urn:xmpp:ping'/></iq>"),
+            xmpp_frame(2, Direction::ToClient, "<presence from='b@x/r'/>"),
+            xmpp_frame(3, Direction::ToClient, "\n  <iq type='result' id='q1'/>"),
+        ];
+        let seqs: Vec<u64> = ordered(frames.iter().collect(), None).iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![1, 3, 2]);
     }
 
     #[test]
