@@ -91,6 +91,35 @@ pub fn parse_xml_pattern(text: &str) -> Result<Element, String> {
     xml::parse(text.trim().as_bytes(), &xml::client_stream_scope(), false).map_err(|e| e.to_string())
 }
 
+/// What makes an XML pattern one that can never match, or match anything: an element named
+/// `{any}` (names are compared as written), a prefix no `xmlns:` binds (its namespace would be
+/// unknown and so unchecked).
+pub fn lint_xml_pattern(el: &Element) -> Result<(), String> {
+    if el.local_name().contains('{') {
+        return Err(format!("<{}>: element names are matched as written, so `{{any}}` cannot stand for one", el.name));
+    }
+    if let Some((prefix, _)) = el.name.split_once(':') {
+        if el.ns.is_none() {
+            return Err(format!("<{}>: the prefix `{prefix}` is not bound by any xmlns:{prefix}", el.name));
+        }
+    }
+    el.elements().try_for_each(lint_xml_pattern)
+}
+
+/// What makes a SIP pattern unreadable: a header line (before the blank line) with no colon,
+/// other than `!Name`, which says the header must be absent.
+pub fn lint_sip_pattern(text: &str) -> Result<(), String> {
+    let text = text.replace("\r\n", "\n");
+    let text = text.trim_start_matches('\n');
+    let head = text.split_once("\n\n").map_or(text, |(h, _)| h);
+    for line in head.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()) {
+        if !line.contains(':') && !line.starts_with('!') {
+            return Err(format!("header line {line:?} has no `Name: value` colon (write `!{line}` for an absent header)"));
+        }
+    }
+    Ok(())
+}
+
 /// A SIP pattern: start line, listed headers, optional body.
 pub fn match_sip(pattern: &str, actual: &SipMessage) -> Result<(), String> {
     let pattern = pattern.replace("\r\n", "\n");

@@ -1,7 +1,7 @@
 //! Reading scenario files: YAML with spans, then checks that name file:line:column.
 
 use super::interpolate::{check_reference, references};
-use super::matching::parse_xml_pattern;
+use super::matching::{lint_sip_pattern, lint_xml_pattern, parse_xml_pattern};
 use super::model::{Action, ActorDecl, ActorKind, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
 use crate::trace::frame::Transport;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -34,6 +34,18 @@ struct At {
     line: u64,
     column: u64,
     offset: Option<usize>,
+}
+
+/// Where a top-level key is written (its line, column 1), or the file's start.
+fn top_level_key(source: &str, key: &str) -> At {
+    let mut offset = 0;
+    for (i, line) in source.lines().enumerate() {
+        if line.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
+            return At { line: i as u64 + 1, column: 1, offset: Some(offset) };
+        }
+        offset += line.len() + 1;
+    }
+    At { line: 1, column: 1, offset: None }
 }
 
 impl At {
@@ -284,6 +296,14 @@ pub fn parse_scenario(
         ctx.error(at, msg, help)
     })?;
 
+    if raw.profiles.is_empty() {
+        // The scenario would never run, and a run of it would report nothing at all.
+        return Err(ctx.error(
+            top_level_key(source, "profiles"),
+            "`profiles` is empty: the scenario would never run",
+            Some(format!("name at least one of: {}", known_profiles.join(", "))),
+        ));
+    }
     for p in &raw.profiles {
         if !known_profiles.contains(&p.value) {
             return Err(ctx.error(
@@ -426,11 +446,12 @@ fn parse_step(
 
 fn check_pattern(ctx: &Ctx, at: At, wire: Wire, pattern: &str) -> Result<(), ScenarioError> {
     match wire {
-        Wire::Xmpp => parse_xml_pattern(pattern)
-            .map(|_| ())
-            .map_err(|e| ctx.error(at, format!("XML pattern does not parse: {e}"), None)),
+        Wire::Xmpp => {
+            let el = parse_xml_pattern(pattern).map_err(|e| ctx.error(at.clone(), format!("XML pattern does not parse: {e}"), None))?;
+            lint_xml_pattern(&el).map_err(|e| ctx.error(at, format!("XML pattern can never be judged: {e}"), None))
+        }
         Wire::Sip if pattern.trim().is_empty() => Err(ctx.error(at, "SIP pattern needs a start line", None)),
-        Wire::Sip => Ok(()),
+        Wire::Sip => lint_sip_pattern(pattern).map_err(|e| ctx.error(at, format!("SIP pattern: {e}"), None)),
     }
 }
 
@@ -440,6 +461,29 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn patterns_that_can_never_be_judged_are_refused() {
+        let step = |s: &str| format!("title: T\nprofiles: [p]\nactors:\n  alice: dual\nsteps:\n  - alice: connect\n{s}");
+        for (bad, says) in [
+            ("  - alice receives nothing: \"<{any}/>\"\n", "cannot stand for one"),
+            ("  - alice receives xmpp: <foo:message/>\n", "prefix `foo` is not bound"),
+            ("  - alice receives xmpp: <message><x:y xmlns:z='u'/></message>\n", "prefix `x` is not bound"),
+            ("  - alice receives sip: |\n      MESSAGE {any} SIP/2.0\n      Content-Type text/plain\n", "has no `Name: value` colon"),
+        ] {
+            let e = parse(&step(bad)).unwrap_err().to_string();
+            assert!((e.contains("t.yaml:7:") || e.contains("t.yaml:8:")) && e.contains(says), "{bad}: {e}");
+        }
+        assert!(parse(&step("  - alice receives sip: |\n      MESSAGE {any} SIP/2.0\n      !Contact\n")).is_ok());
+        assert!(parse(&step("  - alice receives xmpp: <p:x xmlns:p='urn:p'/>\n")).is_ok());
+    }
+
+    #[test]
+    fn an_empty_profile_list_is_refused_where_it_is_written() {
+        let src = "title: T\nactors:\n  alice: dual\nprofiles: []\nsteps:\n  - alice: connect\n";
+        let e = parse_scenario(Path::new("s.yaml"), "s", src, &["p".into()], None).unwrap_err().to_string();
+        assert!(e.contains("s.yaml:4:1") && e.contains("`profiles` is empty"), "{e}");
     }
 
     const GOOD: &str = "title: T\nprofiles: [p]\nactors:\n  alice: dual\n  bob: xmpp\nsteps:\n  - alice: connect\n  - alice sends xmpp: <message to='${bob.jid}'/>\n  - bob receives xmpp: { match: \"<message/>\", within: 2s }\n  - bob receives nothing: \"<presence/>\"\n";
