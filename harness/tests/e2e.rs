@@ -67,6 +67,33 @@ fn default_suite_passes_with_junit_and_traces() {
 }
 
 #[test]
+fn a_password_in_a_failing_pattern_is_in_no_report() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("secret");
+    let scen = root().join("harness/tests/scenarios/secret");
+    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let latest = reports.join("latest");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let message = summary["results"][0]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("<body>{password}</body>"), "{message}");
+    // The password itself: the raw trace holds the SASL exchange, which carries it.
+    let raw = std::fs::read_to_string(latest.join("traces/password-in-pattern.prosody+kamailio.raw")).unwrap();
+    let sasl = raw.split("mechanism=").nth(1).expect("a SASL auth in the raw trace");
+    assert!(!sasl.is_empty());
+    for (what, body) in [
+        ("summary.json", std::fs::read_to_string(latest.join("summary.json")).unwrap()),
+        ("junit.xml", std::fs::read_to_string(latest.join("junit.xml")).unwrap()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+    ] {
+        // Every generated password is 16 hex digits; none may appear.
+        let leaked = body.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() == 16);
+        assert!(!leaked, "{what} holds a 16-hex-digit word (a password):\n{body}");
+    }
+}
+
+#[test]
 fn a_message_that_never_comes_fails_within_its_deadline() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("negative");

@@ -300,11 +300,17 @@ pub async fn run_scenario(
             StepError::Inconclusive(m) => (Verdict::Inconclusive, m),
         };
         outcome.verdict = v;
-        outcome.message = format!("step {} `{}` ({at}): {m}", i + 1, step.label);
+        // A pattern may hold `${alice.password}`: no report may show it.
+        outcome.message = redact(&format!("step {} `{}` ({at}): {m}", i + 1, step.label), accounts);
         return outcome;
     }
     compare_with_expected(&mut outcome, opts);
     outcome
+}
+
+/// `text` with every account's password shown as `{password}`, as in the normalized trace.
+fn redact(text: &str, accounts: &[Account]) -> String {
+    accounts.iter().filter(|a| !a.password.is_empty()).fold(text.to_string(), |t, a| t.replace(&a.password, "{password}"))
 }
 
 /// The text of a step error, whatever its verdict.
@@ -467,6 +473,12 @@ fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_show_no_password() {
+        let a = Account { user: "alice_1".into(), password: "s3cr3t".into(), domain: "d".into() };
+        assert_eq!(redact("wanted <body>s3cr3t</body> from alice_1", &[a]), "wanted <body>{password}</body> from alice_1");
+    }
 
     #[test]
     fn a_sip_leg_wins_over_a_tap_or_an_xmpp_leg_on_the_same_port_number() {
