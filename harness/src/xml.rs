@@ -32,7 +32,13 @@ pub enum XmlError {
     Empty,
     #[error("unknown entity &{0};")]
     Entity(String),
+    #[error("elements nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
 }
+
+/// How deep elements may nest. Stanzas nest a few levels; a tree much deeper is an attack or a
+/// mistake, and would exhaust the stack of everything that walks it.
+pub const MAX_DEPTH: usize = 256;
 
 /// Namespace prefixes in force; the stream's own declarations seed it.
 pub type Scope = BTreeMap<String, String>;
@@ -200,6 +206,9 @@ pub fn parse(bytes: &[u8], scope: &Scope, open_only: bool) -> Result<Element, Xm
                 if open_only {
                     return Ok(el);
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
                 stack.push((el, sc));
             }
             Event::Empty(e) => {
@@ -290,6 +299,14 @@ mod tests {
         .unwrap();
         assert_eq!(e.local_name(), "stream");
         assert_eq!(e.ns.as_deref(), Some("http://etherx.jabber.org/streams"));
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_limit_is_refused_not_overflowed() {
+        let deep = |d: usize| format!("{}{}", "<a>".repeat(d), "</a>".repeat(d));
+        assert!(parse(deep(MAX_DEPTH).as_bytes(), &Scope::new(), false).is_ok());
+        assert_eq!(parse(deep(MAX_DEPTH + 1).as_bytes(), &Scope::new(), false), Err(XmlError::TooDeep));
+        assert_eq!(parse(deep(60_000).as_bytes(), &Scope::new(), false), Err(XmlError::TooDeep));
     }
 
     #[test]
