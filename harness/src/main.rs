@@ -201,10 +201,10 @@ fn load_all(paths: &Paths) -> Result<Loaded, u8> {
     let mut scenarios = Vec::new();
     let mut bad = false;
     for (path, id) in files {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match sixpac::scenario::read_utf8(&path) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                eprintln!("error: {e}");
                 bad = true;
                 continue;
             }

@@ -30,9 +30,32 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
+/// A scenario file's text; a file that is not UTF-8 is refused at the line and column of its
+/// first bad byte (`path:line:column: …`).
+pub fn read_utf8(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        let column = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
+        let byte = e.as_bytes()[good.len()];
+        format!("{}:{line}:{column}: not UTF-8 (byte 0x{byte:02x}); scenario files are UTF-8 text", path.display())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_where_its_first_bad_byte_is() {
+        let path = std::env::temp_dir().join(format!("sixpac-latin1-{}.yaml", std::process::id()));
+        std::fs::write(&path, b"title: caf\xc3\xa9\nsteps:\n  - alice: chat bob gr\xfc\xdf\n").unwrap();
+        let e = read_utf8(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.ends_with(":3:23: not UTF-8 (byte 0xfc); scenario files are UTF-8 text"), "{e}");
+    }
 
     #[test]
     fn a_fifo_named_like_a_scenario_is_not_read() {
