@@ -94,6 +94,23 @@ fn a_password_in_a_failing_pattern_is_in_no_report() {
 }
 
 #[test]
+fn a_long_tmpdir_does_not_stop_kamailio() {
+    let Some(_serial) = servers_ready() else { return };
+    // 80 characters: a Unix socket under it would pass the 107-byte limit.
+    let tmp = scratch(&format!("long-tmpdir-{}", "x".repeat(40)));
+    assert!(tmp.as_os_str().len() > 60, "{}", tmp.display());
+    let reports = scratch("long-tmpdir-reports");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "sip/register-refresh", "--report-dir", reports.to_str().unwrap()])
+        .current_dir(root())
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
 fn a_message_that_never_comes_fails_within_its_deadline() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("negative");
