@@ -123,6 +123,7 @@ impl Normalizer<'_> {
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
         // are told apart by CSeq.
         let register = msg.cseq().filter(|(_, m)| m == "REGISTER").map(|(n, _)| n);
+        let registrar_answer = register.is_some() && msg.status().is_some();
         for h in msg.header_lines() {
             let name = msg.name_of(h).to_string();
             let value = msg.value_of(h);
@@ -132,7 +133,7 @@ impl Normalizer<'_> {
             let value = if same_header(&name, "Content-Length") && value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
                 "{body}".to_string()
             } else {
-                self.sip_value(&name, &value, register)
+                self.sip_value(&name, &value, register, registrar_answer)
             };
             lines.push(format!("{name}: {}", self.final_pass(&value)));
         }
@@ -163,7 +164,7 @@ impl Normalizer<'_> {
         f.join(" ")
     }
 
-    fn sip_value(&mut self, name: &str, value: &str, register: Option<u32>) -> String {
+    fn sip_value(&mut self, name: &str, value: &str, register: Option<u32>, registrar_answer: bool) -> String {
         let is = |n: &str| same_header(name, n);
         if is("Call-ID") {
             return self.syms.get("call-id", value);
@@ -191,6 +192,15 @@ impl Normalizer<'_> {
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
             v = self.route_user(&v);
+        }
+        if registrar_answer && (is("Contact") || is("Expires")) {
+            // A registrar answers with the lifetime left (RFC 3261 §10.3): 3600 or 3599 by
+            // chance, so only a removed binding's 0 is kept as a number.
+            let left = |x: &str| if x.trim() == "0" { x.to_string() } else { "{expires}".into() };
+            if is("Expires") {
+                return left(value);
+            }
+            v = self.param(&v, "expires", |_, x| left(x));
         }
         if is("Subscription-State") {
             // The seconds left run down while the NOTIFY is built: 3600 or 3599 by chance.
@@ -576,6 +586,24 @@ mod tests {
         ];
         let seqs: Vec<u64> = ordered(frames.iter().collect(), None).iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 2]);
+    }
+
+    #[test]
+    fn a_registrars_lifetime_left_is_not_compared_but_a_removal_is() {
+        let rec = Recorder::new();
+        let o = Origin {
+            server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1,
+            client: "127.0.0.1:4000".parse().unwrap(), tap: "127.0.0.1:5060".parse().unwrap(), upstream: None,
+        };
+        let msg = |first: &str, expires: &str| {
+            format!("{first}\r\nTo: <sip:a@d>\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nContact: <sip:a@h>;expires={expires}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+        };
+        rec.record(&o, Direction::ToServer, FrameKind::Sip, msg("REGISTER sip:d SIP/2.0", "3600"));
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, msg("SIP/2.0 200 OK", "3599"));
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, msg("SIP/2.0 200 OK", "0"));
+        let t = normalize(&rec.frames_for(&[o.client]), &NormalizeContext::default()).text;
+        let contacts: Vec<&str> = t.lines().filter(|l| l.contains("Contact:")).collect();
+        assert_eq!(contacts, ["    Contact: <sip:a@h>;expires=3600", "    Contact: <sip:a@h>;expires={expires}", "    Contact: <sip:a@h>;expires=0"], "{t}");
     }
 
     #[test]
