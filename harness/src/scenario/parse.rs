@@ -36,6 +36,29 @@ struct At {
     offset: Option<usize>,
 }
 
+/// A YAML reader's message in the project's words: no type names of the reader or of sixpac's
+/// internals, and no second location (the error already starts with `file:line:column`).
+fn in_our_words(msg: &str) -> String {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    };
+    if msg.contains("untagged enum RawValue") {
+        return "a step's value must be text, or a `{ match: …, within: … }` mapping".into();
+    }
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("`{key}` is given twice");
+    }
+    if msg.starts_with("invalid u") || msg.starts_with("invalid i") {
+        return "expected a whole number (0 or more)".into();
+    }
+    if msg.contains("budget breached") {
+        return "the file is too large, or nests too deeply, to be a scenario".into();
+    }
+    msg.to_string()
+}
+
 /// Where a top-level key is written (its line, column 1), or the file's start.
 fn top_level_key(source: &str, key: &str) -> At {
     let mut offset = 0;
@@ -289,7 +312,7 @@ pub fn parse_scenario(
     let ctx = Ctx { path: &shown, source };
     let raw: RawScenario = serde_saphyr::from_str(source).map_err(|e| {
         let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
-        let msg = e.without_snippet().to_string();
+        let msg = in_our_words(&e.without_snippet().to_string());
         let help = msg.contains("unknown field").then(|| {
             "top-level keys: title, requirements, tags, needs, faults, profiles, actors, steps".to_string()
         });
@@ -461,6 +484,25 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn reader_errors_are_in_the_projects_words_with_one_location() {
+        let base = "title: T\nprofiles: [p]\nactors:\n  alice: dual\nsteps:\n  - alice: connect\n";
+        for (src, says) in [
+            (base.replace("- alice: connect", "- alice: [connect]"), "a step's value must be text"),
+            (format!("title: U\n{base}"), "`title` is given twice"),
+            (base.replace("steps:", "faults:\n  - { drop: MESSAGE, copies: many }\nsteps:"), "expected a whole number"),
+        ] {
+            let e = parse(&src).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            for internal in ["RawValue", "DuplicateKeyPolicy", "u64", "budget", " at line "] {
+                assert!(!e.contains(internal), "{internal:?} in {e}");
+            }
+        }
+        let huge = format!("{base}tags: [{}]\n", vec!["t"; 2_000_000].join(","));
+        let e = parse(&huge).unwrap_err().to_string();
+        assert!(!e.contains("budget") && !e.contains("Nodes"), "{e}");
     }
 
     #[test]
