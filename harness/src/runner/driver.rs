@@ -55,7 +55,7 @@ impl ClientFile {
     /// Read and check a client file.
     pub fn load(path: &Path) -> Result<ClientFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read client file {}: {e}", path.display()))?;
-        let y: ClientYaml = serde_saphyr::from_str(&text).map_err(|e| format!("client file {}: {e}", path.display()))?;
+        let y: ClientYaml = serde_saphyr::from_str(&text).map_err(|e| format!("client file {}", crate::servers::external::yaml_error(path, &e)))?;
         if y.command.is_empty() {
             return Err(format!("client file {}: `command` is empty", path.display()));
         }

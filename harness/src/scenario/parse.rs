@@ -38,7 +38,7 @@ struct At {
 
 /// A YAML reader's message in the project's words: no type names of the reader or of sixpac's
 /// internals, and no second location (the error already starts with `file:line:column`).
-fn in_our_words(msg: &str) -> String {
+pub(crate) fn in_our_words(msg: &str) -> String {
     let msg = match msg.rfind(" at line ") {
         Some(i) if msg[i..].contains(", column ") => &msg[..i],
         _ => msg,

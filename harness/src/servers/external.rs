@@ -7,6 +7,12 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// A YAML error in a servers or client file, as `path:line:column: message` in our words.
+pub fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> String {
+    let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+    format!("{}{at}: {}", path.display(), crate::scenario::parse::in_our_words(&e.without_snippet().to_string()))
+}
+
 /// One running server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +63,7 @@ impl ServersFile {
     /// Read and check a servers file.
     pub fn load(path: &Path) -> Result<ServersFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut f: ServersFile = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut f: ServersFile = serde_saphyr::from_str(&text).map_err(|e| yaml_error(path, &e))?;
         if let (Some(ca), Some(dir)) = (&f.tls_ca, path.parent()) {
             f.tls_ca = Some(dir.join(ca));
         }
