@@ -78,6 +78,10 @@ enum Cmd {
         /// all=CLIENT-FILE for every actor. Repeatable; other actors stay the reference client.
         #[arg(long = "client", value_name = "ACTOR=FILE")]
         clients: Vec<String>,
+        /// Mask credentials (SASL payloads, Digest responses and nonces) in the raw traces, for
+        /// traces that will be shared; nothing else in them changes.
+        #[arg(long)]
+        redact_raw: bool,
         /// Run everything (servers, taps, clients under test) in a network namespace of its
         /// own that holds only loopback, so that no client can reach anything else. Needs root
         /// (CAP_SYS_ADMIN) and the process backend.
@@ -331,6 +335,7 @@ async fn run(
     accept: bool,
     misbehave: Option<String>,
     clients: Vec<String>,
+    redact_raw: bool,
     report_dir: PathBuf,
 ) -> u8 {
     let Ok(misbehave) = parse_misbehave(misbehave) else { return EXIT_USAGE };
@@ -378,13 +383,14 @@ async fn run(
         Ok(b) => b,
         Err(code) => return code,
     };
-    let report = match RunReport::create(&report_dir) {
+    let mut report = match RunReport::create(&report_dir) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot create report in {}: {e}", report_dir.display());
             return EXIT_INFRA;
         }
     };
+    report.redact_raw = redact_raw;
     note(&format!("report: {}", report.dir.display()));
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut facts: Vec<ServerFacts> = Vec::new();
@@ -760,11 +766,11 @@ fn main() -> ExitCode {
             Ok(m) => rt.block_on(sixpac::runner::drive::serve_stdio(m)),
             Err(()) => EXIT_USAGE,
         },
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, isolate: _, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, isolate: _, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.

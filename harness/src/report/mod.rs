@@ -63,6 +63,8 @@ pub fn utc_stamp(t: SystemTime) -> String {
 pub struct RunReport {
     pub id: String,
     pub dir: PathBuf,
+    /// Write raw traces with their credentials masked (`--redact-raw`).
+    pub redact_raw: bool,
 }
 
 impl RunReport {
@@ -75,7 +77,7 @@ impl RunReport {
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&id, &latest)?;
-        Ok(RunReport { id, dir })
+        Ok(RunReport { id, dir, redact_raw: false })
     }
 
     /// Directory for a profile's server logs.
@@ -105,7 +107,11 @@ impl RunReport {
     /// Write `traces/<base>.raw` and `traces/<base>.trace`.
     pub fn write_trace_pair(&self, base: &str, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
         let mut raw = std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?;
-        crate::trace::raw::write(frames, &mut raw)?;
+        if self.redact_raw {
+            crate::trace::raw::write_redacted(frames, &mut raw)?;
+        } else {
+            crate::trace::raw::write(frames, &mut raw)?;
+        }
         std::fs::write(self.dir.join("traces").join(format!("{base}.trace")), normalized)
     }
 
