@@ -116,6 +116,18 @@ fn kill_9_then_sixpac_clean_leaves_no_container() {
     assert!(left.is_empty(), "clean should remove the killed run's directory");
 }
 
+#[test]
+fn sixpac_clean_leaves_the_containers_of_a_live_run_alone() {
+    let Some(_g) = docker_ready() else { return };
+    let (mut child, prefix) = start_waiting_run("container", &scratch("c-live"));
+    assert_eq!(labelled(&prefix).len(), 2, "both server containers should be up");
+    let out = sixpac(&["clean"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(labelled(&prefix).len(), 2, "clean removed a live run's containers: {}", text(&out));
+    assert_eq!(interrupt(&mut child, Duration::from_secs(30)), Some(130));
+    assert!(labelled(&prefix).is_empty(), "the run's own teardown removes them");
+}
+
 /// `docker compose` where the plugin exists, else the standalone `docker-compose`.
 fn compose(args: &[&str]) -> Output {
     let plugin = Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success());

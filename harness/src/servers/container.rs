@@ -90,9 +90,19 @@ pub fn remove(name: &str) {
 /// engine is already removing (a `--rm` container whose server just stopped) are waited for.
 pub fn clean() -> Result<Vec<String>, String> {
     let filter = format!("label={MANAGED_LABEL}=true");
+    // The containers of runs whose sixpac is gone (or that carry no run at all): a live run's
+    // containers are its own to stop.
     let list = || -> Result<Vec<String>, String> {
-        let listed = docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])?;
-        Ok(listed.lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+        let format = format!("{{{{.Names}}}}\t{{{{.Label \"{RUN_LABEL}\"}}}}");
+        let listed = docker(&["ps", "-a", "--filter", &filter, "--format", &format])?;
+        Ok(listed
+            .lines()
+            .filter_map(|l| {
+                let (name, run) = l.split_once('\t').unwrap_or((l, ""));
+                let pid = run.split('-').next().and_then(|p| p.parse::<i32>().ok());
+                (!name.is_empty() && !pid.is_some_and(super::pid_alive)).then(|| name.to_string())
+            })
+            .collect())
     };
     let names = list()?;
     for n in &names {
@@ -104,7 +114,7 @@ pub fn clean() -> Result<Vec<String>, String> {
     }
     let until = Instant::now() + QUERY_DEADLINE;
     loop {
-        let left = list()?;
+        let left: Vec<String> = list()?.into_iter().filter(|n| names.contains(n)).collect();
         if left.is_empty() {
             return Ok(names);
         }

@@ -135,6 +135,13 @@ fn run_root(profile: &str) -> std::io::Result<(PathBuf, String)> {
     Ok((dir, id))
 }
 
+/// Whether a process with this pid exists: kill(pid, 0) fails with ESRCH only when none does.
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only checks.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// Run directories (`sixpac-<pid>-…` in the temp dir) whose sixpac process is gone.
 pub fn stale_run_dirs() -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return Vec::new() };
@@ -144,8 +151,7 @@ pub fn stale_run_dirs() -> Vec<PathBuf> {
         .filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let pid = name.strip_prefix("sixpac-").and_then(|r| r.split('-').next()).and_then(|n| n.parse::<i32>().ok());
-            // kill(pid, 0) fails with ESRCH when no such process exists.
-            pid.is_some_and(|pid| p.is_dir() && unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
+            pid.is_some_and(|pid| p.is_dir() && !pid_alive(pid))
         })
         .collect()
 }
