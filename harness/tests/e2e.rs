@@ -224,6 +224,23 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
 }
 
 #[test]
+fn kill_9_of_sixpac_takes_ejabberds_erlang_vm_down_too() {
+    let Some(_serial) = servers_ready() else { return };
+    let (mut child, needle) = cli::start_waiting_run_of("harness/tests/scenarios/slow-ejabberd", "process", &scratch("sigkill-ejabberd"));
+    let running = procs_mentioning(&needle);
+    assert!(running.iter().any(|p| p.contains("beam")), "ejabberd's VM should be running now: {running:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = wait_gone(&needle, Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&needle) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[test]
 fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("loss");

@@ -51,6 +51,10 @@ pub fn binary_exists(bin: &str) -> bool {
         .any(|d| d.join(bin).is_file())
 }
 
+/// `sh -c` text that runs "$@" and, on SIGTERM, ends the whole process group: TERM, a grace
+/// of 2 s, then KILL. Its exit status is the server's.
+const GROUP_LEADER: &str = r#"trap 'trap "" TERM; kill -TERM 0 2>/dev/null; sleep 2; kill -KILL 0' TERM; "$@" & wait $!"#;
+
 impl ProcessServer {
     /// Run the setup script, then start the server; does not wait for readiness.
     pub fn start(prep: &Prepared, launcher: &Launcher) -> Result<ProcessServer, InfraError> {
@@ -82,8 +86,16 @@ impl ProcessServer {
         }
         let (mut cmd, container) = match launcher {
             Launcher::Host => {
-                let mut c = Command::new(&prep.argv[0]);
-                c.args(&prep.argv[1..]).env("HOME", &prep.dir);
+                // A shell leads the server's process group and passes a SIGTERM on to the
+                // whole group (then SIGKILL after a grace): a server's own processes (ejabberd's
+                // beam.smp under the ejabberdctl script, Kamailio's workers) die with it even
+                // when sixpac is killed outright and only the leader is told (PDEATHSIG).
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(GROUP_LEADER)
+                    .arg("sixpac-server")
+                    .args(&prep.argv)
+                    .env("HOME", &prep.dir);
                 (c, None)
             }
             Launcher::Container(spec) => {

@@ -36,8 +36,13 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Start a run of the `slow` scenario (its last step waits 60 s) on `backend`; return once it
 /// is waiting, with the prefix its run directories and container names carry.
 pub fn start_waiting_run(backend: &str, dir: &Path) -> (Child, String) {
+    start_waiting_run_of("harness/tests/scenarios/slow", backend, dir)
+}
+
+/// The same with the long wait of another scenario folder (e.g. one for ejabberd).
+pub fn start_waiting_run_of(scenarios: &str, backend: &str, dir: &Path) -> (Child, String) {
     use std::io::{BufRead, BufReader};
-    let scen = root().join("harness/tests/scenarios/slow");
+    let scen = root().join(scenarios);
     let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
         .args(["run", "--backend", backend, "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
         .current_dir(root())
