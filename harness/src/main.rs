@@ -876,6 +876,11 @@ fn main() -> ExitCode {
             Ok(names) => {
                 println!("removed {} container(s){}{}", names.len(), if names.is_empty() { "" } else { ": " }, names.join(", "));
                 let stale = sixpac::servers::stale_run_dirs();
+                // Servers that outlived their sixpac would write the directory back.
+                let killed = sixpac::servers::kill_processes_holding(&stale);
+                if !killed.is_empty() {
+                    println!("stopped {} leftover server process(es) of dead runs: {killed:?}", killed.len());
+                }
                 for d in &stale {
                     let _ = std::fs::remove_dir_all(d);
                 }

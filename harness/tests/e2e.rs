@@ -241,6 +241,25 @@ fn kill_9_of_sixpac_takes_ejabberds_erlang_vm_down_too() {
 }
 
 #[test]
+fn sixpac_clean_stops_a_leftover_server_found_by_the_run_directory_it_holds() {
+    // A run directory whose sixpac is gone, and a "server" still holding it.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let dir = std::env::temp_dir().join(format!("sixpac-{dead}-cleantest-p"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("server.log");
+    std::fs::write(&log, "").unwrap();
+    let mut leftover = std::process::Command::new("tail").arg("-f").arg(&log).spawn().unwrap();
+    let out = sixpac(&["clean"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = leftover.wait().unwrap();
+    assert!(!status.success(), "the leftover was stopped: {status}");
+    assert!(text(&out).contains("leftover server process"), "{}", text(&out));
+    assert!(!dir.exists(), "its directory is removed");
+}
+
+#[test]
 fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("loss");
