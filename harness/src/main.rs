@@ -456,8 +456,18 @@ async fn run(
                     .collect(),
             });
         }
+        let mut gone: Option<String> = None;
         for (sc, acc) in mine.into_iter().zip(&accounts) {
             n += 1;
+            // A dead or hung server ends the profile's remaining scenarios at once.
+            if let Some(why) = &gone {
+                let mut o = Outcome::new(sc, &profile.name);
+                o.verdict = Verdict::Error;
+                o.message = format!("not run: {why}");
+                note(&format!("[{n}/{total}] {} on {}: error (not run)", o.scenario, o.profile));
+                outcomes.push(o);
+                continue;
+            }
             let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave, clients: &clients }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
             note(&format!("[{n}/{total}] {} on {}: {} ({:.2} s)", o.scenario, o.profile, o.verdict.as_str(), o.duration.as_secs_f64()));
             if o.verdict != Verdict::Pass {
@@ -468,6 +478,9 @@ async fn run(
             }
             if let Err(e) = report.write_traces(&o).and_then(|()| report.write_client_logs(&o)) {
                 eprintln!("error: writing traces: {e}");
+            }
+            if o.servers_gone {
+                gone = Some(o.message.lines().next().unwrap_or_default().to_string());
             }
             outcomes.push(o);
         }

@@ -259,6 +259,72 @@ fn sixpac_clean_stops_a_leftover_server_found_by_the_run_directory_it_holds() {
     assert!(!dir.exists(), "its directory is removed");
 }
 
+/// Run the default profile's suite, and once its third scenario runs send `signal` to the
+/// process group of `server`; the exit code, the seconds from the fault to sixpac's exit, and
+/// summary.json.
+fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let reports = scratch(name);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["run", "--backend", "process", "--profile", "prosody+kamailio", "--report-dir", reports.to_str().unwrap()])
+        .current_dir(root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let needle = format!("sixpac-{}-", child.id());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(Ok(l)) = lines.next() {
+        if l.contains("[3/") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    // The group leader is the shell that runs the server (see servers::process).
+    let leader = procs_mentioning(&needle)
+        .into_iter()
+        .find(|p| p.contains("sixpac-server") && p.contains(&format!(" {server} ")))
+        .and_then(|p| p.split(':').next().and_then(|n| n.parse::<i32>().ok()))
+        .expect("the server's group leader");
+    unsafe { libc_kill(-leader, signal) };
+    let faulted = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(faulted.elapsed() < Duration::from_secs(90), "sixpac did not end after the fault");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = faulted.elapsed().as_secs_f64();
+    let left = wait_gone(&needle, Duration::from_secs(10));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let summary = serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap();
+    (status.code(), took, summary)
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_deadline() {
+    let Some(_serial) = servers_ready() else { return };
+    for (server, signal, says) in [("prosody", 19, "prosody stopped answering"), ("kamailio", 9, "kamailio exited")] {
+        let (code, took, summary) = fault_mid_suite(&format!("fault-{server}"), server, signal);
+        assert_eq!(code, Some(3), "{server}: {summary}");
+        let results = summary["results"].as_array().unwrap();
+        let errors: Vec<&str> = results.iter().filter(|r| r["verdict"] == "error").map(|r| r["message"].as_str().unwrap()).collect();
+        assert!(errors.iter().any(|m| m.contains(says)), "{server}: {errors:?}");
+        assert!(results.iter().all(|r| r["verdict"] != "fail"), "{server}: a server's fault is blamed on the client: {summary}");
+        assert!(errors.iter().filter(|m| m.starts_with("not run: ")).count() > 10, "{server}: the rest end at once: {errors:?}");
+        // One step deadline (10 s) and the liveness probe (3 s), with the teardown.
+        assert!(took < 25.0, "{server}: took {took:.1} s after the fault");
+        eprintln!("{server} (signal {signal}): sixpac ended {took:.1} s after the fault");
+    }
+}
+
 #[test]
 fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
     let Some(_serial) = servers_ready() else { return };

@@ -123,6 +123,7 @@ mod tests {
             client_logs: Default::default(),
             trace_owner: None,
             trace_compared: true,
+            servers_gone: false,
         }
     }
 

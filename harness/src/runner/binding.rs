@@ -86,6 +86,14 @@ impl Binding {
         let _ = ep;
     }
 
+    /// At the end of a scenario whose servers died or hang: no logging out, which could only
+    /// wait; a driver is ended at once.
+    pub async fn abandon(&mut self) {
+        if let Binding::Driver(d) = self {
+            d.stop().await;
+        }
+    }
+
     /// The client's log, for a driver.
     pub fn log(&self) -> Option<String> {
         match self {

@@ -49,6 +49,8 @@ impl Verdict {
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// Deadline for a high-level step (a MESSAGE's 2xx, an answer's ACK, a BYE's 200).
 pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a server may take to answer a liveness probe after a failed step.
+pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(2);
 /// Deadline for closing streams at the end of a scenario.
 pub const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -76,6 +78,8 @@ pub struct Outcome {
     pub trace_owner: Option<String>,
     /// Whether the normalized trace was compared with an expected one.
     pub trace_compared: bool,
+    /// A server died or stopped answering: the profile's remaining scenarios cannot run.
+    pub servers_gone: bool,
 }
 
 impl Outcome {
@@ -108,6 +112,7 @@ impl Outcome {
             client_logs: Default::default(),
             trace_owner: None,
             trace_compared: true,
+            servers_gone: false,
         }
     }
 }
@@ -244,15 +249,25 @@ pub async fn run_scenario(
         }
     }
     set.set_faults(&[]);
+    // A step that failed may be the servers' doing: one that died or hangs is an error that
+    // names it, not a failure of the client. Asked before the actors log out, which a hung
+    // server would only make wait; the probe goes to the servers' own ports, in no trace.
+    let crashed = match set.check_alive() {
+        Err(e) => Some(e),
+        Ok(()) if failure.is_some() => set.check_answering(LIVENESS_DEADLINE).await.err(),
+        Ok(()) => None,
+    };
     for (b, setup) in bindings.iter_mut().zip(&setups) {
-        b.finish(setup, &ep).await;
+        match crashed {
+            None => b.finish(setup, &ep).await,
+            Some(_) => b.abandon().await,
+        }
     }
     for (b, decl) in bindings.iter().zip(&sc.actors) {
         if let Some(log) = b.log() {
             outcome.client_logs.insert(decl.name.clone(), log);
         }
     }
-    let crashed = set.check_alive().err();
 
     let mut ctx = NormalizeContext {
         // The title, not the path: moving a scenario file does not change its trace.
@@ -286,9 +301,10 @@ pub async fn run_scenario(
     outcome.normalized = normalize(&outcome.frames, &ctx).text;
     outcome.duration = started.elapsed();
 
-    if let Some(e) = crashed {
+    if let Some(e) = crashed.or_else(|| set.check_alive().err()) {
         outcome.verdict = Verdict::Error;
         outcome.message = e.to_string();
+        outcome.servers_gone = true;
         return outcome;
     }
     if let Some((i, e)) = failure {

@@ -28,6 +28,8 @@ pub enum InfraError {
     Setup { server: String, message: String },
     #[error("{server} was not ready within {secs} s; last log lines:\n{log}")]
     NotReady { server: String, secs: u64, log: String },
+    #[error("{server} stopped answering: no answer to its {proto} liveness probe within {secs} s (hung?)")]
+    NotAnswering { server: String, proto: &'static str, secs: u64 },
     #[error("{server} exited ({status}); last log lines:\n{log}")]
     Crashed { server: String, status: String, log: String },
     #[error("creating account {user} on {server}: {message}")]
@@ -372,6 +374,34 @@ impl ServerSet {
             if let Some(p) = &mut s.process {
                 if let Some(status) = p.exited() {
                     return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first server that has died, or that does not answer its protocols within `within`
+    /// (a stream's features for XMPP, an OPTIONS for SIP), as an error naming it.
+    pub async fn check_answering(&mut self, within: Duration) -> Result<(), InfraError> {
+        self.check_alive()?;
+        let probe = Duration::from_millis(500);
+        for s in &self.servers {
+            let deadline = Instant::now() + within;
+            loop {
+                let xmpp = match s.xmpp {
+                    Some(a) => readiness::xmpp_answers(a, &self.profile.domain, probe).await,
+                    None => true,
+                };
+                let sip = match s.sip {
+                    Some(a) => readiness::sip_answers(a, probe).await.is_some(),
+                    None => true,
+                };
+                if xmpp && sip {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let proto = if xmpp { "SIP" } else { "XMPP" };
+                    return Err(InfraError::NotAnswering { server: s.name.clone(), proto, secs: within.as_secs() });
                 }
             }
         }

@@ -51,9 +51,11 @@ pub fn binary_exists(bin: &str) -> bool {
         .any(|d| d.join(bin).is_file())
 }
 
-/// `sh -c` text that runs "$@" and, on SIGTERM, ends the whole process group: TERM, a grace
-/// of 2 s, then KILL. Its exit status is the server's.
-const GROUP_LEADER: &str = r#"trap 'trap "" TERM; kill -TERM 0 2>/dev/null; sleep 2; kill -KILL 0' TERM; "$@" & wait $!"#;
+/// `sh -c` text that runs "$@" and, on SIGTERM, ends the whole process group: TERM, then KILL
+/// once the server has exited or 2 s have passed, whichever comes first. Its exit status is
+/// the server's.
+const GROUP_LEADER: &str =
+    r#"trap 'trap "" TERM; kill -TERM 0 2>/dev/null; (sleep 2; kill -KILL 0) & wait $server; kill -KILL 0' TERM; "$@" & server=$!; wait $server"#;
 
 impl ProcessServer {
     /// Run the setup script, then start the server; does not wait for readiness.
@@ -144,6 +146,8 @@ impl ProcessServer {
         let Some(mut child) = self.child.take() else { return };
         let pgid = child.id() as i32;
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        // A stopped (hung) server would keep its SIGTERM pending until the grace ran out.
+        unsafe { libc::kill(-pgid, libc::SIGCONT) };
         let until = Instant::now() + grace;
         while Instant::now() < until {
             if let Ok(Some(_)) = child.try_wait() {
