@@ -341,8 +341,13 @@ fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() 
         .and_then(|f| f.split("branch=").nth(1))
         .map(|b| b.split(['\r', '\n', ';']).next().unwrap_or("").to_string())
         .expect("a MESSAGE was sent");
-    let copies = raw.split("#frame ").filter(|f| f.contains("MESSAGE sip:") && f.contains(&format!("branch={first_branch}\r"))).count();
-    assert_eq!(copies, 3, "{raw}");
+    let copies: Vec<&str> = raw.split("#frame ").filter(|f| f.contains("MESSAGE sip:") && f.contains(&format!("branch={first_branch}\r"))).collect();
+    assert_eq!(copies.len(), 3, "{raw}");
+    // The two the tap dropped say so, in the raw trace and in the normalized one.
+    let marked = copies.iter().filter(|f| f.lines().next().is_some_and(|h| h.contains(" fault=dropped "))).count();
+    assert_eq!(marked, 2, "{raw}");
+    let trace = std::fs::read_to_string(reports.join("latest/traces/message-loss.prosody+kamailio.trace")).unwrap();
+    assert_eq!(trace.matches("alice -> kamailio (dropped by the tap)").count(), 2, "{trace}");
 }
 
 /// Copy a directory tree (fixtures, scenarios) for a test to change.

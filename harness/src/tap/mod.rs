@@ -243,8 +243,10 @@ async fn udp_relay(
             upstreams.insert(peer, (up, origin));
         }
         let (up, origin) = &upstreams[&peer];
-        rec.record(origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone());
-        if swallowed(&faults, &bytes) {
+        // Recorded either way (the client did send it), and marked when it goes no further.
+        let dropped = swallowed(&faults, &bytes);
+        rec.record_with(origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), dropped.then_some(crate::trace::frame::Fault::Dropped));
+        if dropped {
             continue;
         }
         let _ = up.send(&bytes).await;

@@ -226,6 +226,7 @@ mod tests {
             dir,
             kind: FrameKind::XmppElement,
             bytes: text.as_bytes().to_vec(),
+            fault: None,
         }
     }
 

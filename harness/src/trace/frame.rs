@@ -46,6 +46,24 @@ pub struct Frame {
     pub dir: Direction,
     pub kind: FrameKind,
     pub bytes: Vec<u8>,
+    /// What the tap did to it instead of forwarding it (fault injection), if anything.
+    pub fault: Option<Fault>,
+}
+
+/// What a tap did to a frame instead of forwarding it as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not forwarded: a lossy network, as the scenario's `faults` asked.
+    Dropped,
+}
+
+impl Fault {
+    /// The word traces print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Dropped => "dropped",
+        }
+    }
 }
 
 /// Where a tap's frames came from: fixed per connection.
@@ -93,6 +111,11 @@ impl Recorder {
 
     /// Store a frame.
     pub fn record(&self, origin: &Origin, dir: Direction, kind: FrameKind, bytes: Vec<u8>) {
+        self.record_with(origin, dir, kind, bytes, None);
+    }
+
+    /// Store a frame the tap did something to (`fault`) instead of forwarding it.
+    pub fn record_with(&self, origin: &Origin, dir: Direction, kind: FrameKind, bytes: Vec<u8>, fault: Option<Fault>) {
         let mut frames = self.frames.lock().expect("recorder lock");
         let seq = frames.len() as u64 + 1;
         frames.push(Frame {
@@ -108,6 +131,7 @@ impl Recorder {
             dir,
             kind,
             bytes,
+            fault,
         });
     }
 

@@ -495,7 +495,8 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
                 Direction::ToServer => format!("{who} -> {}", f.server),
                 Direction::ToClient => format!("{} -> {who}", f.server),
             };
-            out.push_str(&format!("{number:03} {arrow}\n"));
+            let fault = f.fault.map(|x| format!(" ({} by the tap)", x.name())).unwrap_or_default();
+            out.push_str(&format!("{number:03} {arrow}{fault}\n"));
             for line in n.frame(f) {
                 out.push_str("    ");
                 out.push_str(&line);
@@ -558,6 +559,7 @@ mod tests {
             dir,
             kind: FrameKind::XmppElement,
             bytes: text.as_bytes().to_vec(),
+            fault: None,
         }
     }
 

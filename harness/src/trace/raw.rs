@@ -1,7 +1,8 @@
 //! The raw trace file: every frame's exact bytes behind a one-line heading.
 //!
 //! Format, per frame: `#frame seq=N t=SECONDS server=S proto=P transport=T conn=C client=ADDR
-//! tap=ADDR up=ADDR|- dir=to-server|to-client kind=K len=LEN` + `\n` + exactly LEN bytes + `\n`
+//! tap=ADDR up=ADDR|- dir=to-server|to-client kind=K [fault=dropped] len=LEN` + `\n` + exactly
+//! LEN bytes + `\n`
 //! (`tap` the tap's listening address, `up` its socket towards the server for this client).
 //!
 //! The raw trace holds credentials as they crossed the wire: SASL payloads (PLAIN's is the
@@ -102,7 +103,7 @@ fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io
         };
         writeln!(
             out,
-            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} tap={} up={} dir={dir} kind={} len={}",
+            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} tap={} up={} dir={dir} kind={}{} len={}",
             f.seq,
             f.at.as_secs_f64(),
             f.server,
@@ -113,6 +114,7 @@ fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io
             f.tap,
             f.upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
             kind_name(&f.kind),
+            f.fault.map(|x| format!(" fault={}", x.name())).unwrap_or_default(),
             f.bytes.len()
         )?;
         if redact {
