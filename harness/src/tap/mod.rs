@@ -6,7 +6,7 @@
 pub mod cut;
 mod tls;
 
-use crate::trace::frame::{Direction, Origin, Proto, Recorder, Transport};
+use crate::trace::frame::{Direction, FrameKind, Origin, Proto, Recorder, Transport};
 use cut::StreamCutter;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,8 +154,13 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     tokio::join!(up, down);
 }
 
+/// How much a tap keeps recording from a side whose peer has gone (it can forward nothing more).
+pub const MAX_AFTER_CLOSE: usize = 16 << 20;
+
 /// Relay one direction until EOF, or until it forwarded a frame starting with `switch_at`;
-/// then hand both ends back (the stream is about to change, e.g. into TLS).
+/// then hand both ends back (the stream is about to change, e.g. into TLS). When the other
+/// side can take no more, what this side still sends is recorded all the same (up to
+/// [`MAX_AFTER_CLOSE`]); how this side ended is recorded as a `Closed` frame.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
@@ -170,9 +175,16 @@ where
 {
     let mut cutter = StreamCutter::new(origin.proto);
     let mut buf = vec![0u8; 16384];
-    loop {
+    let mut peer_gone = false;
+    let mut after_close = 0usize;
+    let side = match dir {
+        Direction::ToServer => "client",
+        Direction::ToClient => "server",
+    };
+    let how = loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break format!("{side} closed"),
+            Err(e) => break format!("{side} reset ({e})"),
             Ok(n) => n,
         };
         // Record before forwarding so a frame is in the trace before anyone can react to it.
@@ -181,16 +193,25 @@ where
             switch |= switch_at.is_some_and(|p| starts_element(&bytes, p));
             rec.record(&origin, dir, kind, bytes);
         }
+        if peer_gone {
+            after_close += n;
+            if after_close > MAX_AFTER_CLOSE {
+                break format!("{side} still sending after its peer had gone; stopped recording after {MAX_AFTER_CLOSE} bytes");
+            }
+            continue;
+        }
         if to.write_all(&buf[..n]).await.is_err() {
-            break;
+            peer_gone = true;
+            continue;
         }
         if switch {
             return Some((from, to));
         }
-    }
+    };
     if let Some((kind, bytes)) = cutter.finish() {
         rec.record(&origin, dir, kind, bytes);
     }
+    rec.record(&origin, dir, FrameKind::Closed(how), Vec::new());
     let _ = to.shutdown().await;
     None
 }
@@ -271,6 +292,38 @@ async fn udp_return(up: Arc<UdpSocket>, tap: Arc<UdpSocket>, client: SocketAddr,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn what_a_client_sends_after_the_server_closed_is_still_recorded() {
+        // A server that closes at once, reading nothing.
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = server.accept().await {
+                drop(s);
+            }
+        });
+        let rec = Arc::new(Recorder::new());
+        let spec = TapSpec { server: "s".into(), proto: Proto::Sip, transport: Transport::Tcp, upstream, tls: None };
+        let tap = Tap::start(spec, rec.clone()).await.unwrap();
+        let mut client = TcpStream::connect(tap.listen).await.unwrap();
+        // One SIP message whose header alone is 100 KB.
+        let big = format!("OPTIONS sip:x SIP/2.0\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(100_000));
+        for chunk in big.as_bytes().chunks(4096) {
+            if client.write_all(chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        drop(client);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let frames = rec.frames_for_all();
+        let sent: usize = frames.iter().filter(|f| f.dir == Direction::ToServer && !matches!(f.kind, FrameKind::Closed(_))).map(|f| f.bytes.len()).sum();
+        assert_eq!(sent, big.len(), "every byte the client sent is recorded");
+        let closes: Vec<&FrameKind> = frames.iter().map(|f| &f.kind).filter(|k| matches!(k, FrameKind::Closed(_))).collect();
+        assert!(closes.iter().any(|k| matches!(k, FrameKind::Closed(h) if h == "server closed")), "{closes:?}");
+        assert!(closes.iter().any(|k| matches!(k, FrameKind::Closed(h) if h.starts_with("client"))), "{closes:?}");
+    }
 
     #[test]
     fn a_drop_rule_swallows_only_its_first_copies() {

@@ -27,6 +27,10 @@ pub enum FrameKind {
     /// from the wire.
     TlsHandshake,
     Unparsed(String),
+    /// A tap's account of one side ending its half of a TCP connection: who, and how (EOF,
+    /// reset), as text; no bytes of the wire. Kept in the raw trace only, since which of two
+    /// closes crossing each other the tap sees first is chance.
+    Closed(String),
 }
 
 /// One recorded unit of traffic: exact bytes, when, where, which way.

@@ -351,6 +351,7 @@ impl Normalizer<'_> {
             FrameKind::Opaque => vec![format!("(opaque, {} bytes)", f.bytes.len())],
             FrameKind::TlsHandshake => vec![format!("(tls {})", String::from_utf8_lossy(&f.bytes))],
             FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
+            FrameKind::Closed(how) => vec![format!("(closed: {how})")],
         }
     }
 }
@@ -480,7 +481,8 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
     for (_, _, _, conn) in conns {
-        let mut it = ordered(frames.iter().filter(|f| f.conn == conn).collect(), ctx.caps_node.as_deref()).into_iter().peekable();
+        let mine = frames.iter().filter(|f| f.conn == conn && !matches!(f.kind, FrameKind::Closed(_))).collect();
+        let mut it = ordered(mine, ctx.caps_node.as_deref()).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client, first.proto);
         out.push_str(&format!(

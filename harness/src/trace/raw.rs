@@ -22,6 +22,7 @@ fn kind_name(k: &FrameKind) -> String {
         FrameKind::Opaque => "opaque".into(),
         FrameKind::TlsHandshake => "tls-handshake".into(),
         FrameKind::Unparsed(why) => format!("unparsed:{:?}", why),
+        FrameKind::Closed(how) => format!("closed:{how:?}"),
     }
 }
 
