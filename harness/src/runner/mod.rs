@@ -254,7 +254,8 @@ pub async fn run_scenario(
     // server would only make wait; the probe goes to the servers' own ports, in no trace.
     let crashed = match set.check_alive() {
         Err(e) => Some(e),
-        Ok(()) if failure.is_some() => set.check_answering(LIVENESS_DEADLINE).await.err(),
+        // Not after an inconclusive step: the client could not do something, the servers are fine.
+        Ok(()) if matches!(failure, Some((_, StepError::Fail(_) | StepError::Error(_)))) => set.check_answering(LIVENESS_DEADLINE).await.err(),
         Ok(()) => None,
     };
     for (b, setup) in bindings.iter_mut().zip(&setups) {
