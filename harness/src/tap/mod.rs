@@ -4,6 +4,7 @@
 //! terminates TLS from the first byte (see [`tls`]).
 
 pub mod cut;
+pub mod loss;
 mod tls;
 
 use crate::trace::frame::{Direction, FrameKind, Origin, Proto, Recorder, Transport};
@@ -39,6 +40,12 @@ pub struct DropRule {
 /// The rules a tap applies now, shared with whoever sets them per scenario.
 pub type Faults = Arc<std::sync::Mutex<Vec<DropRule>>>;
 
+/// The receive buffer a UDP tap asks for: a burst waits here while the tap records.
+pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// How often a UDP tap reads the kernel's drop counter of its socket.
+const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A running tap; dropping it stops every relay task.
 pub struct Tap {
     pub spec: TapSpec,
@@ -63,7 +70,11 @@ impl BoundTap {
     pub async fn bind(transport: Transport, port: u16) -> std::io::Result<BoundTap> {
         Ok(match transport {
             Transport::Tcp | Transport::Tls => BoundTap::Stream(TcpListener::bind(("127.0.0.1", port)).await?),
-            Transport::Udp => BoundTap::Datagram(UdpSocket::bind(("127.0.0.1", port)).await?),
+            Transport::Udp => {
+                let s = UdpSocket::bind(("127.0.0.1", port)).await?;
+                loss::set_receive_buffer(&s, UDP_RECEIVE_BUFFER);
+                BoundTap::Datagram(s)
+            }
         })
     }
 
@@ -94,7 +105,9 @@ impl Tap {
                 tasks.spawn(accept_loop(l, spec.clone(), recorder));
             }
             (BoundTap::Datagram(s), Transport::Udp) => {
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone()));
+                // The drop count so far, read now: what the kernel drops from here on is the tap's.
+                let dropped = loss::udp_drops(listen.port()).unwrap_or(0);
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone(), dropped));
             }
             _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
         }
@@ -239,13 +252,29 @@ async fn udp_relay(
     rec: Arc<Recorder>,
     faults: Faults,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    mut dropped: u64,
 ) {
     let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Origin)> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
     let mut seen_generation = 0;
     let Ok(listen) = socket.local_addr() else { return };
-    while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+    // Datagrams the kernel dropped at this socket (its buffer full) are counted, and every
+    // increase is recorded as a frame of its own: no loss goes unseen in the raw trace.
+    let loss_origin = Origin {
+        server: spec.server.clone(), proto: spec.proto, transport: Transport::Udp, conn: rec.new_conn(),
+        client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
+    };
+    let mut check = tokio::time::interval(LOSS_CHECK);
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = check.tick() => {
+                loss::record_new_drops(&rec, &loss_origin, &mut dropped);
+                continue;
+            }
+        };
+        let Ok((n, peer)) = received else { break };
         let bytes = buf[..n].to_vec();
         let now_generation = generation.load(std::sync::atomic::Ordering::SeqCst);
         if now_generation != seen_generation {
@@ -292,6 +321,30 @@ async fn udp_return(up: Arc<UdpSocket>, tap: Arc<UdpSocket>, client: SocketAddr,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_datagram_of_a_burst_is_recorded_or_counted_as_lost() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rec = Arc::new(Recorder::new());
+        let spec = TapSpec { server: "s".into(), proto: Proto::Sip, transport: Transport::Udp, upstream: server.local_addr().unwrap(), tls: None };
+        let bound = BoundTap::bind(Transport::Udp, 0).await.unwrap();
+        // A tiny buffer, so that the burst overflows it and the kernel drops some.
+        if let BoundTap::Datagram(s) = &bound {
+            loss::set_receive_buffer(s, 2048);
+        }
+        let tap = Tap::start_on(bound, spec, rec.clone()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        const SENT: u64 = 10_000;
+        for i in 0..SENT {
+            let _ = client.send_to(format!("OPTIONS sip:x SIP/2.0\r\nCSeq: {i} OPTIONS\r\nContent-Length: 0\r\n\r\n").as_bytes(), tap.listen);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let frames = rec.frames_for_all();
+        let recorded = frames.iter().filter(|f| f.dir == Direction::ToServer && matches!(f.kind, FrameKind::Sip)).count() as u64;
+        let lost: u64 = frames.iter().map(|f| if let FrameKind::Lost { datagrams, .. } = f.kind { datagrams } else { 0 }).sum();
+        assert_eq!(recorded + lost, SENT, "{recorded} recorded, {lost} counted as lost");
+        assert!(lost > 0, "the burst should have overflowed a 2 KB buffer");
+    }
 
     #[tokio::test]
     async fn what_a_client_sends_after_the_server_closed_is_still_recorded() {

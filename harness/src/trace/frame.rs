@@ -31,6 +31,9 @@ pub enum FrameKind {
     /// reset), as text; no bytes of the wire. Kept in the raw trace only, since which of two
     /// closes crossing each other the tap sees first is chance.
     Closed(String),
+    /// A UDP tap's account of datagrams the kernel dropped at its socket: how many, and why.
+    /// No bytes; no client to name (they were never read).
+    Lost { datagrams: u64, why: String },
 }
 
 /// One recorded unit of traffic: exact bytes, when, where, which way.

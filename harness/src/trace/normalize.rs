@@ -352,6 +352,7 @@ impl Normalizer<'_> {
             FrameKind::TlsHandshake => vec![format!("(tls {})", String::from_utf8_lossy(&f.bytes))],
             FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
             FrameKind::Closed(how) => vec![format!("(closed: {how})")],
+            FrameKind::Lost { why, .. } => vec![format!("!! {why}")],
         }
     }
 }

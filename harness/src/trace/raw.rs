@@ -23,6 +23,7 @@ fn kind_name(k: &FrameKind) -> String {
         FrameKind::TlsHandshake => "tls-handshake".into(),
         FrameKind::Unparsed(why) => format!("unparsed:{:?}", why),
         FrameKind::Closed(how) => format!("closed:{how:?}"),
+        FrameKind::Lost { datagrams, .. } => format!("lost:{datagrams}"),
     }
 }
 
