@@ -206,11 +206,12 @@ fn sigint_during_a_run_leaves_no_server_behind() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
-#[test]
-fn kill_9_of_sixpac_still_takes_the_servers_down() {
-    let Some(_serial) = servers_ready() else { return };
-    let (mut child, needle) = start_waiting_run("process", &scratch("sigkill"));
-    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
+/// Start a long wait from `scenarios`, check that a process `running` names is up, `kill -9`
+/// sixpac, and check that nothing of the run is left.
+fn kill_9_leaves_nothing(scenarios: &str, running: &str) {
+    let (mut child, needle) = cli::start_waiting_run_of(scenarios, "process", &scratch(&format!("sigkill-{}", running.len())));
+    let up = procs_mentioning(&needle);
+    assert!(up.iter().any(|p| p.contains(running)), "{running} should be running now: {up:?}");
     child.kill().unwrap();
     child.wait().unwrap();
     let left = wait_gone(&needle, Duration::from_secs(10));
@@ -224,20 +225,15 @@ fn kill_9_of_sixpac_still_takes_the_servers_down() {
 }
 
 #[test]
+fn kill_9_of_sixpac_still_takes_the_servers_down() {
+    let Some(_serial) = servers_ready() else { return };
+    kill_9_leaves_nothing("harness/tests/scenarios/slow", "kamailio");
+}
+
+#[test]
 fn kill_9_of_sixpac_takes_ejabberds_erlang_vm_down_too() {
     let Some(_serial) = servers_ready() else { return };
-    let (mut child, needle) = cli::start_waiting_run_of("harness/tests/scenarios/slow-ejabberd", "process", &scratch("sigkill-ejabberd"));
-    let running = procs_mentioning(&needle);
-    assert!(running.iter().any(|p| p.contains("beam")), "ejabberd's VM should be running now: {running:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = wait_gone(&needle, Duration::from_secs(10));
-    assert!(left.is_empty(), "processes left behind: {left:?}");
-    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with(&needle) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+    kill_9_leaves_nothing("harness/tests/scenarios/slow-ejabberd", "beam");
 }
 
 #[test]
