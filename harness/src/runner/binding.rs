@@ -71,7 +71,7 @@ impl Binding {
     }
 
     /// At the scenario's end: log out if still logged in, and end a driver.
-    pub async fn finish(&mut self, setup: &Setup, ep: &Endpoints) {
+    pub async fn finish(&mut self, setup: &Setup) {
         match self {
             Binding::Reference(a) => {
                 let _ = a.disconnect(Instant::now() + super::CLOSE_DEADLINE).await;
@@ -83,7 +83,6 @@ impl Binding {
                 d.stop().await;
             }
         }
-        let _ = ep;
     }
 
     /// At the end of a scenario whose servers died or hang: no logging out, which could only

@@ -260,7 +260,7 @@ pub async fn run_scenario(
     };
     for (b, setup) in bindings.iter_mut().zip(&setups) {
         match crashed {
-            None => b.finish(setup, &ep).await,
+            None => b.finish(setup).await,
             Some(_) => b.abandon().await,
         }
     }
