@@ -675,6 +675,14 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Opened now: a session that ends out of file descriptors can still write its traces.
+    let traces = match report.reserve_trace_pair(&format!("serve.{}", profile.name)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("error: cannot create the traces in {}: {e}", report.dir.join("traces").display());
+            return EXIT_INFRA;
+        }
+    };
     let ca = report.dir.join("ca.crt");
     if let Some(pki) = &set.pki {
         if let Err(e) = std::fs::write(&ca, pki.ca_pem()) {
@@ -707,6 +715,7 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
         _ = until => {}
         _ = &mut stop_signal => note("stopping"),
     }
+    let Some(traces) = traces else { return EXIT_INFRA };
     let frames = set.recorder.frames_for_all();
     let mut ctx = NormalizeContext { title: format!("sixpac serve on {}", profile.name), ..Default::default() };
     // Clients are unknown here: their addresses become {addr-N}, numbered by first appearance.
@@ -714,7 +723,7 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     for a in &users {
         ctx.literals.push((a.password.clone(), "{password}".into()));
     }
-    if let Err(e) = report.write_trace_pair(&format!("serve.{}", profile.name), &frames, &normalize(&frames, &ctx).text) {
+    if let Err(e) = traces.write(&frames, &normalize(&frames, &ctx).text) {
         eprintln!("error: cannot write the traces in {}: {e}", report.dir.join("traces").display());
         return EXIT_INFRA;
     }
@@ -755,8 +764,22 @@ fn isolate() -> Result<(), String> {
     }
 }
 
+/// Raise the soft limit on open files to the hard one: every tap connection and UDP client
+/// holds a descriptor towards its server.
+fn raise_file_limit() {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_file_limit();
     if let Cmd::Run { isolate: true, backend, .. } = &cli.command {
         if *backend != BackendChoice::Process {
             eprintln!("error: --isolate needs --backend process (containers and external servers live in the host's network)");

@@ -484,3 +484,71 @@ fn serve_records_a_third_party_client_over_starttls() {
     assert!(trace.contains("(tls client-tap TLSv1_3") && !trace.contains(password.as_str()), "{trace}");
     assert!(latest.join("logs/prosody+kamailio/prosody.log").exists());
 }
+
+#[test]
+fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("fd-exhaustion");
+    // sixpac and its servers get 256 descriptors, soft and hard.
+    let mut serve = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" serve --backend process --profile prosody+kamailio --for 60s --report-dir \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_sixpac"))
+        .arg(&reports)
+        .current_dir(root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sixpac serve");
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (mut xmpp, mut sip) = (None::<std::net::SocketAddr>, None::<std::net::SocketAddr>);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["xmpp/tcp", tap, ..] => xmpp = tap.parse().ok(),
+            ["sip/udp", tap, ..] => sip = tap.parse().ok(),
+            ["ca", _] => break,
+            _ => {}
+        }
+    }
+    let (xmpp, sip) = (xmpp.expect("an XMPP tap"), sip.expect("a SIP/UDP tap"));
+    std::thread::spawn(move || for _ in lines {});
+    // More UDP sources and TCP connections than sixpac has descriptors.
+    let sources: Vec<std::net::UdpSocket> = (0..400).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for (i, s) in sources.iter().enumerate() {
+        let _ = s.send_to(format!("OPTIONS sip:example.test SIP/2.0\r\nCSeq: {i} OPTIONS\r\nContent-Length: 0\r\n\r\n").as_bytes(), sip);
+    }
+    // Past sixpac's limit its accept queue fills and connects stall: stop at the first that does.
+    let held: Vec<std::net::TcpStream> =
+        (0..300).map_while(|_| std::net::TcpStream::connect_timeout(&xmpp, Duration::from_millis(300)).ok()).collect();
+    assert!(held.len() > 200, "only {} connections: the flood did not reach the limit", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    drop(sources);
+    std::thread::sleep(Duration::from_millis(1500));
+    // A valid client is still served on both taps.
+    let mut x = std::net::TcpStream::connect(xmpp).unwrap();
+    x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    x.write_all(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("stream:features") {
+        let n = x.read(&mut buf).expect("the XMPP tap answers after the flood");
+        assert!(n > 0, "the XMPP tap closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.send_to(b"OPTIONS sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKfd\r\nFrom: <sip:probe@example.test>;tag=1\r\nTo: <sip:example.test>\r\nCall-ID: fd-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", sip).unwrap();
+    let n = u.recv(&mut buf).expect("the SIP tap answers after the flood");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    drop(x);
+    unsafe { libc_kill(serve.id() as i32, 2) };
+    let status = serve.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let raw = std::fs::read(reports.join("latest/traces/serve.prosody+kamailio.raw")).unwrap();
+    let frames = String::from_utf8_lossy(&raw).matches("#frame ").count();
+    assert!(frames > 400, "the traces were written, with the flood in them: {frames} frames");
+}

@@ -30,6 +30,29 @@ pub struct ServerFacts {
     pub packages: Vec<String>,
 }
 
+/// A trace pair's files, opened ahead of writing.
+pub struct TraceFiles {
+    raw: std::fs::File,
+    trace: std::fs::File,
+    redact: bool,
+}
+
+impl TraceFiles {
+    /// Write the raw frames (credentials masked if the run asked) and the normalized trace.
+    pub fn write(mut self, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut raw = std::io::BufWriter::new(&mut self.raw);
+        if self.redact {
+            crate::trace::raw::write_redacted(frames, &mut raw)?;
+        } else {
+            crate::trace::raw::write(frames, &mut raw)?;
+        }
+        raw.flush()?;
+        drop(raw);
+        self.trace.write_all(normalized.as_bytes())
+    }
+}
+
 /// One listening socket, as the summary lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Socket {
@@ -106,13 +129,18 @@ impl RunReport {
 
     /// Write `traces/<base>.raw` and `traces/<base>.trace`.
     pub fn write_trace_pair(&self, base: &str, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
-        let mut raw = std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?;
-        if self.redact_raw {
-            crate::trace::raw::write_redacted(frames, &mut raw)?;
-        } else {
-            crate::trace::raw::write(frames, &mut raw)?;
-        }
-        std::fs::write(self.dir.join("traces").join(format!("{base}.trace")), normalized)
+        self.reserve_trace_pair(base)?.write(frames, normalized)
+    }
+
+    /// Open `traces/<base>.raw` and `.trace` now, to be written later: a run that ends out of
+    /// file descriptors can still write what it recorded.
+    pub fn reserve_trace_pair(&self, base: &str) -> std::io::Result<TraceFiles> {
+        let dir = self.dir.join("traces");
+        Ok(TraceFiles {
+            raw: std::fs::File::create(dir.join(format!("{base}.raw")))?,
+            trace: std::fs::File::create(dir.join(format!("{base}.trace")))?,
+            redact: self.redact_raw,
+        })
     }
 
     /// Write junit.xml and summary.json.

@@ -129,8 +129,51 @@ impl Tap {
 
 async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
     let mut conns = JoinSet::new();
-    while let Ok((client, peer)) = listener.accept().await {
-        conns.spawn(tcp_relay(client, peer, spec.clone(), rec.clone()));
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let mut reported: Option<std::time::Instant> = None;
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                backoff = ACCEPT_BACKOFF_FIRST;
+                conns.spawn(tcp_relay(client, peer, spec.clone(), rec.clone()));
+                // Finished relays are reaped, so their tasks do not pile up.
+                while conns.try_join_next().is_some() {}
+            }
+            // Out of file descriptors, say: the tap must outlive it, not end for good.
+            Err(e) => {
+                // Said once, and again at most every 10 s while it lasts.
+                if reported.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+                    reported = Some(std::time::Instant::now());
+                    eprintln!("sixpac: {} tap {}: accept failed ({e}); retrying", spec.server, listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+const ACCEPT_BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many clients a UDP tap keeps an upstream socket for; past it, the least recently
+/// active one's socket is closed (it gets a new one if it comes back).
+pub const MAX_UDP_CLIENTS: usize = 4096;
+/// How long a UDP client's upstream socket lives without traffic either way.
+pub const UDP_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One UDP client of a tap: the socket that speaks for it upstream, the task relaying the
+/// server's answers back, and when traffic last went either way (ms since the tap started).
+struct UdpClient {
+    up: Arc<UdpSocket>,
+    origin: Origin,
+    task: tokio::task::AbortHandle,
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for UdpClient {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -254,11 +297,13 @@ async fn udp_relay(
     generation: Arc<std::sync::atomic::AtomicU64>,
     mut dropped: u64,
 ) {
-    let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Origin)> = HashMap::new();
+    let mut upstreams: HashMap<SocketAddr, UdpClient> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
     let mut seen_generation = 0;
     let Ok(listen) = socket.local_addr() else { return };
+    let started = std::time::Instant::now();
+    let now_ms = move || started.elapsed().as_millis() as u64;
     // Datagrams the kernel dropped at this socket (its buffer full) are counted, and every
     // increase is recorded as a frame of its own: no loss goes unseen in the raw trace.
     let loss_origin = Origin {
@@ -271,10 +316,20 @@ async fn udp_relay(
             r = socket.recv_from(&mut buf) => r,
             _ = check.tick() => {
                 loss::record_new_drops(&rec, &loss_origin, &mut dropped);
+                let idle = UDP_IDLE.as_millis() as u64;
+                let now = now_ms();
+                upstreams.retain(|_, c| now.saturating_sub(c.last.load(std::sync::atomic::Ordering::Relaxed)) < idle);
+                while tasks.try_join_next().is_some() {}
                 continue;
             }
         };
-        let Ok((n, peer)) = received else { break };
+        let (n, peer) = match received {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF_FIRST).await;
+                continue;
+            }
+        };
         let bytes = buf[..n].to_vec();
         let now_generation = generation.load(std::sync::atomic::Ordering::SeqCst);
         if now_generation != seen_generation {
@@ -283,31 +338,67 @@ async fn udp_relay(
             tasks.abort_all();
         }
         if !upstreams.contains_key(&peer) {
-            let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else { continue };
-            if up.connect(spec.upstream).await.is_err() {
-                continue;
+            if upstreams.len() >= MAX_UDP_CLIENTS {
+                evict_least_recent(&mut upstreams);
             }
+            let mut up = UdpSocket::bind("127.0.0.1:0").await;
+            if up.is_err() && !upstreams.is_empty() {
+                // Out of descriptors: make room by closing the least recently active client's.
+                evict_least_recent(&mut upstreams);
+                up = UdpSocket::bind("127.0.0.1:0").await;
+            }
+            let connected = match up {
+                Ok(up) => up.connect(spec.upstream).await.map(|()| up),
+                Err(e) => Err(e),
+            };
+            let up = match connected {
+                Ok(up) => Arc::new(up),
+                Err(_) => {
+                    // Recorded all the same, and marked: the tap could not forward it.
+                    let origin = register_client(&spec, &rec, listen, peer, Err(std::io::Error::other("no upstream socket")));
+                    rec.record_with(&origin, Direction::ToServer, cut::datagram(&bytes), bytes, Some(crate::trace::frame::Fault::NoUpstream));
+                    continue;
+                }
+            };
             let origin = register_client(&spec, &rec, listen, peer, up.local_addr());
-            let up = Arc::new(up);
-            tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone()));
-            upstreams.insert(peer, (up, origin));
+            let last = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
+            let task = tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone(), last.clone(), started));
+            upstreams.insert(peer, UdpClient { up, origin, task, last });
         }
-        let (up, origin) = &upstreams[&peer];
+        let client = &upstreams[&peer];
+        client.last.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         // Recorded either way (the client did send it), and marked when it goes no further.
         let dropped = swallowed(&faults, &bytes);
-        rec.record_with(origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), dropped.then_some(crate::trace::frame::Fault::Dropped));
+        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), dropped.then_some(crate::trace::frame::Fault::Dropped));
         if dropped {
             continue;
         }
-        let _ = up.send(&bytes).await;
+        let _ = client.up.send(&bytes).await;
     }
 }
 
-async fn udp_return(up: Arc<UdpSocket>, tap: Arc<UdpSocket>, client: SocketAddr, origin: Origin, rec: Arc<Recorder>) {
+/// Close the upstream socket of the client with the oldest traffic.
+fn evict_least_recent(upstreams: &mut HashMap<SocketAddr, UdpClient>) {
+    let oldest = upstreams.iter().min_by_key(|(_, c)| c.last.load(std::sync::atomic::Ordering::Relaxed)).map(|(a, _)| *a);
+    if let Some(a) = oldest {
+        upstreams.remove(&a);
+    }
+}
+
+async fn udp_return(
+    up: Arc<UdpSocket>,
+    tap: Arc<UdpSocket>,
+    client: SocketAddr,
+    origin: Origin,
+    rec: Arc<Recorder>,
+    last: Arc<std::sync::atomic::AtomicU64>,
+    started: std::time::Instant,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         match up.recv(&mut buf).await {
             Ok(n) => {
+                last.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
                 let bytes = buf[..n].to_vec();
                 rec.record(&origin, Direction::ToClient, cut::datagram(&bytes), bytes.clone());
                 let _ = tap.send_to(&bytes, client).await;

@@ -62,6 +62,8 @@ pub struct Frame {
 pub enum Fault {
     /// Not forwarded: a lossy network, as the scenario's `faults` asked.
     Dropped,
+    /// Not forwarded: the tap could not open a socket towards the server (out of descriptors).
+    NoUpstream,
 }
 
 impl Fault {
@@ -69,6 +71,7 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::Dropped => "dropped",
+            Fault::NoUpstream => "not-forwarded",
         }
     }
 }
