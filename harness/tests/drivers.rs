@@ -2,7 +2,7 @@
 
 mod cli;
 
-use cli::{root, scratch, sixpac, text};
+use cli::{scratch, sixpac, text};
 use std::time::{Duration, Instant};
 
 /// The servers are installed (see e2e.rs): outside CI a missing one skips, with CI=true it fails.
@@ -261,5 +261,4 @@ fn a_driver_that_exits_hangs_or_writes_garbage_gives_error_naming_the_client_and
         let left = procs_mentioning(&format!("broken.py {how}"));
         assert!(left.is_empty(), "{how}: left running: {left:?}");
     }
-    let _ = root();
 }
