@@ -49,7 +49,7 @@ class Baresip:
 
     def __init__(self, setup):
         self.setup = setup
-        self.dir = tempfile.mkdtemp(prefix="sixpac-baresip-")
+        self.dir = tempfile.mkdtemp(prefix=f"sixpac-{os.getpid()}-baresip-")
         self.events = []
         self.token = 0
         self.buf = b""

@@ -54,7 +54,7 @@ class Finch:
     def __init__(self, setup):
         acc, taps, kind = setup["account"], setup["taps"], setup["kind"]
         self.kind = kind
-        self.home = tempfile.mkdtemp(prefix="sixpac-finch-")
+        self.home = tempfile.mkdtemp(prefix=f"sixpac-{os.getpid()}-finch-")
         purple = os.path.join(self.home, ".purple")
         os.makedirs(os.path.join(purple, "certificates", "x509", "tls_peers"))
         user, domain, pw = acc["user"], acc["domain"], xml_escape(acc["password"])

@@ -43,7 +43,7 @@ class Mcabber:
         if not tap:
             raise Failed("inconclusive", "no XMPP tap")
         host, port = tap.rsplit(":", 1)
-        self.dir = tempfile.mkdtemp(prefix="sixpac-mcabber-")
+        self.dir = tempfile.mkdtemp(prefix=f"sixpac-{os.getpid()}-mcabber-")
         self.fifo = os.path.join(self.dir, "fifo")
         self.trace = os.path.join(self.dir, "trace")
         self.events = os.path.join(self.dir, "events")
