@@ -468,6 +468,7 @@ async fn run(
                 outcomes.push(o);
                 continue;
             }
+            let traces = report.reserve_traces(&sc.id, &profile.name);
             let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave, clients: &clients }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
             note(&format!("[{n}/{total}] {} on {}: {} ({:.2} s)", o.scenario, o.profile, o.verdict.as_str(), o.duration.as_secs_f64()));
             if o.verdict != Verdict::Pass {
@@ -476,7 +477,7 @@ async fn run(
                     eprintln!("{d}");
                 }
             }
-            if let Err(e) = report.write_traces(&o).and_then(|()| report.write_client_logs(&o)) {
+            if let Err(e) = traces.and_then(|t| t.write(&o.frames, &o.normalized)).and_then(|()| report.write_client_logs(&o)) {
                 eprintln!("error: writing traces: {e}");
             }
             if o.servers_gone {

@@ -307,8 +307,13 @@ extern "C" {
 #[test]
 fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_deadline() {
     let Some(_serial) = servers_ready() else { return };
-    for (server, signal, says) in [("prosody", 19, "prosody stopped answering"), ("kamailio", 9, "kamailio exited")] {
-        let (code, took, summary) = fault_mid_suite(&format!("fault-{server}"), server, signal);
+    for (server, signal, says) in [
+        ("prosody", 19, "prosody stopped answering"),
+        ("kamailio", 19, "kamailio stopped answering"),
+        ("prosody", 9, "prosody exited"),
+        ("kamailio", 9, "kamailio exited"),
+    ] {
+        let (code, took, summary) = fault_mid_suite(&format!("fault-{server}-{signal}"), server, signal);
         assert_eq!(code, Some(3), "{server}: {summary}");
         let results = summary["results"].as_array().unwrap();
         let errors: Vec<&str> = results.iter().filter(|r| r["verdict"] == "error").map(|r| r["message"].as_str().unwrap()).collect();

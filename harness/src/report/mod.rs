@@ -108,10 +108,10 @@ impl RunReport {
         self.dir.join("logs").join(profile)
     }
 
-    /// Write the raw and normalized traces of one outcome.
-    pub fn write_traces(&self, o: &Outcome) -> std::io::Result<()> {
-        let base = format!("{}.{}", o.scenario.replace('/', "."), o.profile);
-        self.write_trace_pair(&base, &o.frames, &o.normalized)
+    /// Open the trace files of a scenario on a profile before it runs: a run that runs out of
+    /// file descriptors can still write what it recorded.
+    pub fn reserve_traces(&self, scenario: &str, profile: &str) -> std::io::Result<TraceFiles> {
+        self.reserve_trace_pair(&format!("{}.{profile}", scenario.replace('/', ".")))
     }
 
     /// Each client under test's log for one outcome: `clients/<scenario>.<profile>.<actor>.log`.
