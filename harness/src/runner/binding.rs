@@ -18,14 +18,6 @@ pub enum Binding {
 }
 
 impl Binding {
-    /// The client, as reports name it: `None` for the in-process reference client.
-    pub fn label(&self) -> Option<String> {
-        match self {
-            Binding::Reference(_) => None,
-            Binding::Driver(d) => Some(d.label.clone()),
-        }
-    }
-
     /// Carry out an intent within `within`.
     pub async fn perform(&mut self, intent: &Intent, setup: &Setup, ep: &Endpoints, within: Duration) -> Result<(), StepError> {
         match self {

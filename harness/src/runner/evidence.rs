@@ -52,10 +52,17 @@ pub struct Evidence {
     first: usize,
     frames: Vec<Frame>,
     cast: Attributor,
+    /// Sequence numbers of the arrivals `receives` steps took (with their retransmissions).
     taken: HashSet<u64>,
-    /// Bytes of taken SIP datagrams, per connection: their retransmissions are taken too.
+    /// Bytes of taken SIP datagrams, per connection: a retransmission that comes later is
+    /// taken as it is recorded.
     taken_datagrams: HashSet<(u64, Vec<u8>)>,
 }
+
+/// How far one wait has looked: frames it already tested need no second test, since nothing
+/// is taken while it waits.
+#[derive(Debug, Default)]
+pub struct Cursor(usize);
 
 impl Evidence {
     /// Watch frames recorded from now on; `accounts` maps account users to actor names.
@@ -64,44 +71,54 @@ impl Evidence {
         Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts), taken: HashSet::new(), taken_datagrams: HashSet::new() }
     }
 
-    /// The recorder's length when the scenario began.
-    pub fn first_frame(&self) -> usize {
-        self.first
-    }
-
     /// Take in what the taps recorded since the last look.
     fn refresh(&mut self) {
         let new = self.recorder.frames_from(self.first + self.frames.len());
         self.cast.feed(&new);
+        for f in &new {
+            if f.transport == Transport::Udp && self.taken_datagrams.contains(&(f.conn, f.bytes.clone())) {
+                self.taken.insert(f.seq);
+            }
+        }
         self.frames.extend(new);
     }
 
-    /// Frames a tap forwarded to `actor` on `wire` that no `receives` took yet.
-    fn arrivals<'a>(&'a self, actor: &'a str, wire: Wire) -> impl Iterator<Item = &'a Frame> + 'a {
-        let proto = match wire {
-            Wire::Sip => Proto::Sip,
-            Wire::Xmpp => Proto::Xmpp,
-        };
-        self.frames.iter().filter(move |f| {
-            f.dir == Direction::ToClient
-                && f.proto == proto
-                && matches!(f.kind, FrameKind::Sip | FrameKind::XmppElement)
-                && !self.taken.contains(&f.seq)
-                && !(f.transport == Transport::Udp && self.taken_datagrams.contains(&(f.conn, f.bytes.clone())))
-                && self.cast.actor_of(f.conn) == Some(actor)
-        })
-    }
-
-    /// The first untaken arrival matching, if any (after looking at new frames).
-    pub fn find(&mut self, actor: &str, wire: Wire, pattern: &Pattern) -> Option<Frame> {
+    /// Every frame recorded since the scenario began, and whose connections they are.
+    pub fn finish(mut self) -> (Vec<Frame>, crate::trace::attribution::Attribution) {
         self.refresh();
-        self.arrivals(actor, wire).find(|f| pattern.test(f).is_ok()).cloned()
+        let cast = self.cast.attribution();
+        (self.frames, cast)
     }
 
-    /// Mark an arrival as taken by a `receives` step.
+    /// Frames a tap forwarded to `actor` on `wire` that no `receives` took yet.
+    fn arrivals<'a>(&'a self, actor: &'a str, wire: Wire, from: usize) -> impl Iterator<Item = &'a Frame> + 'a {
+        self.frames[from.min(self.frames.len())..]
+            .iter()
+            .filter(move |f| delivered(f, wire) && !self.taken.contains(&f.seq) && self.cast.actor_of(f.conn) == Some(actor))
+    }
+
+    /// The first untaken arrival matching that this wait has not tested yet, if any (after
+    /// looking at new frames). A frame whose connection is not attributed yet is left for a
+    /// later look: its account may still show.
+    pub fn find(&mut self, actor: &str, wire: Wire, pattern: &Pattern, cursor: &mut Cursor) -> Option<Frame> {
+        self.refresh();
+        let from = cursor.0;
+        let found = self.arrivals(actor, wire, from).find(|f| pattern.test(f).is_ok()).cloned();
+        // Tested up to the first delivered frame still without an actor (it may yet be ours).
+        cursor.0 = self.frames[from.min(self.frames.len())..]
+            .iter()
+            .position(|f| delivered(f, wire) && self.cast.actor_of(f.conn).is_none())
+            .map_or(self.frames.len(), |p| from + p);
+        found
+    }
+
+    /// Mark an arrival as taken by a `receives` step, and its retransmissions with it.
     pub fn take(&mut self, f: &Frame) {
         self.taken.insert(f.seq);
         if f.transport == Transport::Udp {
+            for g in self.frames.iter().filter(|g| g.conn == f.conn && g.bytes == f.bytes) {
+                self.taken.insert(g.seq);
+            }
             self.taken_datagrams.insert((f.conn, f.bytes.clone()));
         }
     }
@@ -140,7 +157,7 @@ impl Evidence {
 
     /// The latest untaken arrivals and why each does not match, for a failure message.
     pub fn near_misses(&self, actor: &str, wire: Wire, pattern: &Pattern) -> String {
-        let all: Vec<&Frame> = self.arrivals(actor, wire).collect();
+        let all: Vec<&Frame> = self.arrivals(actor, wire, 0).collect();
         let lines: Vec<String> = all
             .iter()
             .rev()
@@ -153,6 +170,15 @@ impl Evidence {
             format!(" Latest unmatched arrivals:\n{}", lines.join("\n"))
         }
     }
+}
+
+/// Whether a frame is a message a tap forwarded to a client on `wire`.
+fn delivered(f: &Frame, wire: Wire) -> bool {
+    let proto = match wire {
+        Wire::Sip => Proto::Sip,
+        Wire::Xmpp => Proto::Xmpp,
+    };
+    f.dir == Direction::ToClient && f.proto == proto && matches!(f.kind, FrameKind::Sip | FrameKind::XmppElement)
 }
 
 /// One line that names a frame: a SIP start line, or the XML as received (shortened).
@@ -188,13 +214,13 @@ mod tests {
         rec.record(&o, Direction::ToClient, FrameKind::Sip, MSG.as_bytes().to_vec());
         rec.record(&o, Direction::ToClient, FrameKind::Sip, MSG.as_bytes().to_vec());
         let p = Pattern::new(Wire::Sip, "MESSAGE {any} SIP/2.0").unwrap();
-        assert!(ev.find("bob", Wire::Sip, &p).is_none(), "alice's connection is not bob's");
-        let f = ev.find("alice", Wire::Sip, &p).expect("arrived");
+        assert!(ev.find("bob", Wire::Sip, &p, &mut Cursor::default()).is_none(), "alice's connection is not bob's");
+        let f = ev.find("alice", Wire::Sip, &p, &mut Cursor::default()).expect("arrived");
         ev.take(&f);
-        assert!(ev.find("alice", Wire::Sip, &p).is_none(), "the retransmission went with it");
+        assert!(ev.find("alice", Wire::Sip, &p, &mut Cursor::default()).is_none(), "the retransmission went with it");
         assert!(ev.near_misses("alice", Wire::Sip, &p).contains("Nothing else arrived"));
         // What the client sent is not an arrival.
-        assert!(ev.find("alice", Wire::Sip, &Pattern::new(Wire::Sip, "REGISTER {any} SIP/2.0").unwrap()).is_none());
+        assert!(ev.find("alice", Wire::Sip, &Pattern::new(Wire::Sip, "REGISTER {any} SIP/2.0").unwrap(), &mut Cursor::default()).is_none());
     }
 
     #[test]
@@ -205,9 +231,9 @@ mod tests {
         rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice_1@d/r</jid></bind></iq>".to_vec());
         rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<message from='bob_2@d/x' type='chat'><body>hi</body></message>".to_vec());
         let p = Pattern::new(Wire::Xmpp, "<message type='chat'><body>hi</body></message>").unwrap();
-        assert!(ev.find("alice", Wire::Xmpp, &p).is_some());
+        assert!(ev.find("alice", Wire::Xmpp, &p, &mut Cursor::default()).is_some());
         let wrong = Pattern::new(Wire::Xmpp, "<message type='chat'><body>bye</body></message>").unwrap();
-        assert!(ev.find("alice", Wire::Xmpp, &wrong).is_none());
+        assert!(ev.find("alice", Wire::Xmpp, &wrong, &mut Cursor::default()).is_none());
         assert!(ev.near_misses("alice", Wire::Xmpp, &wrong).contains("<body>hi</body>"));
     }
 }

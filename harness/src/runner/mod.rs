@@ -17,7 +17,7 @@ use actor::{Account, Actor, Endpoints, StepError};
 use binding::Binding;
 use driver::{ClientFile, Driver};
 use intent::{Intent, Peer, Setup, Taps};
-use evidence::{Evidence, Pattern};
+use evidence::{Cursor, Evidence, Pattern};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -208,13 +208,16 @@ pub async fn run_scenario(
     outcome.trace_owner = sc.actors.iter().find_map(|a| opts.client_for(&a.name).filter(|c| c.traces.is_some())).map(|c| c.name.clone());
     set.set_faults(&sc.faults);
     let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
-    let mut evidence = Evidence::new(set.recorder.clone(), users.clone());
+    let mut evidence = Evidence::new(set.recorder.clone(), users);
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
         progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
+        // Only raw text and patterns hold `${…}`; the wire is read for them alone.
         let mut values: HashMap<String, String> = HashMap::new();
-        for (decl, account) in sc.actors.iter().zip(accounts) {
-            values.extend(actor_values(&decl.name, account, &evidence.wire_values(&decl.name)));
+        if matches!(step.action, Action::Send { .. } | Action::Receive { .. } | Action::ReceiveNothing { .. }) {
+            for (decl, account) in sc.actors.iter().zip(accounts) {
+                values.extend(actor_values(&decl.name, account, &evidence.wire_values(&decl.name)));
+            }
         }
         let idx = sc.actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
         let binding = &mut bindings[idx];
@@ -281,8 +284,7 @@ pub async fn run_scenario(
     set.forget_clients();
     // Whose each connection is comes from the wire (the account it authenticated as), not
     // from what the client says about itself: the same evidence for every client.
-    let recorded = set.recorder.frames_from(evidence.first_frame());
-    let cast = attribution::attribute(&recorded, &users);
+    let (recorded, cast) = evidence.finish();
     let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
     for (decl, account) in sc.actors.iter().zip(accounts) {
         let legs: Vec<&attribution::Leg> = cast.legs.iter().filter(|l| l.actor == decl.name).collect();
@@ -405,8 +407,9 @@ const WIRE_POLL: Duration = Duration::from_millis(5);
 async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, deadline: Instant) -> Result<(), StepError> {
     let start = Instant::now();
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
+    let mut cursor = Cursor::default();
     loop {
-        if let Some(f) = ev.find(actor, wire, &compiled) {
+        if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
             ev.take(&f);
             client.caught_up(wire, pattern).await;
             return Ok(());
@@ -427,8 +430,9 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
 /// arrivals since the scenario began count too).
 async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
+    let mut cursor = Cursor::default();
     loop {
-        if let Some(f) = ev.find(actor, wire, &compiled) {
+        if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
             return Err(StepError::Fail(format!("received what must not arrive: {}", evidence::summary(&f))));
         }
         if Instant::now() >= until {

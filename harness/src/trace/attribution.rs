@@ -54,14 +54,6 @@ impl Attribution {
     }
 }
 
-/// Attribute each connection of `frames` to the actor whose account it authenticated as.
-/// `accounts` maps account user names (compared without case, as XMPP and Digest do) to actors.
-pub fn attribute(frames: &[Frame], accounts: &[(String, String)]) -> Attribution {
-    let mut a = Attributor::new(accounts.to_vec());
-    a.feed(frames);
-    a.attribution()
-}
-
 /// Attribution kept up to date as frames arrive, for waits that look at the wire while a
 /// scenario runs.
 #[derive(Debug, Default)]
@@ -73,7 +65,8 @@ pub struct Attributor {
 }
 
 impl Attributor {
-    /// Nothing seen yet; `accounts` as for [`attribute`].
+    /// Nothing seen yet; `accounts` maps account user names (compared without case, as XMPP
+    /// and Digest do) to actors.
     pub fn new(accounts: Vec<(String, String)>) -> Attributor {
         Attributor { accounts, ..Default::default() }
     }
@@ -228,6 +221,12 @@ mod tests {
             bytes: text.as_bytes().to_vec(),
             fault: None,
         }
+    }
+
+    fn attribute(frames: &[Frame], accounts: &[(String, String)]) -> Attribution {
+        let mut a = Attributor::new(accounts.to_vec());
+        a.feed(frames);
+        a.attribution()
     }
 
     fn accounts() -> Vec<(String, String)> {
