@@ -26,8 +26,8 @@ pub enum InfraError {
     Missing { what: String, install: String },
     #[error("{server}: {message}")]
     Setup { server: String, message: String },
-    #[error("{server} was not ready within {secs} s; last log lines:\n{log}")]
-    NotReady { server: String, secs: u64, log: String },
+    #[error("{server} was not ready within {secs} s (no {missing} answer); last log lines:\n{log}")]
+    NotReady { server: String, secs: u64, missing: &'static str, log: String },
     #[error("{server} stopped answering: no answer to its {proto} liveness probe within {secs} s (hung?)")]
     NotAnswering { server: String, proto: &'static str, secs: u64 },
     #[error("{server} exited ({status}); last log lines:\n{log}")]
@@ -233,7 +233,7 @@ impl ServerSet {
                         name: s.name.clone(), kind: s.kind, xmpp: s.xmpp, sip: s.sip, sips: s.sips,
                         ready_in: Duration::ZERO, version: None, image: None, process: None,
                     };
-                    let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE).await?;
+                    let (_, header) = wait_ready(&mut rs, &profile.domain, started, EXTERNAL_DEADLINE, READY_ATTEMPT).await?;
                     after_ready(&mut rs, &[], &probe_account, header).await?;
                     let kinds = tap_kinds(s.kind, set.pki.is_some() && s.sips.is_some());
                     let bound = BoundTaps::bind(&s.name, &kinds, &s.taps).await?;
@@ -283,7 +283,7 @@ impl ServerSet {
                             ready_in: Duration::ZERO, version: None, image, process: Some(proc),
                         });
                         let rs = set.servers.last_mut().expect("just pushed");
-                        match wait_ready(rs, &profile.domain, started, READY_DEADLINE).await {
+                        match wait_ready(rs, &profile.domain, started, READY_DEADLINE, READY_ATTEMPT).await {
                             Ok((ready_in, header)) => {
                                 rs.ready_in = ready_in;
                                 break header;
@@ -381,28 +381,16 @@ impl ServerSet {
     }
 
     /// The first server that has died, or that does not answer its protocols within `within`
-    /// (a stream's features for XMPP, an OPTIONS for SIP), as an error naming it.
+    /// (a stream's features for XMPP, an OPTIONS for SIP: the readiness probes), as an error
+    /// naming it.
     pub async fn check_answering(&mut self, within: Duration) -> Result<(), InfraError> {
-        self.check_alive()?;
-        let probe = Duration::from_millis(500);
-        for s in &self.servers {
-            let deadline = Instant::now() + within;
-            loop {
-                let xmpp = match s.xmpp {
-                    Some(a) => readiness::xmpp_answers(a, &self.profile.domain, probe).await,
-                    None => true,
-                };
-                let sip = match s.sip {
-                    Some(a) => readiness::sip_answers(a, probe).await.is_some(),
-                    None => true,
-                };
-                if xmpp && sip {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let proto = if xmpp { "SIP" } else { "XMPP" };
-                    return Err(InfraError::NotAnswering { server: s.name.clone(), proto, secs: within.as_secs() });
-                }
+        let domain = self.profile.domain.clone();
+        for s in &mut self.servers {
+            // The readiness probes, with longer attempts: a busy server is not a hung one.
+            match wait_ready(s, &domain, Instant::now(), within, Duration::from_millis(500)).await {
+                Ok(_) => {}
+                Err(InfraError::NotReady { server, secs, missing, .. }) => return Err(InfraError::NotAnswering { server, proto: missing, secs }),
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -513,12 +501,22 @@ fn port_taken(log: &str) -> bool {
     log.contains("eaddrinuse") || log.contains("Address already in use")
 }
 
+/// One readiness attempt while a server starts: short, since a UDP probe sent before the
+/// socket exists is lost, not refused.
+const READY_ATTEMPT: Duration = Duration::from_millis(100);
+
 /// How long an external server may take to answer the first probe.
 pub const EXTERNAL_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Probe until the server answers every protocol it serves: start-to-ready time, and the
 /// SIP `Server:` header when it serves SIP.
-async fn wait_ready(s: &mut RunningServer, domain: &str, started: Instant, within: Duration) -> Result<(Duration, Option<String>), InfraError> {
+async fn wait_ready(
+    s: &mut RunningServer,
+    domain: &str,
+    started: Instant,
+    within: Duration,
+    attempt: Duration,
+) -> Result<(Duration, Option<String>), InfraError> {
     let deadline = started + within;
     let log_tail = |s: &RunningServer| s.process.as_ref().map(|p| p.log_tail(15)).unwrap_or_default();
     let (mut xmpp_ok, mut sip_header) = (s.xmpp.is_none(), if s.sip.is_none() { Some(String::new()) } else { None });
@@ -528,13 +526,11 @@ async fn wait_ready(s: &mut RunningServer, domain: &str, started: Instant, withi
                 return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
             }
         }
-        // Short probes: a UDP probe sent before the socket exists is lost, not refused.
-        let wait = Duration::from_millis(100);
         if let (false, Some(addr)) = (xmpp_ok, s.xmpp) {
-            xmpp_ok = readiness::xmpp_answers(addr, domain, wait).await;
+            xmpp_ok = readiness::xmpp_answers(addr, domain, attempt).await;
         }
         if let (None, Some(addr)) = (&sip_header, s.sip) {
-            sip_header = readiness::sip_answers(addr, wait).await;
+            sip_header = readiness::sip_answers(addr, attempt).await;
         }
         if xmpp_ok {
             if let Some(h) = &sip_header {
@@ -542,7 +538,12 @@ async fn wait_ready(s: &mut RunningServer, domain: &str, started: Instant, withi
             }
         }
         if Instant::now() >= deadline {
-            return Err(InfraError::NotReady { server: s.name.clone(), secs: within.as_secs(), log: log_tail(s) });
+            let missing = match (xmpp_ok, sip_header.is_some()) {
+                (false, false) => "XMPP or SIP",
+                (false, true) => "XMPP",
+                _ => "SIP",
+            };
+            return Err(InfraError::NotReady { server: s.name.clone(), secs: within.as_secs(), missing, log: log_tail(s) });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
