@@ -111,7 +111,7 @@ impl RunReport {
     /// Open the trace files of a scenario on a profile before it runs: a run that runs out of
     /// file descriptors can still write what it recorded.
     pub fn reserve_traces(&self, scenario: &str, profile: &str) -> std::io::Result<TraceFiles> {
-        self.reserve_trace_pair(&format!("{}.{profile}", scenario.replace('/', ".")))
+        self.reserve_trace_pair(&crate::runner::file_base(scenario, profile))
     }
 
     /// Each client under test's log for one outcome: `clients/<scenario>.<profile>.<actor>.log`.
@@ -122,7 +122,7 @@ impl RunReport {
         let dir = self.dir.join("clients");
         std::fs::create_dir_all(&dir)?;
         for (actor, log) in &o.client_logs {
-            std::fs::write(dir.join(format!("{}.{}.{actor}.log", o.scenario.replace('/', "."), o.profile)), log)?;
+            std::fs::write(dir.join(format!("{}.{actor}.log", o.file_base())), log)?;
         }
         Ok(())
     }
@@ -158,7 +158,7 @@ impl RunReport {
         let results: Vec<serde_json::Value> = outcomes
             .iter()
             .map(|o| {
-                let base = format!("traces/{}.{}", o.scenario.replace('/', "."), o.profile);
+                let base = format!("traces/{}", o.file_base());
                 serde_json::json!({
                     "scenario": o.scenario,
                     "title": o.title,
@@ -176,7 +176,7 @@ impl RunReport {
                     "expected": o.expected_path,
                     "trace_compared": o.trace_compared && o.verdict == Verdict::Pass || o.diff.is_some(),
                     "clients": o.clients,
-                    "client_logs": o.client_logs.keys().map(|a| format!("clients/{}.{}.{a}.log", o.scenario.replace('/', "."), o.profile)).collect::<Vec<_>>(),
+                    "client_logs": o.client_logs.keys().map(|a| format!("clients/{}.{a}.log", o.file_base())).collect::<Vec<_>>(),
                 })
             })
             .collect();

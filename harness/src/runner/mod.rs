@@ -93,6 +93,11 @@ impl Outcome {
         format!("{} · {}", self.profile, who.join(", "))
     }
 
+    /// How its files are named in the report: `<scenario with dots>.<profile>`.
+    pub fn file_base(&self) -> String {
+        file_base(&self.scenario, &self.profile)
+    }
+
     /// A passing outcome with nothing recorded yet, to be filled in by the run.
     pub fn new(sc: &Scenario, profile: &str) -> Outcome {
         Outcome {
@@ -325,6 +330,11 @@ pub async fn run_scenario(
     }
     compare_with_expected(&mut outcome, opts);
     outcome
+}
+
+/// How a scenario's files on a profile are named in the report (`sip.call-answered.ejabberd`).
+pub fn file_base(scenario: &str, profile: &str) -> String {
+    format!("{}.{profile}", scenario.replace('/', "."))
 }
 
 /// `text` with every account's password shown as `{password}`, as in the normalized trace.

@@ -183,9 +183,8 @@ fn register_client(
     rec: &Recorder,
     tap: SocketAddr,
     client: SocketAddr,
-    upstream: std::io::Result<SocketAddr>,
+    upstream: Option<SocketAddr>,
 ) -> Origin {
-    let upstream = upstream.ok();
     Origin { server: spec.server.clone(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
 }
 
@@ -196,7 +195,7 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let Ok(listen) = client.local_addr() else { return };
-    let origin = register_client(&spec, &rec, listen, peer, server.local_addr());
+    let origin = register_client(&spec, &rec, listen, peer, server.local_addr().ok());
     match (spec.transport, spec.proto, spec.tls.clone()) {
         (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki).await,
         (Transport::Tls, _, None) => return, // no certificate to present: nothing can be relayed
@@ -355,12 +354,12 @@ async fn udp_relay(
                 Ok(up) => Arc::new(up),
                 Err(_) => {
                     // Recorded all the same, and marked: the tap could not forward it.
-                    let origin = register_client(&spec, &rec, listen, peer, Err(std::io::Error::other("no upstream socket")));
+                    let origin = register_client(&spec, &rec, listen, peer, None);
                     rec.record_with(&origin, Direction::ToServer, cut::datagram(&bytes), bytes, Some(crate::trace::frame::Fault::NoUpstream));
                     continue;
                 }
             };
-            let origin = register_client(&spec, &rec, listen, peer, up.local_addr());
+            let origin = register_client(&spec, &rec, listen, peer, up.local_addr().ok());
             let last = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
             let task = tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone(), last.clone(), started));
             upstreams.insert(peer, UdpClient { up, origin, task, last });
