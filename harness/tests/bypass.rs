@@ -10,13 +10,12 @@ mod cli;
 use cli::{scratch, sixpac, text};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The capture needs root and tshark. Outside CI their absence skips the test; with CI=true it
 /// fails it (.ci/run installs tshark and runs as root).
 fn capture_possible() -> bool {
-    let root_user = unsafe { geteuid() } == 0;
+    let root_user = cli::is_root();
     let tshark = sixpac::servers::process::binary_exists("tshark");
     let servers = ["prosody", "kamailio", "ejabberdctl"].iter().all(|b| sixpac::servers::process::binary_exists(b));
     if root_user && tshark && servers {
@@ -28,9 +27,6 @@ fn capture_possible() -> bool {
     false
 }
 
-extern "C" {
-    fn geteuid() -> u32;
-}
 
 /// A packet's transport and both ends.
 #[derive(Debug)]
@@ -87,33 +83,10 @@ fn no_packet_between_a_client_and_a_server_port_bypasses_the_taps() {
     let _serial = cli::serial();
     let dir = scratch("bypass");
     let pcap = dir.join("lo.pcapng");
-    let mut tshark = Command::new("tshark")
-        .args(["-i", "lo", "-f", "tcp or udp", "-w", pcap.to_str().unwrap(), "-q"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tshark");
-    // tshark says "Capturing on 'Loopback: lo'" once the capture runs.
-    let mut err = tshark.stderr.take().unwrap();
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
-        let mut b = [0u8; 256];
-        let n = std::io::Read::read(&mut err, &mut b).unwrap_or(0);
-        if n == 0 || started.elapsed() > Duration::from_secs(20) {
-            let _ = tshark.kill();
-            panic!("tshark did not start capturing: {}", String::from_utf8_lossy(&seen));
-        }
-        seen.extend_from_slice(&b[..n]);
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let capture = cli::Capture::start(&["-i".into(), "lo".into(), "-f".into(), "tcp or udp".into()], &pcap);
     let reports = dir.join("reports");
     let out = sixpac(&["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()]);
-    // Let the last packets reach the file, then stop tshark (SIGINT: it finishes the file).
-    std::thread::sleep(Duration::from_millis(500));
-    unsafe { kill(tshark.id() as i32, 2) };
-    let _ = tshark.wait();
+    capture.stop();
 
     let latest = reports.join("latest");
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
@@ -167,6 +140,3 @@ fn no_packet_between_a_client_and_a_server_port_bypasses_the_taps() {
     assert!(notifies >= 3 && answered >= notifies, "{notifies} NOTIFYs, {answered} answers to them:\n{trace}");
 }
 
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}

@@ -2,20 +2,8 @@
 
 mod cli;
 
-use cli::{scratch, sixpac, text};
+use cli::{procs_mentioning, scratch, servers_ready, sixpac, text};
 use std::time::{Duration, Instant};
-
-/// The servers are installed (see e2e.rs): outside CI a missing one skips, with CI=true it fails.
-fn servers_ready() -> Option<std::sync::MutexGuard<'static, ()>> {
-    let missing: Vec<&str> =
-        ["prosody", "kamailio", "ejabberdctl"].into_iter().filter(|b| !sixpac::servers::process::binary_exists(b)).collect();
-    if missing.is_empty() {
-        return Some(cli::serial());
-    }
-    assert!(std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but server binaries are missing: {missing:?}");
-    eprintln!("SKIP: server binaries missing: {missing:?}");
-    None
-}
 
 fn summary(reports: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap()
@@ -63,47 +51,23 @@ const LOOKUPS: &str = "port 53 or port 5353 or port 1900 or port 5351 or port 34
 
 /// tshark on every interface but loopback, for the duration of `f`; the packets it saw.
 fn captured_outside<T>(dir: &std::path::Path, f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let pcap = dir.join("outside.pcapng");
     let mut args: Vec<String> = Vec::new();
     for i in outside_interfaces() {
         args.extend(["-i".to_string(), i]);
     }
-    args.extend(["-f".into(), LOOKUPS.into(), "-w".into(), pcap.display().to_string(), "-q".into()]);
-    let mut tshark = std::process::Command::new("tshark")
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start tshark");
-    let mut err = tshark.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let started = Instant::now();
-    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
-        let mut b = [0u8; 512];
-        let n = std::io::Read::read(&mut err, &mut b).unwrap_or(0);
-        assert!(n > 0 && started.elapsed() < Duration::from_secs(20), "tshark did not start: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&b[..n]);
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    args.extend(["-f".into(), LOOKUPS.into()]);
+    let capture = cli::Capture::start(&args, &dir.join("outside.pcapng"));
     let out = f();
-    std::thread::sleep(Duration::from_millis(500));
-    unsafe { kill(tshark.id() as i32, 2) };
-    let _ = tshark.wait();
+    let pcap = capture.stop();
     let read = std::process::Command::new("tshark").args(["-r", pcap.to_str().unwrap()]).output().expect("tshark -r");
     (out, String::from_utf8_lossy(&read.stdout).lines().map(str::to_string).collect())
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-    fn geteuid() -> u32;
 }
 
 /// The third-party clients and tshark are there, and we are root; outside CI their absence
 /// skips.
 fn adapters_ready() -> bool {
     let bins = ["baresip", "mcabber", "tshark"];
-    let ok = bins.iter().all(|b| sixpac::servers::process::binary_exists(b)) && unsafe { geteuid() } == 0;
+    let ok = bins.iter().all(|b| sixpac::servers::process::binary_exists(b)) && cli::is_root();
     assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but one of {bins:?} or root is missing; .ci/run installs them");
     if !ok {
         eprintln!("SKIP: one of {bins:?} or root missing");
@@ -173,7 +137,7 @@ fn finch_a_dual_stack_client_logs_in_on_both_legs_and_messages_over_simple_in_it
     let Some(_serial) = servers_ready() else { return };
     let ok = ["finch", "dbus-daemon", "openssl", "/usr/bin/python3"].iter().all(|b| sixpac::servers::process::binary_exists(b))
         && std::process::Command::new("/usr/bin/python3").args(["-c", "import dbus"]).status().is_ok_and(|s| s.success())
-        && unsafe { geteuid() } == 0;
+        && cli::is_root();
     assert!(ok || std::env::var("CI").ok().as_deref() != Some("true"), "CI=true but finch, dbus-daemon, python3-dbus, openssl or root is missing");
     if !ok {
         eprintln!("SKIP: finch, dbus-daemon, python3-dbus, openssl or root missing");
@@ -224,12 +188,6 @@ fn what_a_client_tells_its_user_is_judged_on_its_told_user_events() {
     for r in [warned, silent] {
         assert_eq!(r["verdict"], "inconclusive", "{r}");
     }
-}
-
-/// Processes whose command line mentions `needle`, other than this test's own.
-fn procs_mentioning(needle: &str) -> Vec<String> {
-    let out = std::process::Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(needle) && !l.contains("ps -eo")).map(str::to_string).collect()
 }
 
 #[test]

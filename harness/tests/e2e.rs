@@ -5,25 +5,14 @@
 
 mod cli;
 
-use cli::{interrupt, root, scratch, sixpac, start_waiting_run, text};
+use cli::{interrupt, procs_mentioning, root, scratch, servers_ready, sixpac, start_waiting_run, text, wait_gone};
 use sixpac::xml;
 use std::time::{Duration, Instant};
 
-/// The servers are installed: hold the one-at-a-time lock (see `cli::serial`). Outside CI a
-/// missing server skips the test; with CI=true it fails it.
-fn servers_ready() -> Option<std::sync::MutexGuard<'static, ()>> {
-    let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl", "ejabberdctl"]
-        .into_iter()
-        .filter(|b| !sixpac::servers::process::binary_exists(b))
-        .collect();
-    if missing.is_empty() {
-        return Some(cli::serial());
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but server binaries are missing: {missing:?}; .ci/run must install them");
-    }
-    eprintln!("SKIP: server binaries missing: {missing:?}");
-    None
+/// `sixpac run` on the process backend of one folder of harness/tests/scenarios.
+fn run_test_scenarios(folder: &str, reports: &std::path::Path) -> std::process::Output {
+    let scen = root().join("harness/tests/scenarios").join(folder);
+    sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()])
 }
 
 #[test]
@@ -70,8 +59,7 @@ fn default_suite_passes_with_junit_and_traces() {
 fn a_password_in_a_failing_pattern_is_in_no_report() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("secret");
-    let scen = root().join("harness/tests/scenarios/secret");
-    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    let out = run_test_scenarios("secret", &reports);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let latest = reports.join("latest");
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
@@ -115,8 +103,7 @@ fn a_message_that_never_comes_fails_within_its_deadline() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("negative");
     let started = Instant::now();
-    let scen = root().join("harness/tests/scenarios/negative");
-    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    let out = run_test_scenarios("negative", &reports);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("no matching frame within 2."), "{}", text(&out));
@@ -164,36 +151,12 @@ fn a_changed_expected_trace_fails_with_a_diff_naming_the_frame_and_accept_restor
 #[test]
 fn a_misspelled_step_key_exits_2_with_its_location_before_any_server_starts() {
     let dir = scratch("bad");
-    let scen = root().join("harness/tests/scenarios/bad");
-    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.join("r").to_str().unwrap()]);
+    let out = run_test_scenarios("bad", &dir.join("r"));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("misspelled.yaml:8:5: unknown step `sennds xmpp`"), "{t}");
     assert!(!t.contains("starting"), "a server was started: {t}");
     assert!(!dir.join("r").exists(), "no report is made for a usage error");
-}
-
-fn procs_mentioning(needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(needle) {
-            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-        }
-    }
-    out
-}
-
-fn wait_gone(needle: &str, within: Duration) -> Vec<String> {
-    let until = Instant::now() + within;
-    loop {
-        let left = procs_mentioning(needle);
-        if left.is_empty() || Instant::now() > until {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -283,7 +246,7 @@ fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, 
         .find(|p| p.contains("sixpac-server") && p.contains(&format!(" {server} ")))
         .and_then(|p| p.split(':').next().and_then(|n| n.parse::<i32>().ok()))
         .expect("the server's group leader");
-    unsafe { libc_kill(-leader, signal) };
+    unsafe { libc::kill(-leader, signal) };
     let faulted = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -299,10 +262,6 @@ fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, 
     (status.code(), took, summary)
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
 
 #[test]
 fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_deadline() {
@@ -320,7 +279,7 @@ fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_dea
         assert!(errors.iter().any(|m| m.contains(says)), "{server}: {errors:?}");
         assert!(results.iter().all(|r| r["verdict"] != "fail"), "{server}: a server's fault is blamed on the client: {summary}");
         assert!(errors.iter().filter(|m| m.starts_with("not run: ")).count() > 10, "{server}: the rest end at once: {errors:?}");
-        // One step deadline (10 s) and the liveness probe (3 s), with the teardown.
+        // One step deadline (10 s) and the liveness probe (2 s), with the teardown.
         assert!(took < 25.0, "{server}: took {took:.1} s after the fault");
         eprintln!("{server} (signal {signal}): sixpac ended {took:.1} s after the fault");
     }
@@ -330,8 +289,7 @@ fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_dea
 fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("loss");
-    let scen = root().join("harness/tests/scenarios/loss");
-    let out = sixpac(&["run", "--backend", "process", "--scenarios", scen.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    let out = run_test_scenarios("loss", &reports);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The raw trace holds all three copies of the first MESSAGE, one branch, before any answer:
     // two the tap dropped, the third Timer E's second retransmission (at 1.5 s).
@@ -550,7 +508,7 @@ fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written
     let n = u.recv(&mut buf).expect("the SIP tap answers after the flood");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"), "{}", String::from_utf8_lossy(&buf[..n]));
     drop(x);
-    unsafe { libc_kill(serve.id() as i32, 2) };
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     let status = serve.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let raw = std::fs::read(reports.join("latest/traces/serve.prosody+kamailio.raw")).unwrap();

@@ -71,7 +71,7 @@ pub fn start_waiting_run_of(scenarios: &str, backend: &str, dir: &Path) -> (Chil
 
 /// SIGINT the child and wait (at most `within`) for its exit code.
 pub fn interrupt(child: &mut Child, within: Duration) -> Option<i32> {
-    unsafe { libc_kill(child.id() as i32, 2) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let until = Instant::now() + within;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -82,10 +82,6 @@ pub fn interrupt(child: &mut Child, within: Duration) -> Option<i32> {
     }
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
 
 /// How many scenario × profile outcomes a run of the default suite gives.
 pub fn default_suite_outcomes() -> usize {
@@ -109,4 +105,98 @@ pub fn default_suite_outcomes() -> usize {
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The servers are installed: hold the one-at-a-time lock (see [`serial`]). Outside CI a
+/// missing server skips the test; with CI=true it fails it.
+pub fn servers_ready() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let missing: Vec<&str> = ["prosody", "kamailio", "prosodyctl", "ejabberdctl"]
+        .into_iter()
+        .filter(|b| !sixpac::servers::process::binary_exists(b))
+        .collect();
+    if missing.is_empty() {
+        return Some(serial());
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but server binaries are missing: {missing:?}; .ci/run must install them");
+    }
+    eprintln!("SKIP: server binaries missing: {missing:?}");
+    None
+}
+
+/// Processes whose command line mentions `needle`, as `PID: command line`.
+pub fn procs_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// Wait (at most `within`) until no process mentions `needle`; those still there.
+pub fn wait_gone(needle: &str, within: Duration) -> Vec<String> {
+    let until = Instant::now() + within;
+    loop {
+        let left = procs_mentioning(needle);
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the tests run as root (captures and network namespaces need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tshark capture into a file, running once tshark says so.
+pub struct Capture {
+    tshark: Child,
+    /// The pcapng file it writes.
+    pub file: PathBuf,
+}
+
+impl Capture {
+    /// Start tshark with these arguments (interfaces, filter) writing `file`, and wait (at
+    /// most 20 s) until it captures.
+    pub fn start(args: &[String], file: &Path) -> Capture {
+        use std::io::Read;
+        let mut tshark = Command::new("tshark")
+            .args(args)
+            .args(["-w", file.to_str().unwrap(), "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tshark");
+        // tshark says "Capturing on '…'" once the capture runs.
+        let mut err = tshark.stderr.take().unwrap();
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+            let mut b = [0u8; 512];
+            let n = err.read(&mut b).unwrap_or(0);
+            if n == 0 || started.elapsed() > Duration::from_secs(20) {
+                let _ = tshark.kill();
+                panic!("tshark did not start capturing: {}", String::from_utf8_lossy(&seen));
+            }
+            seen.extend_from_slice(&b[..n]);
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Capture { tshark, file: file.to_path_buf() }
+    }
+
+    /// Let the last packets reach the file, then stop tshark (SIGINT: it finishes the file).
+    pub fn stop(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(500));
+        unsafe { libc::kill(self.tshark.id() as i32, libc::SIGINT) };
+        let _ = self.tshark.wait();
+        self.file
+    }
 }
