@@ -2,7 +2,11 @@
 drivers in adapters/: the hello, the command loop, and the answers. A driver supplies its
 client's name, version and `can` list, and a function that carries out one intent."""
 import json
+import os
+import pty
+import subprocess
 import sys
+import threading
 
 
 class Failed(Exception):
@@ -42,6 +46,24 @@ class OneClient:
         if self.client is not None:
             self.client.stop()
             self.client = None
+
+
+def spawn_on_pty(argv, env, stderr=None):
+    """Start a curses client on a pseudo-terminal of its own, whose screen output is thrown
+    away; its stderr goes to the terminal too unless `stderr` says otherwise."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave if stderr is None else stderr, env=env, close_fds=True)
+    os.close(slave)
+
+    def drain():
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc
 
 
 def read_hello():

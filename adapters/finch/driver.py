@@ -13,7 +13,6 @@ run finch only under `sixpac run --isolate` (a network namespace holding only lo
 finch-played actor per run.
 """
 import os
-import pty
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, OneClient, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, serve, spawn_on_pty  # noqa: E402
 
 CAN = ["connect", "disconnect", "register", "unregister", "chat", "message", "set-presence", "add-contact"]
 STEP = 10.0
@@ -94,10 +93,7 @@ class Finch:
             raise Failed("error", f"dbus-daemon did not start: {bus.stderr.strip()}")
         self.bus_address, self.bus_pid = lines[0], int(lines[1])
         env = dict(os.environ, HOME=self.home, TERM="xterm", DBUS_SESSION_BUS_ADDRESS=self.bus_address)
-        master, slave = pty.openpty()
-        self.proc = subprocess.Popen(["finch", "-d"], stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, close_fds=True)
-        os.close(slave)
-        threading.Thread(target=self._drain, args=(master,), daemon=True).start()
+        self.proc = spawn_on_pty(["finch", "-d"], env, stderr=subprocess.PIPE)
         threading.Thread(target=self._log, daemon=True).start()
         self.purple = None
         until = time.time() + STEP
@@ -111,14 +107,6 @@ class Finch:
                 if time.time() > until or self.proc.poll() is not None:
                     raise Failed("error", f"finch did not offer its D-Bus service (exit {self.proc.poll()})")
                 time.sleep(0.1)
-
-    @staticmethod
-    def _drain(fd):
-        try:
-            while os.read(fd, 65536):
-                pass
-        except OSError:
-            pass
 
     def _log(self):
         for line in self.proc.stderr:

@@ -11,16 +11,14 @@ actor asks for it, and trusts only the run's CA (`ssl_ca`). Its stderr carries m
 trace log, as the client's log.
 """
 import os
-import pty
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, OneClient, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, serve, spawn_on_pty  # noqa: E402
 
 CAN = ["connect", "disconnect", "chat", "set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact", "cancel-subscription"]
 STEP = 10.0
@@ -78,21 +76,9 @@ class Mcabber:
         with open(rc, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(rc, 0o600)
-        master, slave = pty.openpty()
-        env = dict(os.environ, HOME=self.dir, TERM="xterm")
-        self.proc = subprocess.Popen(["mcabber", "-f", rc], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-        os.close(slave)
-        threading.Thread(target=self._drain, args=(master,), daemon=True).start()
+        self.proc = spawn_on_pty(["mcabber", "-f", rc], dict(os.environ, HOME=self.dir, TERM="xterm"))
         self.trace_pos = 0
         self.events_pos = 0
-
-    @staticmethod
-    def _drain(fd):
-        try:
-            while os.read(fd, 65536):
-                pass
-        except OSError:
-            pass
 
     def _new(self, path, attr):
         """Lines appended to a file since the last look."""
