@@ -203,24 +203,9 @@ fn uri_user(uri: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::frame::{FrameKind, Transport};
 
     fn frame(conn: u64, proto: Proto, dir: Direction, text: &str) -> Frame {
-        Frame {
-            seq: 0,
-            at: std::time::Duration::ZERO,
-            server: "s".into(),
-            proto,
-            transport: Transport::Tcp,
-            conn,
-            client: format!("127.0.0.1:{}", 40000 + conn).parse().unwrap(),
-            tap: "127.0.0.1:5222".parse().unwrap(),
-            upstream: None,
-            dir,
-            kind: FrameKind::XmppElement,
-            bytes: text.as_bytes().to_vec(),
-            fault: None,
-        }
+        Frame::for_test(0, conn, proto, dir, text)
     }
 
     fn attribute(frames: &[Frame], accounts: &[(String, String)]) -> Attribution {

@@ -57,6 +57,29 @@ pub struct Frame {
     pub fault: Option<Fault>,
 }
 
+#[cfg(test)]
+impl Frame {
+    /// A frame for unit tests: the XMPP or SIP element `text` on connection `conn` (its client
+    /// at 127.0.0.1:40000+conn), at time zero.
+    pub fn for_test(seq: u64, conn: u64, proto: Proto, dir: Direction, text: &str) -> Frame {
+        Frame {
+            seq,
+            at: Duration::ZERO,
+            server: "s".into(),
+            proto,
+            transport: Transport::Tcp,
+            conn,
+            client: SocketAddr::from(([127, 0, 0, 1], 40000 + conn as u16)),
+            tap: SocketAddr::from(([127, 0, 0, 1], 5222)),
+            upstream: None,
+            dir,
+            kind: if proto == Proto::Sip { FrameKind::Sip } else { FrameKind::XmppElement },
+            bytes: text.as_bytes().to_vec(),
+            fault: None,
+        }
+    }
+}
+
 /// What a tap did to a frame instead of forwarding it as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

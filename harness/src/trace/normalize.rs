@@ -549,21 +549,7 @@ mod tests {
     }
 
     fn xmpp_frame(seq: u64, dir: Direction, text: &str) -> Frame {
-        Frame {
-            seq,
-            at: std::time::Duration::ZERO,
-            server: "prosody".into(),
-            proto: Proto::Xmpp,
-            transport: Transport::Tcp,
-            conn: 1,
-            client: "127.0.0.1:4000".parse().unwrap(),
-            tap: "127.0.0.1:5222".parse().unwrap(),
-            upstream: None,
-            dir,
-            kind: FrameKind::XmppElement,
-            bytes: text.as_bytes().to_vec(),
-            fault: None,
-        }
+        Frame::for_test(seq, 1, Proto::Xmpp, dir, text)
     }
 
     #[test]
