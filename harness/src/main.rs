@@ -720,7 +720,7 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     let frames = set.recorder.frames_for_all();
     let mut ctx = NormalizeContext { title: format!("sixpac serve on {}", profile.name), ..Default::default() };
     // Clients are unknown here: their addresses become {addr-N}, numbered by first appearance.
-    ctx.addr_names = set.addr_names().into_iter().map(|(a, n, _)| (a, n)).collect();
+    ctx.addr_names = set.addr_names();
     for a in &users {
         ctx.literals.push((a.password.clone(), "{password}".into()));
     }

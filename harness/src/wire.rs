@@ -42,4 +42,17 @@ impl Transport {
     pub fn reliable(self) -> bool {
         self != Transport::Udp
     }
+
+    /// Which port space its sockets live in.
+    pub fn carrier(self) -> Carrier {
+        if self.reliable() { Carrier::Stream } else { Carrier::Datagram }
+    }
+}
+
+/// A port space: a UDP and a TCP socket may have the same port number, so an address alone
+/// does not say which socket it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Carrier {
+    Datagram,
+    Stream,
 }

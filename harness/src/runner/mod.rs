@@ -12,7 +12,7 @@ use crate::scenario::{Action, Scenario, Wire};
 use crate::servers::ServerSet;
 use crate::trace::frame::{Frame, Proto, Transport};
 use crate::trace::attribution;
-use crate::trace::normalize::{normalize, NormalizeContext};
+use crate::trace::normalize::{normalize, AddrName, NormalizeContext};
 use actor::{Account, Actor, Endpoints, StepError};
 use binding::Binding;
 use driver::{ClientFile, Driver};
@@ -290,14 +290,19 @@ pub async fn run_scenario(
     // Whose each connection is comes from the wire (the account it authenticated as), not
     // from what the client says about itself: the same evidence for every client.
     let (recorded, cast) = evidence.finish();
-    let mut names: Vec<(std::net::SocketAddr, String, Proto)> = set.addr_names();
+    let mut names = set.addr_names();
     for (decl, account) in sc.actors.iter().zip(accounts) {
         let legs: Vec<&attribution::Leg> = cast.legs.iter().filter(|l| l.actor == decl.name).collect();
         for l in &legs {
-            let leg = l.proto.name();
-            names.push((l.client, format!("{}.{leg}", decl.name), l.proto));
+            let named = |addr, suffix: &str| AddrName {
+                addr,
+                proto: l.proto,
+                carrier: l.transport.carrier(),
+                name: format!("{}.{}{suffix}", decl.name, l.proto.name()),
+            };
+            names.push(named(l.client, ""));
             if let Some(up) = l.upstream {
-                names.push((up, format!("{}.{leg}~tap", decl.name), l.proto));
+                names.push(named(up, "~tap"));
             }
         }
         ctx.literals.push((account.user.clone(), decl.name.clone()));
@@ -452,13 +457,12 @@ async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str,
     }
 }
 
-/// Address names in the order the normalizer tries them. Addresses are written into SIP text
-/// only, and a TCP port (an XMPP leg or server, a tap's listener) may have the same number as
-/// a UDP port (a SIP leg): SIP names of actors and servers come first, so they win; tap
-/// listeners come last, as SIP text never names them.
-fn first_names_first(mut names: Vec<(std::net::SocketAddr, String, Proto)>) -> Vec<(std::net::SocketAddr, String)> {
-    names.sort_by_key(|(_, n, p)| (n.ends_with(".tap"), *p == Proto::Xmpp));
-    names.into_iter().map(|(a, n, _)| (a, n)).collect()
+/// Address names in the order the normalizer tries them where the text does not say which
+/// port space an address is in (a TCP and a UDP socket may share a port number): SIP names of
+/// actors and servers first, then XMPP legs, then the taps' listeners.
+fn first_names_first(mut names: Vec<AddrName>) -> Vec<AddrName> {
+    names.sort_by_key(|n| (n.name.ends_with(".tap"), n.proto == Proto::Xmpp));
+    names
 }
 
 fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions<'_>) {
@@ -504,6 +508,7 @@ fn compare_with_expected(outcome: &mut Outcome, opts: RunOptions<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Carrier;
 
     #[test]
     fn messages_show_no_password() {
@@ -514,11 +519,12 @@ mod tests {
     #[test]
     fn a_sip_leg_wins_over_a_tap_or_an_xmpp_leg_on_the_same_port_number() {
         let a: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let named = |proto, carrier, name: &str| AddrName { addr: a, proto, carrier, name: name.into() };
         let names = vec![
-            (a, "kamailio.tap".to_string(), Proto::Sip),
-            (a, "bob.xmpp".to_string(), Proto::Xmpp),
-            (a, "bob.sip".to_string(), Proto::Sip),
+            named(Proto::Sip, Carrier::Stream, "kamailio.tap"),
+            named(Proto::Xmpp, Carrier::Stream, "bob.xmpp"),
+            named(Proto::Sip, Carrier::Datagram, "bob.sip"),
         ];
-        assert_eq!(first_names_first(names)[0].1, "bob.sip");
+        assert_eq!(first_names_first(names)[0].name, "bob.sip");
     }
 }

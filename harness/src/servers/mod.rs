@@ -11,6 +11,8 @@ pub mod readiness;
 
 use crate::tap::{Tap, TapSpec};
 use crate::trace::frame::{Proto, Recorder, Transport};
+use crate::trace::normalize::AddrName;
+use crate::wire::Carrier;
 use container::ContainerSpec;
 use external::ServersFile;
 use process::{Launcher, ProcessServer};
@@ -413,18 +415,21 @@ impl ServerSet {
     /// Address -> symbol names for normalization: servers and taps.
     /// Each with the protocol it serves: a TCP port (XMPP) and a UDP port (SIP) may share a
     /// number, and only SIP text names addresses, so SIP names must be preferred.
-    pub fn addr_names(&self) -> Vec<(SocketAddr, String, Proto)> {
+    pub fn addr_names(&self) -> Vec<AddrName> {
+        let named = |addr, proto, carrier, name: &str| AddrName { addr, proto, carrier, name: name.to_string() };
         let mut out = Vec::new();
         for s in &self.servers {
             if let Some(a) = s.sip {
-                out.push((a, s.name.clone(), Proto::Sip));
+                // A SIP server listens for UDP and TCP on one port number.
+                out.push(named(a, Proto::Sip, Carrier::Datagram, &s.name));
+                out.push(named(a, Proto::Sip, Carrier::Stream, &s.name));
             }
             if let Some(a) = s.xmpp {
-                out.push((a, s.name.clone(), Proto::Xmpp));
+                out.push(named(a, Proto::Xmpp, Carrier::Stream, &s.name));
             }
         }
         for t in &self.taps {
-            out.push((t.listen, format!("{}.tap", t.spec.server), t.spec.proto));
+            out.push(named(t.listen, t.spec.proto, t.spec.transport.carrier(), &format!("{}.tap", t.spec.server)));
         }
         out
     }

@@ -10,6 +10,7 @@
 use super::frame::{Direction, Frame, Proto};
 use crate::sip::message::addr_uri;
 use crate::sip::SipMessage;
+use crate::wire::Transport;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ enum Strength {
 pub struct Leg {
     pub actor: String,
     pub proto: Proto,
+    pub transport: Transport,
     /// The client's own address.
     pub client: SocketAddr,
     /// The tap's socket towards the server for it, if any.
@@ -61,7 +63,7 @@ pub struct Attributor {
     accounts: Vec<(String, String)>,
     best: HashMap<u64, (Strength, String)>,
     /// Connections in order of first frame, with that frame's leg facts.
-    first: Vec<(u64, Proto, SocketAddr, Option<SocketAddr>)>,
+    first: Vec<(u64, Proto, Transport, SocketAddr, Option<SocketAddr>)>,
 }
 
 impl Attributor {
@@ -75,7 +77,7 @@ impl Attributor {
     pub fn feed(&mut self, frames: &[Frame]) {
         for f in frames {
             if !self.first.iter().any(|(c, ..)| *c == f.conn) {
-                self.first.push((f.conn, f.proto, f.client, f.upstream));
+                self.first.push((f.conn, f.proto, f.transport, f.client, f.upstream));
             }
             for (strength, user) in evidence(f) {
                 let Some((_, actor)) = self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(&user)) else { continue };
@@ -95,9 +97,9 @@ impl Attributor {
     /// What the frames so far attribute.
     pub fn attribution(&self) -> Attribution {
         let mut out = Attribution::default();
-        for (conn, proto, client, upstream) in &self.first {
+        for (conn, proto, transport, client, upstream) in &self.first {
             if let Some((_, actor)) = self.best.get(conn) {
-                let leg = Leg { actor: actor.clone(), proto: *proto, client: *client, upstream: *upstream };
+                let leg = Leg { actor: actor.clone(), proto: *proto, transport: *transport, client: *client, upstream: *upstream };
                 if !out.legs.contains(&leg) {
                     out.legs.push(leg);
                 }

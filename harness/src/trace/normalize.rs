@@ -3,6 +3,7 @@
 
 use super::frame::{Direction, Frame, FrameKind, Proto};
 use crate::sip::message::{same_header, SipMessage};
+use crate::wire::Carrier;
 use crate::xml::{self, Element, Node};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,12 +16,21 @@ pub struct NormalizeContext {
     /// Actors in declaration order, with the client addresses each uses.
     /// (A TCP and a UDP socket may share a port number, so the protocol is part of the key.)
     pub actors: Vec<(String, Vec<(SocketAddr, Proto)>)>,
-    /// Known addresses and the symbol to print for them.
-    pub addr_names: Vec<(SocketAddr, String)>,
+    /// Known addresses and the symbol to print for them, in the order they are tried.
+    pub addr_names: Vec<AddrName>,
     /// Literal text and its stable replacement (generated user names, secrets).
     pub literals: Vec<(String, String)>,
     /// The reference client's XEP-0115 caps node: a server's caps probes of it are left out.
     pub caps_node: Option<String>,
+}
+
+/// An address the normalizer prints as a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrName {
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    pub carrier: Carrier,
+    pub name: String,
 }
 
 /// A normalized trace and where each frame starts in it.
@@ -57,10 +67,14 @@ struct Normalizer<'a> {
 const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
 
 impl Normalizer<'_> {
-    fn addr_name(&mut self, addr: &str) -> String {
+    /// The name of `addr`; where the text says which port space it is in, a name in that space
+    /// wins over one that only shares the number.
+    fn addr_name(&mut self, addr: &str, carrier: Option<Carrier>) -> String {
         if let Ok(a) = addr.parse::<SocketAddr>() {
-            if let Some((_, n)) = self.ctx.addr_names.iter().find(|(k, _)| *k == a) {
-                return format!("{{{n}}}");
+            let names = &self.ctx.addr_names;
+            let same_space = carrier.and_then(|c| names.iter().find(|n| n.addr == a && n.carrier == c));
+            if let Some(n) = same_space.or_else(|| names.iter().find(|n| n.addr == a)) {
+                return format!("{{{}}}", n.name);
             }
         }
         self.syms.get("addr", addr)
@@ -80,7 +94,8 @@ impl Normalizer<'_> {
                 rest = after;
                 continue;
             }
-            out.push_str(&self.addr_name(&format!("{IP}{}", &after[..digits])));
+            let carrier = carrier_at(text, text.len() - rest.len() + p);
+            out.push_str(&self.addr_name(&format!("{IP}{}", &after[..digits]), carrier));
             rest = &after[digits..];
         }
         out.push_str(rest);
@@ -180,8 +195,10 @@ impl Normalizer<'_> {
             v = self.param(&v, "branch", |s, x| s.syms.get("branch", x));
             // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
             v = self.param(&v, "ftag", |s, x| s.syms.get("tag", x));
+            // The port the Via's sender was seen from, in the Via's own transport.
+            let carrier = via_carrier(&v);
             v = self.param(&v, "rport", |s, x| {
-                if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}")) }
+                if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}"), carrier) }
             });
         }
         if is("Via") {
@@ -359,6 +376,45 @@ impl Normalizer<'_> {
 
 /// Containers whose children are a set, not a sequence (servers emit them in hash order):
 /// stream features (RFC 6120 §4.3.2), SASL mechanisms, disco#info results.
+/// The port space a Via value's sent-protocol (`SIP/2.0/UDP`) names.
+fn via_carrier(value: &str) -> Option<Carrier> {
+    let upper = value.to_ascii_uppercase();
+    let at = upper.find("SIP/2.0/")? + "SIP/2.0/".len();
+    let transport: String = upper[at..].chars().take_while(char::is_ascii_alphanumeric).collect();
+    Some(if transport == "UDP" { Carrier::Datagram } else { Carrier::Stream })
+}
+
+/// Which port space the address at byte `p` of SIP text is in, where the text says: a Via's
+/// sent-protocol just before it, or the URI it is the host of (`sips:`, or `transport=`; UDP
+/// when a `sip:` URI names none, RFC 3261 §19.1.2). A UDP and a TCP socket may share a port
+/// number, and this is what tells their names apart.
+fn carrier_at(text: &str, p: usize) -> Option<Carrier> {
+    let before = &text[..p];
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace() || matches!(c, '<' | '"' | ','))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let token = before[start..].to_ascii_lowercase();
+    if token.is_empty() {
+        let word = before.trim_end().rsplit(|c: char| c.is_whitespace() || c == ',').next()?;
+        return if word.to_ascii_uppercase().starts_with("SIP/2.0/") { via_carrier(word) } else { None };
+    }
+    if token.starts_with("sips:") {
+        return Some(Carrier::Stream);
+    }
+    if !token.starts_with("sip:") {
+        return None;
+    }
+    let uri = &text[p..];
+    let end = uri.find(|c: char| c.is_whitespace() || matches!(c, '>' | '"' | ',' | '?')).unwrap_or(uri.len());
+    let params = uri[..end].to_ascii_lowercase();
+    match params.split(';').find_map(|kv| kv.strip_prefix("transport=")) {
+        None | Some("udp") => Some(Carrier::Datagram),
+        Some(_) => Some(Carrier::Stream),
+    }
+}
+
 fn unordered(el: &Element) -> bool {
     matches!(
         (el.local_name(), el.ns.as_deref()),
@@ -529,7 +585,7 @@ mod tests {
         let ctx = NormalizeContext {
             title: "t".into(),
             actors: vec![("alice".into(), vec![(alice, Proto::Sip)])],
-            addr_names: vec![(alice, "alice.sip".into())],
+            addr_names: vec![AddrName { addr: alice, proto: Proto::Sip, carrier: Carrier::Datagram, name: "alice.sip".into() }],
             literals: vec![("alice_x1".into(), "alice".into())],
             caps_node: None,
         };
@@ -613,5 +669,26 @@ mod tests {
         let t = normalize(&rec.frames_for(&[o.client]), &NormalizeContext::default()).text;
         let tags: Vec<&str> = t.lines().filter(|l| l.contains("To: ")).collect();
         assert_eq!(tags, ["    To: <sip:a@d>;tag={tag-2}", "    To: <sip:a@d>;tag={tag-2}", "    To: <sip:a@d>;tag={tag-3}"], "{t}");
+    }
+
+    #[test]
+    fn a_tcp_and_a_udp_socket_with_one_port_number_keep_their_own_names() {
+        let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let name = |carrier, name: &str| AddrName { addr: port, proto: Proto::Sip, carrier, name: name.into() };
+        // The UDP leg is tried first, as the runner orders legs before taps.
+        let ctx = NormalizeContext {
+            addr_names: vec![name(Carrier::Datagram, "alice.sip"), name(Carrier::Stream, "kamailio.tap")],
+            ..Default::default()
+        };
+        let mut n = Normalizer { ctx: &ctx, syms: Symbols::default() };
+        let text = "SIP/2.0/TCP 127.0.0.1:40000;branch=x, SIP/2.0/UDP 127.0.0.1:40000 <sip:127.0.0.1:40000;transport=TCP;lr> \
+                    <sip:bob@127.0.0.1:40000> <sips:127.0.0.1:40000> sip:127.0.0.1:40000;transport=udp hello 127.0.0.1:40000";
+        assert_eq!(
+            n.addresses(text),
+            "SIP/2.0/TCP {kamailio.tap};branch=x, SIP/2.0/UDP {alice.sip} <sip:{kamailio.tap};transport=TCP;lr> \
+                    <sip:bob@{alice.sip}> <sips:{kamailio.tap}> sip:{alice.sip};transport=udp hello {alice.sip}"
+        );
+        let via = n.sip_value("Via", "SIP/2.0/TCP 127.0.0.1:1;rport=40000;branch=b", None, false);
+        assert!(via.contains("rport={kamailio.tap}"), "{via}");
     }
 }
