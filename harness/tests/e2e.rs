@@ -309,6 +309,47 @@ fn lost_copies_of_a_request_are_retransmitted_until_the_transaction_completes() 
     assert_eq!(trace.matches("alice -> kamailio (dropped by the tap)").count(), 2, "{trace}");
 }
 
+#[test]
+fn injected_faults_are_marked_in_the_traces_and_the_flows_survive_all_but_the_reset() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("faults");
+    let out = run_test_scenarios("faults", &reports);
+    // The reset scenario fails on purpose (its login cannot finish); every other one passes.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let latest = reports.join("latest");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let results = summary["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8, "five faults, three of them on both profiles");
+    for r in results {
+        let (scenario, profile, verdict) = (r["scenario"].as_str().unwrap(), r["profile"].as_str().unwrap(), r["verdict"].as_str().unwrap());
+        let want = if scenario == "reset" { "fail" } else { "pass" };
+        assert_eq!(verdict, want, "{scenario} on {profile}: {}", r["message"]);
+        let raw = std::fs::read_to_string(latest.join(format!("traces/{scenario}.{profile}.raw"))).unwrap();
+        let mark = match scenario {
+            "delay" => " fault=delayed-1200ms ",
+            "duplicate" => " fault=duplicated ",
+            "reorder" => " fault=reordered ",
+            "stall" => " fault=stalled-1500ms ",
+            _ => " fault=reset ",
+        };
+        let marked: Vec<&str> = raw.lines().filter(|l| l.starts_with("#frame ") && l.contains(mark)).collect();
+        assert_eq!(marked.len(), 1, "{scenario} on {profile}: one frame marked{mark}");
+        if scenario == "stall" {
+            // Nothing reached the client during the stall.
+            let at = |l: &str| l.split(" t=").nth(1).and_then(|t| t.split(' ').next()).and_then(|t| t.parse::<f64>().ok()).unwrap();
+            let conn = marked[0].split(" conn=").nth(1).unwrap().split(' ').next().unwrap().to_string();
+            let stalled_at = at(marked[0]);
+            let next_down = raw
+                .lines()
+                .filter(|l| l.starts_with("#frame ") && l.contains(&format!(" conn={conn} ")) && l.contains("dir=to-client"))
+                .map(at)
+                .find(|t| *t > stalled_at)
+                .expect("the server's answer came after the stall");
+            assert!(next_down - stalled_at >= 1.4, "{scenario} on {profile}: answered {:.3} s after the stall began", next_down - stalled_at);
+        }
+    }
+}
+
 /// Copy a directory tree (fixtures, scenarios) for a test to change.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

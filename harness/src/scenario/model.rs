@@ -134,7 +134,7 @@ pub struct Scenario {
     pub requirements: Vec<String>,
     pub tags: Vec<String>,
     /// Loss the SIP taps inject while the scenario runs.
-    pub faults: Vec<crate::tap::DropRule>,
+    pub faults: Vec<crate::tap::FaultRule>,
     /// Server features the scenario depends on; a profile that lacks one gives `inconclusive`.
     pub needs: Vec<String>,
     pub profiles: Vec<String>,

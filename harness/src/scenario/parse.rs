@@ -170,19 +170,91 @@ struct RawScenario {
     #[serde(default)]
     needs: Vec<String>,
     #[serde(default)]
-    faults: Vec<RawFault>,
+    faults: Vec<Spanned<RawFault>>,
     profiles: Vec<Spanned<String>>,
     actors: Ordered<Spanned<String>, Spanned<String>>,
     steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
 }
 
-/// `- { drop: MESSAGE, copies: 2 }`: the SIP taps drop the first copies of requests whose
-/// line starts with that method.
+/// One of the taps' faults, as written:
+/// - `{ drop: MESSAGE, copies: 2 }`, `{ delay: MESSAGE, by: 800ms }`, `{ duplicate: MESSAGE }`,
+///   `{ reorder: MESSAGE, skip: 1 }`: SIP over UDP, the first `copies` (1 unless said) client
+///   requests with that method, after `skip` (0 unless said) of them went through untouched;
+/// - `{ reset: xmpp, after: 400 }`, `{ stall: sip, after: 400, for: 3s }`: XMPP or SIP
+///   connections (TCP, TLS), once their client has sent `after` bytes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFault {
-    drop: String,
-    copies: usize,
+    drop: Option<String>,
+    delay: Option<String>,
+    duplicate: Option<String>,
+    reorder: Option<String>,
+    reset: Option<String>,
+    stall: Option<String>,
+    copies: Option<usize>,
+    skip: Option<usize>,
+    by: Option<String>,
+    after: Option<u64>,
+    #[serde(rename = "for")]
+    lasting: Option<String>,
+}
+
+impl RawFault {
+    /// The rule it declares, or what is wrong with it.
+    fn rule(&self) -> Result<crate::tap::FaultRule, String> {
+        use crate::tap::fault::{DatagramFault, StreamFault};
+        use crate::tap::FaultRule;
+        let actions = [
+            ("drop", &self.drop),
+            ("delay", &self.delay),
+            ("duplicate", &self.duplicate),
+            ("reorder", &self.reorder),
+            ("reset", &self.reset),
+            ("stall", &self.stall),
+        ];
+        let named: Vec<(&str, &String)> = actions.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v))).collect();
+        let [(action, what)] = named.as_slice() else {
+            return Err("a fault names exactly one of drop, delay, duplicate, reorder, reset, stall".into());
+        };
+        let copies = self.copies.unwrap_or(1);
+        let duration = |key: &str, v: &Option<String>| -> Result<Duration, String> {
+            let v = v.as_deref().ok_or_else(|| format!("`{action}` needs `{key}:` (a duration such as 500ms)"))?;
+            parse_duration(v).ok_or_else(|| format!("`{key}: {v}` is not a duration (500ms, 2s)"))
+        };
+        let unused = |keys: &[(&str, bool)]| match keys.iter().find(|(_, set)| *set) {
+            Some((k, _)) => Err(format!("`{k}:` means nothing to `{action}`")),
+            None => Ok(()),
+        };
+        if matches!(*action, "drop" | "delay" | "duplicate" | "reorder") {
+            unused(&[("after", self.after.is_some()), ("for", self.lasting.is_some())])?;
+            if *action != "delay" {
+                unused(&[("by", self.by.is_some())])?;
+            }
+            let method = what.trim();
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(format!("`{action}: {what}` must name a SIP method (MESSAGE, INVITE)"));
+            }
+            let fault = match *action {
+                "drop" => DatagramFault::Drop,
+                "delay" => DatagramFault::Delay(duration("by", &self.by)?),
+                "duplicate" => DatagramFault::Duplicate,
+                _ => DatagramFault::Reorder,
+            };
+            return Ok(FaultRule::Datagram { prefix: format!("{method} "), skip: self.skip.unwrap_or(0), copies, action: fault });
+        }
+        unused(&[("by", self.by.is_some()), ("skip", self.skip.is_some())])?;
+        if *action == "reset" {
+            unused(&[("for", self.lasting.is_some())])?;
+        }
+        let proto = match what.trim() {
+            "xmpp" => crate::wire::Proto::Xmpp,
+            "sip" => crate::wire::Proto::Sip,
+            other => return Err(format!("`{action}: {other}` must be xmpp or sip (its connections over TCP or TLS)")),
+        };
+        let after = self.after.ok_or_else(|| format!("`{action}` needs `after:` (client bytes before it strikes)"))?;
+        let fault = if *action == "reset" { StreamFault::Reset } else { StreamFault::Stall(duration("for", &self.lasting)?) };
+        Ok(FaultRule::Stream { proto, after, copies, action: fault })
+    }
 }
 
 /// Parse `5s`, `500ms`, `1.5s`, `2m` or a bare number of seconds.
@@ -393,6 +465,10 @@ pub fn parse_scenario(
         };
         steps.push(parse_step(&ctx, key, value, &names)?);
     }
+    let mut faults = Vec::new();
+    for f in &raw.faults {
+        faults.push(f.value.rule().map_err(|e| ctx.error(At::of(&f.referenced), e, None))?);
+    }
     Ok(Scenario {
         id: id.to_string(),
         path: path.to_path_buf(),
@@ -400,7 +476,7 @@ pub fn parse_scenario(
         requirements: raw.requirements.into_iter().map(|r| r.value).collect(),
         tags: raw.tags,
         needs: raw.needs,
-        faults: raw.faults.into_iter().map(|f| crate::tap::DropRule { prefix: format!("{} ", f.drop.trim()), copies: f.copies }).collect(),
+        faults,
         profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
         actors,
         steps,
@@ -484,6 +560,35 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn faults_parse_into_rules_and_bad_ones_are_refused_where_written() {
+        use crate::tap::fault::{DatagramFault, StreamFault};
+        use crate::tap::FaultRule;
+        let with = |faults: &str| {
+            format!("title: T\nprofiles: [p]\nfaults:\n{faults}\nactors:\n  alice: dual\nsteps:\n  - alice: connect\n")
+        };
+        let sc = parse(&with("  - { delay: MESSAGE, by: 800ms, skip: 1 }\n  - { stall: xmpp, after: 300, for: 2s, copies: 2 }")).unwrap();
+        assert_eq!(
+            sc.faults,
+            [
+                FaultRule::Datagram { prefix: "MESSAGE ".into(), skip: 1, copies: 1, action: DatagramFault::Delay(Duration::from_millis(800)) },
+                FaultRule::Stream { proto: crate::wire::Proto::Xmpp, after: 300, copies: 2, action: StreamFault::Stall(Duration::from_secs(2)) },
+            ]
+        );
+        for (fault, says) in [
+            ("  - { delay: MESSAGE }", "`delay` needs `by:`"),
+            ("  - { drop: MESSAGE, reset: xmpp }", "exactly one of"),
+            ("  - { reset: irc, after: 3 }", "must be xmpp or sip"),
+            ("  - { reset: xmpp }", "needs `after:`"),
+            ("  - { reset: xmpp, after: 3, for: 2s }", "`for:` means nothing to `reset`"),
+            ("  - { drop: 'MESSAGE sip:x' }", "must name a SIP method"),
+            ("  - { stall: sip, after: 3, for: soon }", "not a duration"),
+        ] {
+            let e = parse(&with(fault)).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("t.yaml:4:"), "{fault}: {e}");
+        }
     }
 
     #[test]

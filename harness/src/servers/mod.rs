@@ -351,9 +351,10 @@ impl ServerSet {
         Ok(())
     }
 
-    /// Make every SIP/UDP tap inject these faults from now on (empty: none).
-    pub fn set_faults(&self, rules: &[crate::tap::DropRule]) {
-        for t in self.taps.iter().filter(|t| t.spec.proto == Proto::Sip && t.spec.transport == Transport::Udp) {
+    /// Make every tap inject these faults from now on (empty: none). Each tap counts its
+    /// own copies.
+    pub fn set_faults(&self, rules: &[crate::tap::FaultRule]) {
+        for t in &self.taps {
             *t.faults.lock().expect("faults lock") = rules.to_vec();
         }
     }

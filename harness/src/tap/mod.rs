@@ -4,6 +4,7 @@
 //! terminates TLS from the first byte (see [`tls`]).
 
 pub mod cut;
+pub mod fault;
 pub mod loss;
 mod tls;
 
@@ -28,17 +29,8 @@ pub struct TapSpec {
     pub tls: Option<Arc<crate::tls::Pki>>,
 }
 
-/// A fault a UDP tap injects: drop the first `copies` client datagrams whose first line starts
-/// with `prefix` (e.g. `MESSAGE `), as a lossy network would. They are still recorded: the
-/// client did send them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DropRule {
-    pub prefix: String,
-    pub copies: usize,
-}
-
-/// The rules a tap applies now, shared with whoever sets them per scenario.
-pub type Faults = Arc<std::sync::Mutex<Vec<DropRule>>>;
+use fault::DatagramFault;
+pub use fault::{FaultRule, Faults};
 
 /// The receive buffer a UDP tap asks for: a burst waits here while the tap records.
 pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
@@ -50,7 +42,7 @@ const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct Tap {
     pub spec: TapSpec,
     pub listen: SocketAddr,
-    /// Loss to inject (UDP only).
+    /// Faults to inject.
     pub faults: Faults,
     /// Bumped to make a UDP tap forget its clients (see [`Tap::forget_clients`]).
     generation: Arc<std::sync::atomic::AtomicU64>,
@@ -102,7 +94,7 @@ impl Tap {
         let listen = bound.local_addr()?;
         match (bound, spec.transport) {
             (BoundTap::Stream(l), Transport::Tcp | Transport::Tls) => {
-                tasks.spawn(accept_loop(l, spec.clone(), recorder));
+                tasks.spawn(accept_loop(l, spec.clone(), recorder, faults.clone()));
             }
             (BoundTap::Datagram(s), Transport::Udp) => {
                 // The drop count so far, read now: what the kernel drops from here on is the tap's.
@@ -127,7 +119,7 @@ impl Tap {
     }
 }
 
-async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
+async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>, faults: Faults) {
     let mut conns = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     let mut reported: Option<std::time::Instant> = None;
@@ -135,7 +127,7 @@ async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>) {
         match listener.accept().await {
             Ok((client, peer)) => {
                 backoff = ACCEPT_BACKOFF_FIRST;
-                conns.spawn(tcp_relay(client, peer, spec.clone(), rec.clone()));
+                conns.spawn(tcp_relay(client, peer, spec.clone(), rec.clone(), faults.clone()));
                 // Finished relays are reaped, so their tasks do not pile up.
                 while conns.try_join_next().is_some() {}
             }
@@ -169,6 +161,8 @@ struct UdpClient {
     origin: Origin,
     task: tokio::task::AbortHandle,
     last: Arc<std::sync::atomic::AtomicU64>,
+    /// A datagram held back for reordering, and until when at most.
+    held: Option<(Vec<u8>, tokio::time::Instant)>,
 }
 
 impl Drop for UdpClient {
@@ -188,7 +182,8 @@ fn register_client(
     Origin { server: spec.server.clone(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
 }
 
-async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>) {
+async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>, faults: Faults) {
+    use std::os::fd::AsRawFd;
     let Ok(server) = TcpStream::connect(spec.upstream).await else {
         return; // dropping the client socket tells the actor the server is unreachable
     };
@@ -196,16 +191,17 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     let _ = server.set_nodelay(true);
     let Ok(listen) = client.local_addr() else { return };
     let origin = register_client(&spec, &rec, listen, peer, server.local_addr().ok());
+    let conn = fault::ConnFaults::new(faults, spec.proto, [client.as_raw_fd(), server.as_raw_fd()]);
     match (spec.transport, spec.proto, spec.tls.clone()) {
-        (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki).await,
+        (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki, conn).await,
         (Transport::Tls, _, None) => return, // no certificate to present: nothing can be relayed
-        (_, Proto::Xmpp, Some(pki)) => return tls::relay_starttls(client, server, origin, rec, pki).await,
+        (_, Proto::Xmpp, Some(pki)) => return tls::relay_starttls(client, server, origin, rec, pki, conn).await,
         _ => {}
     }
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None);
-    let down = pump(sr, cw, origin, Direction::ToClient, rec, None);
+    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None, &conn);
+    let down = pump(sr, cw, origin, Direction::ToClient, rec, None, &conn);
     tokio::join!(up, down);
 }
 
@@ -215,7 +211,8 @@ pub const MAX_AFTER_CLOSE: usize = 16 << 20;
 /// Relay one direction until EOF, or until it forwarded a frame starting with `switch_at`;
 /// then hand both ends back (the stream is about to change, e.g. into TLS). When the other
 /// side can take no more, what this side still sends is recorded all the same (up to
-/// [`MAX_AFTER_CLOSE`]); how this side ended is recorded as a `Closed` frame.
+/// [`MAX_AFTER_CLOSE`]); how this side ended is recorded as a `Closed` frame. Stream faults
+/// (a stall, a reset) strike here, counted on the client's bytes.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
@@ -223,6 +220,7 @@ async fn pump<R, W>(
     dir: Direction,
     rec: Arc<Recorder>,
     switch_at: Option<&[u8]>,
+    conn: &fault::ConnFaults,
 ) -> Option<(R, W)>
 where
     R: AsyncReadExt + Unpin,
@@ -236,8 +234,13 @@ where
         Direction::ToServer => "client",
         Direction::ToClient => "server",
     };
+    let mut reset = conn.on_reset();
     let how = loop {
-        let n = match from.read(&mut buf).await {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            _ = reset.wait_for(|r| *r) => break "reset by the tap".to_string(),
+        };
+        let n = match read {
             Ok(0) => break format!("{side} closed"),
             Err(e) => break format!("{side} reset ({e})"),
             Ok(n) => n,
@@ -247,6 +250,13 @@ where
         for (kind, bytes) in cutter.push(&buf[..n]) {
             switch |= switch_at.is_some_and(|p| starts_element(&bytes, p));
             rec.record(&origin, dir, kind, bytes);
+        }
+        if dir == Direction::ToServer {
+            conn.client_sent(n, &origin, &rec);
+        }
+        conn.stall().await;
+        if *reset.borrow() {
+            break "reset by the tap".to_string();
         }
         if peer_gone {
             after_close += n;
@@ -274,18 +284,6 @@ where
 /// Whether a frame's first tag (after any whitespace) starts with `prefix`.
 fn starts_element(frame: &[u8], prefix: &[u8]) -> bool {
     frame.iter().position(|b| !b.is_ascii_whitespace()).is_some_and(|p| frame[p..].starts_with(prefix))
-}
-
-/// Whether the fault rules swallow this client datagram (and count it if so).
-fn swallowed(faults: &Faults, bytes: &[u8]) -> bool {
-    let mut rules = faults.lock().expect("faults lock");
-    for r in rules.iter_mut() {
-        if r.copies > 0 && bytes.starts_with(r.prefix.as_bytes()) {
-            r.copies -= 1;
-            return true;
-        }
-    }
-    false
 }
 
 async fn udp_relay(
@@ -317,6 +315,14 @@ async fn udp_relay(
                 loss::record_new_drops(&rec, &loss_origin, &mut dropped);
                 let idle = UDP_IDLE.as_millis() as u64;
                 let now = now_ms();
+                // A held datagram nothing overtook in time goes on alone.
+                for c in upstreams.values_mut() {
+                    if c.held.as_ref().is_some_and(|(_, until)| *until <= tokio::time::Instant::now()) {
+                        if let Some((bytes, _)) = c.held.take() {
+                            let _ = c.up.send(&bytes).await;
+                        }
+                    }
+                }
                 upstreams.retain(|_, c| now.saturating_sub(c.last.load(std::sync::atomic::Ordering::Relaxed)) < idle);
                 while tasks.try_join_next().is_some() {}
                 continue;
@@ -362,17 +368,38 @@ async fn udp_relay(
             let origin = register_client(&spec, &rec, listen, peer, up.local_addr().ok());
             let last = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
             let task = tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone(), last.clone(), started));
-            upstreams.insert(peer, UdpClient { up, origin, task, last });
+            upstreams.insert(peer, UdpClient { up, origin, task, last, held: None });
         }
-        let client = &upstreams[&peer];
+        let Some(client) = upstreams.get_mut(&peer) else { continue };
         client.last.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
-        // Recorded either way (the client did send it), and marked when it goes no further.
-        let dropped = swallowed(&faults, &bytes);
-        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), dropped.then_some(crate::trace::frame::Fault::Dropped));
-        if dropped {
-            continue;
+        // Recorded either way (the client did send it), and marked with what the tap did.
+        let struck = fault::for_datagram(&faults, &bytes);
+        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), struck.map(|f| f.mark()));
+        match struck {
+            None => {
+                let _ = client.up.send(&bytes).await;
+                if let Some((held, _)) = client.held.take() {
+                    let _ = client.up.send(&held).await;
+                }
+            }
+            Some(DatagramFault::Drop) => {}
+            Some(DatagramFault::Duplicate) => {
+                let _ = client.up.send(&bytes).await;
+                let _ = client.up.send(&bytes).await;
+            }
+            Some(DatagramFault::Delay(by)) => {
+                let up = client.up.clone();
+                tasks.spawn(async move {
+                    tokio::time::sleep(by).await;
+                    let _ = up.send(&bytes).await;
+                });
+            }
+            Some(DatagramFault::Reorder) => {
+                if let Some((earlier, _)) = client.held.replace((bytes, tokio::time::Instant::now() + fault::REORDER_HOLD)) {
+                    let _ = client.up.send(&earlier).await;
+                }
+            }
         }
-        let _ = client.up.send(&bytes).await;
     }
 }
 
@@ -411,6 +438,7 @@ async fn udp_return(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::frame::Fault;
 
     #[tokio::test]
     async fn every_datagram_of_a_burst_is_recorded_or_counted_as_lost() {
@@ -469,11 +497,116 @@ mod tests {
     }
 
     #[test]
-    fn a_drop_rule_swallows_only_its_first_copies() {
-        let f: Faults = Arc::new(std::sync::Mutex::new(vec![DropRule { prefix: "MESSAGE ".into(), copies: 2 }]));
-        assert!(!swallowed(&f, b"REGISTER sip:x SIP/2.0"));
-        assert!(swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
-        assert!(swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
-        assert!(!swallowed(&f, b"MESSAGE sip:x SIP/2.0"));
+    fn a_datagram_rule_strikes_only_its_first_copies() {
+        use fault::{for_datagram, DatagramFault};
+        let rule = FaultRule::Datagram { prefix: "MESSAGE ".into(), skip: 1, copies: 2, action: DatagramFault::Drop };
+        let f: Faults = Arc::new(std::sync::Mutex::new(vec![rule]));
+        assert_eq!(for_datagram(&f, b"REGISTER sip:x SIP/2.0"), None);
+        assert_eq!(for_datagram(&f, b"MESSAGE sip:x SIP/2.0"), None, "skipped");
+        assert_eq!(for_datagram(&f, b"MESSAGE sip:x SIP/2.0"), Some(DatagramFault::Drop));
+        assert_eq!(for_datagram(&f, b"MESSAGE sip:x SIP/2.0"), Some(DatagramFault::Drop));
+        assert_eq!(for_datagram(&f, b"MESSAGE sip:x SIP/2.0"), None);
+    }
+
+    /// A UDP tap in front of a plain socket, with `rules` set, and a client socket.
+    async fn udp_tap_with(rules: Vec<FaultRule>) -> (Tap, Arc<Recorder>, UdpSocket, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rec = Arc::new(Recorder::new());
+        let spec = TapSpec { server: "s".into(), proto: Proto::Sip, transport: Transport::Udp, upstream: server.local_addr().unwrap(), tls: None };
+        let tap = Tap::start(spec, rec.clone()).await.unwrap();
+        *tap.faults.lock().unwrap() = rules;
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        (tap, rec, server, client)
+    }
+
+    /// The next datagram the server gets, as text, within a second.
+    async fn next_at(server: &UdpSocket) -> Option<String> {
+        let mut buf = [0u8; 2048];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(1), server.recv(&mut buf)).await.ok()?.ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[tokio::test]
+    async fn datagram_faults_delay_duplicate_and_reorder_what_the_server_gets_and_are_marked() {
+        use fault::DatagramFault::*;
+        let rule = |prefix: &str, action| FaultRule::Datagram { prefix: prefix.into(), skip: 0, copies: 1, action };
+        let rules = vec![rule("A ", Delay(std::time::Duration::from_millis(300))), rule("B ", Duplicate), rule("C ", Reorder)];
+        let (tap, rec, server, client) = udp_tap_with(rules).await;
+        let msg = |m: &str| format!("{m} sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+        let started = std::time::Instant::now();
+        client.send_to(msg("A").as_bytes(), tap.listen).await.unwrap();
+        assert!(next_at(&server).await.unwrap().starts_with("A "));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300), "delayed by 300 ms");
+        client.send_to(msg("B").as_bytes(), tap.listen).await.unwrap();
+        assert!(next_at(&server).await.unwrap().starts_with("B "));
+        assert!(next_at(&server).await.unwrap().starts_with("B "), "a second copy");
+        client.send_to(msg("C").as_bytes(), tap.listen).await.unwrap();
+        client.send_to(msg("D").as_bytes(), tap.listen).await.unwrap();
+        assert!(next_at(&server).await.unwrap().starts_with("D "), "D overtakes the held C");
+        assert!(next_at(&server).await.unwrap().starts_with("C "));
+        let marks: Vec<String> = rec.frames_for_all().iter().filter_map(|f| f.fault).map(|f| f.name()).collect();
+        assert_eq!(marks, ["delayed-300ms", "duplicated", "reordered"]);
+    }
+
+    #[tokio::test]
+    async fn a_reordered_datagram_nothing_overtakes_goes_on_after_the_hold() {
+        let (tap, _rec, server, client) = udp_tap_with(vec![FaultRule::Datagram { prefix: "C ".into(), skip: 0, copies: 1, action: fault::DatagramFault::Reorder }]).await;
+        client.send_to(b"C sip:x SIP/2.0\r\n\r\n", tap.listen).await.unwrap();
+        assert_eq!(next_at(&server).await, None, "held");
+        let got = tokio::time::timeout(fault::REORDER_HOLD * 2, async { loop { if let Some(m) = next_at(&server).await { return m } } }).await;
+        assert!(got.is_ok_and(|m| m.starts_with("C ")), "released after the hold");
+    }
+
+    /// A TCP tap in front of a server that echoes, with `rules` set; a connected client.
+    async fn echo_tap_with(rules: Vec<FaultRule>) -> (Tap, Arc<Recorder>, TcpStream) {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = server.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let rec = Arc::new(Recorder::new());
+        let spec = TapSpec { server: "s".into(), proto: Proto::Xmpp, transport: Transport::Tcp, upstream, tls: None };
+        let tap = Tap::start(spec, rec.clone()).await.unwrap();
+        *tap.faults.lock().unwrap() = rules;
+        let client = TcpStream::connect(tap.listen).await.unwrap();
+        (tap, rec, client)
+    }
+
+    #[tokio::test]
+    async fn a_reset_rule_resets_the_connection_once_the_client_sent_enough() {
+        let rule = FaultRule::Stream { proto: Proto::Xmpp, after: 20, copies: 1, action: fault::StreamFault::Reset };
+        let (_tap, rec, mut client) = echo_tap_with(vec![rule]).await;
+        let mut buf = [0u8; 64];
+        client.write_all(b"<a/>").await.unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"<a/>", "below the threshold all is relayed");
+        client.write_all(b"<bbbbbbbbbbbbbbbbbbbbbbb/>").await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), client.read(&mut buf)).await.expect("not left hanging");
+        assert_eq!(got.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset), "a TCP reset, not a close");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(rec.frames_for_all().iter().any(|f| f.fault == Some(Fault::Reset) && matches!(f.kind, FrameKind::Fault(_))));
+    }
+
+    #[tokio::test]
+    async fn a_stall_rule_holds_both_directions_then_relays_everything() {
+        let stall = std::time::Duration::from_millis(400);
+        let rule = FaultRule::Stream { proto: Proto::Xmpp, after: 4, copies: 1, action: fault::StreamFault::Stall(stall) };
+        let (_tap, rec, mut client) = echo_tap_with(vec![rule]).await;
+        let started = std::time::Instant::now();
+        client.write_all(b"<a/>").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 4 {
+            let n = client.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"<a/>");
+        assert!(started.elapsed() >= stall, "answered after the stall, not before");
+        assert!(rec.frames_for_all().iter().any(|f| f.fault == Some(Fault::Stalled(stall))));
     }
 }

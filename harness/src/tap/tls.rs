@@ -8,6 +8,7 @@
 //! tap's own account, not received bytes. The ciphertext is not recorded; without the
 //! session keys it says nothing a diff could use.
 
+use super::fault::ConnFaults;
 use super::pump;
 use crate::tls::{describe, Pki, HANDSHAKE_DEADLINE};
 use crate::trace::frame::{Direction, FrameKind, Origin, Recorder};
@@ -16,31 +17,31 @@ use tokio::net::TcpStream;
 
 
 /// Relay one XMPP connection, terminating STARTTLS if the two ends negotiate it.
-pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
+pub(super) async fn relay_starttls(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>, conn: Arc<ConnFaults>) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), Some(b"<starttls"));
-    let down = pump(sr, cw, origin.clone(), Direction::ToClient, rec.clone(), Some(b"<proceed"));
+    let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), Some(b"<starttls"), &conn);
+    let down = pump(sr, cw, origin.clone(), Direction::ToClient, rec.clone(), Some(b"<proceed"), &conn);
     let (up, down) = tokio::join!(up, down);
     let ((cr, sw), (sr, cw)) = match (up, down) {
         (Some(u), Some(d)) => (u, d),
         // The server refused or closed: the client side still gets relayed to the end.
         (Some((cr, sw)), None) => {
-            pump(cr, sw, origin, Direction::ToServer, rec, None).await;
+            pump(cr, sw, origin, Direction::ToServer, rec, None, &conn).await;
             return;
         }
         (None, Some((sr, cw))) => {
-            pump(sr, cw, origin, Direction::ToClient, rec, None).await;
+            pump(sr, cw, origin, Direction::ToClient, rec, None, &conn).await;
             return;
         }
         (None, None) => return,
     };
     let (Ok(client), Ok(server)) = (cr.reunite(cw), sr.reunite(sw)) else { return };
-    relay_secured(client, server, origin, rec, pki).await
+    relay_secured(client, server, origin, rec, pki, conn).await
 }
 
 /// Handshake on both sides, record what each settled, then relay the plaintext.
-pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>) {
+pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: Origin, rec: Arc<Recorder>, pki: Arc<Pki>, conn: Arc<ConnFaults>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
     let (inner, outer) = tokio::join!(
         tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(client)),
@@ -58,8 +59,8 @@ pub(super) async fn relay_secured(client: TcpStream, server: TcpStream, origin: 
             note(&rec, &origin, Direction::ToClient, format!("tap-server {server_facts}"));
             let (cr, cw) = tokio::io::split(c);
             let (sr, sw) = tokio::io::split(s);
-            let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None);
-            let down = pump(sr, cw, origin, Direction::ToClient, rec, None);
+            let up = pump(cr, sw, origin.clone(), Direction::ToServer, rec.clone(), None, &conn);
+            let down = pump(sr, cw, origin, Direction::ToClient, rec, None, &conn);
             tokio::join!(up, down);
         }
         (inner, outer) => {

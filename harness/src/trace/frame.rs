@@ -34,6 +34,9 @@ pub enum FrameKind {
     /// A UDP tap's account of datagrams the kernel dropped at its socket: how many, and why.
     /// No bytes; no client to name (they were never read).
     Lost { datagrams: u64, why: String },
+    /// A tap's account of a fault it injected into a connection (a reset, a stall): what, as
+    /// text; no bytes of the wire.
+    Fault(String),
 }
 
 /// One recorded unit of traffic: exact bytes, when, where, which way.
@@ -87,14 +90,29 @@ pub enum Fault {
     Dropped,
     /// Not forwarded: the tap could not open a socket towards the server (out of descriptors).
     NoUpstream,
+    /// Forwarded this much later than it came.
+    Delayed(Duration),
+    /// Forwarded twice.
+    Duplicated,
+    /// Forwarded after the client's next datagram.
+    Reordered,
+    /// The tap reset the connection (a `Fault` frame of its own).
+    Reset,
+    /// The tap forwarded nothing on the connection for this long (a `Fault` frame of its own).
+    Stalled(Duration),
 }
 
 impl Fault {
     /// The word traces print.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Fault::Dropped => "dropped",
-            Fault::NoUpstream => "not-forwarded",
+            Fault::Dropped => "dropped".into(),
+            Fault::NoUpstream => "not-forwarded".into(),
+            Fault::Delayed(d) => format!("delayed-{}ms", d.as_millis()),
+            Fault::Duplicated => "duplicated".into(),
+            Fault::Reordered => "reordered".into(),
+            Fault::Reset => "reset".into(),
+            Fault::Stalled(d) => format!("stalled-{}ms", d.as_millis()),
         }
     }
 }

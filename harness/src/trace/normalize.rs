@@ -370,6 +370,7 @@ impl Normalizer<'_> {
             FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
             FrameKind::Closed(how) => vec![format!("(closed: {how})")],
             FrameKind::Lost { why, .. } => vec![format!("!! {why}")],
+            FrameKind::Fault(what) => vec![format!("({what})")],
         }
     }
 }

@@ -24,6 +24,7 @@ fn kind_name(k: &FrameKind) -> String {
         FrameKind::Unparsed(why) => format!("unparsed:{:?}", why),
         FrameKind::Closed(how) => format!("closed:{how:?}"),
         FrameKind::Lost { datagrams, .. } => format!("lost:{datagrams}"),
+        FrameKind::Fault(what) => format!("fault:{what:?}"),
     }
 }
 
