@@ -25,6 +25,10 @@ const EXIT_INTERRUPTED: u8 = 130;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// More on stderr: -v what the harness does, -vv taps and waits, -vvv every frame
+    /// (RUST_LOG, e.g. `sixpac::tap=trace`, overrides; the run's sixpac.log has debug always)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,8 +233,10 @@ fn load_all(paths: &Paths) -> Result<Loaded, u8> {
     Ok(Loaded { profiles, scenarios, catalog })
 }
 
+/// A progress line on stderr, always; in sixpac.log too (it is not repeated on stderr by -v).
 fn note(msg: &str) {
     eprintln!("sixpac: {msg}");
+    tracing::info!(target: "sixpac::progress", "{msg}");
 }
 
 /// Settle which backend serves the run, building missing images for the container backend.
@@ -780,6 +786,10 @@ fn raise_file_limit() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = sixpac::logging::init(cli.verbose) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     raise_file_limit();
     if let Cmd::Run { isolate: true, backend, .. } = &cli.command {
         if *backend != BackendChoice::Process {

@@ -350,6 +350,27 @@ fn injected_faults_are_marked_in_the_traces_and_the_flows_survive_all_but_the_re
     }
 }
 
+#[test]
+fn the_log_shows_servers_steps_and_tap_connections_on_stderr_with_v_and_always_in_sixpac_log() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("log");
+    let report_dir = reports.to_str().unwrap();
+    let quiet = sixpac(&["run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "basics/sip-message", "--report-dir", report_dir]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet));
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains(" DEBUG "), "no -v, no debug on stderr");
+    let log = std::fs::read_to_string(reports.join("latest/sixpac.log")).unwrap();
+    for wanted in ["server started server=prosody", "server answers on every port server=kamailio", "step 4/6: alice receives sip", "waiting for a frame", "xmpp/tcp connection", "new SIP/UDP client", "client closed"] {
+        assert!(log.contains(wanted), "sixpac.log lacks {wanted:?}:\n{log}");
+    }
+    let loud = sixpac(&["-vv", "run", "--backend", "process", "--profile", "prosody+kamailio", "--filter", "basics/sip-message", "--report-dir", report_dir]);
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    assert!(stderr.contains(" DEBUG sixpac::tap: xmpp/tcp connection") && stderr.contains(" DEBUG sixpac::runner: matched"), "{stderr}");
+    assert_eq!(stderr.matches("step 4/6: alice receives sip").count(), 1, "a progress line once, not again as a log event");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac")).args(["list"]).env("RUST_LOG", "sixpac=loud").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RUST_LOG=\"sixpac=loud\" is not a filter"));
+}
+
 /// Copy a directory tree (fixtures, scenarios) for a test to change.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

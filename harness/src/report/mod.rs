@@ -96,6 +96,7 @@ impl RunReport {
         let id = format!("{}-{}", utc_stamp(SystemTime::now()), std::process::id());
         let dir = parent.join(&id);
         std::fs::create_dir_all(dir.join("traces"))?;
+        crate::logging::attach(&dir.join("sixpac.log"))?;
         let latest = parent.join("latest");
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]

@@ -251,6 +251,10 @@ pub async fn run_scenario(
         for notice in binding.take_notices() {
             progress(&format!("{} tells its user: {notice}", step.actor));
         }
+        match &result {
+            Ok(()) => tracing::debug!(scenario = %sc.id, step = i + 1, "step done"),
+            Err(e) => tracing::info!(scenario = %sc.id, step = i + 1, error = %redact(&step_message(e.clone()), accounts), "step did not succeed"),
+        }
         if let Err(e) = result {
             failure = Some((i, e));
             break;
@@ -423,8 +427,10 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
     let start = Instant::now();
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     let mut cursor = Cursor::default();
+    tracing::debug!(actor, ?wire, within_ms = deadline.saturating_duration_since(start).as_millis() as u64, "waiting for a frame (the step's label says which)");
     loop {
         if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
+            tracing::debug!(actor, after_ms = start.elapsed().as_millis() as u64, frame = f.seq, "matched");
             ev.take(&f);
             client.caught_up(wire, pattern).await;
             return Ok(());
@@ -446,6 +452,7 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
 async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     let mut cursor = Cursor::default();
+    tracing::debug!(actor, ?wire, for_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "watching that no frame matches");
     loop {
         if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
             return Err(StepError::Fail(format!("received what must not arrive: {}", evidence::summary(&f))));

@@ -534,12 +534,15 @@ async fn wait_ready(
         }
         if let (false, Some(addr)) = (xmpp_ok, s.xmpp) {
             xmpp_ok = readiness::xmpp_answers(addr, domain, attempt).await;
+            tracing::trace!(server = %s.name, %addr, answers = xmpp_ok, "XMPP readiness probe");
         }
         if let (None, Some(addr)) = (&sip_header, s.sip) {
             sip_header = readiness::sip_answers(addr, attempt).await;
+            tracing::trace!(server = %s.name, %addr, answers = sip_header.is_some(), "SIP readiness probe (OPTIONS)");
         }
         if xmpp_ok {
             if let Some(h) = &sip_header {
+                tracing::debug!(server = %s.name, ready_ms = started.elapsed().as_millis() as u64, "server answers on every port");
                 return Ok((started.elapsed(), Some(h.clone()).filter(|h| !h.is_empty())));
             }
         }

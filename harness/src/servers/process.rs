@@ -117,6 +117,7 @@ impl ProcessServer {
         // docker client passes the signal on to its container.
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| setup(&format!("start {}", cmd.get_program().to_string_lossy()), e))?;
+        tracing::debug!(server = %prep.name, pid = child.id(), argv = ?prep.argv, dir = %prep.dir.display(), log = %prep.log.display(), container = ?container, "server started");
         Ok(ProcessServer { prepared: prep.clone(), container, child: Some(child) })
     }
 

@@ -131,6 +131,7 @@ impl ConnFaults {
                 (Fault::Stalled(d), format!("the tap forwards nothing for {} ms: its client has sent {after} bytes", d.as_millis()))
             }
         };
+        tracing::info!(server = %origin.server, conn = origin.conn, "{what}");
         rec.record_with(origin, Direction::ToServer, FrameKind::Fault(what), Vec::new(), Some(mark));
         if action == StreamFault::Reset {
             // Connecting a TCP socket to AF_UNSPEC aborts it at once with RST (Linux's

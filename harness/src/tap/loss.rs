@@ -33,6 +33,7 @@ pub fn record_new_drops(rec: &Recorder, origin: &Origin, seen: &mut u64) {
         let n = now - *seen;
         *seen = now;
         let why = format!("{n} datagram(s) dropped by the kernel at the tap's socket before the tap could read them");
+        tracing::warn!(server = %origin.server, tap = %origin.tap, "{why}");
         rec.record(origin, Direction::ToServer, FrameKind::Lost { datagrams: n, why }, Vec::new());
     }
 }

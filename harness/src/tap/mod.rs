@@ -136,7 +136,8 @@ async fn accept_loop(listener: TcpListener, spec: TapSpec, rec: Arc<Recorder>, f
                 // Said once, and again at most every 10 s while it lasts.
                 if reported.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
                     reported = Some(std::time::Instant::now());
-                    eprintln!("sixpac: {} tap {}: accept failed ({e}); retrying", spec.server, listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                    let tap = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    tracing::warn!(server = %spec.server, %tap, "accept failed ({e}); retrying");
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
@@ -191,6 +192,7 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     let _ = server.set_nodelay(true);
     let Ok(listen) = client.local_addr() else { return };
     let origin = register_client(&spec, &rec, listen, peer, server.local_addr().ok());
+    tracing::debug!(server = %spec.server, tap = %listen, client = %peer, upstream = ?origin.upstream, conn = origin.conn, "{}/{} connection", spec.proto.name(), spec.transport.name());
     let conn = fault::ConnFaults::new(faults, spec.proto, [client.as_raw_fd(), server.as_raw_fd()]);
     match (spec.transport, spec.proto, spec.tls.clone()) {
         (Transport::Tls, _, Some(pki)) => return tls::relay_secured(client, server, origin, rec, pki, conn).await,
@@ -235,6 +237,7 @@ where
         Direction::ToClient => "server",
     };
     let mut reset = conn.on_reset();
+    let (mut frames, mut bytes_read) = (0usize, 0usize);
     let how = loop {
         let read = tokio::select! {
             r = from.read(&mut buf) => r,
@@ -247,8 +250,10 @@ where
         };
         // Record before forwarding so a frame is in the trace before anyone can react to it.
         let mut switch = false;
+        bytes_read += n;
         for (kind, bytes) in cutter.push(&buf[..n]) {
             switch |= switch_at.is_some_and(|p| starts_element(&bytes, p));
+            frames += 1;
             rec.record(&origin, dir, kind, bytes);
         }
         if dir == Direction::ToServer {
@@ -276,6 +281,7 @@ where
     if let Some((kind, bytes)) = cutter.finish() {
         rec.record(&origin, dir, kind, bytes);
     }
+    tracing::debug!(server = %origin.server, conn = origin.conn, ?dir, frames, bytes = bytes_read, "{how}");
     rec.record(&origin, dir, FrameKind::Closed(how), Vec::new());
     let _ = to.shutdown().await;
     None
@@ -366,6 +372,7 @@ async fn udp_relay(
                 }
             };
             let origin = register_client(&spec, &rec, listen, peer, up.local_addr().ok());
+            tracing::debug!(server = %spec.server, tap = %listen, client = %peer, upstream = ?origin.upstream, conn = origin.conn, clients = upstreams.len() + 1, "new SIP/UDP client");
             let last = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
             let task = tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone(), last.clone(), started));
             upstreams.insert(peer, UdpClient { up, origin, task, last, held: None });
@@ -374,6 +381,9 @@ async fn udp_relay(
         client.last.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         // Recorded either way (the client did send it), and marked with what the tap did.
         let struck = fault::for_datagram(&faults, &bytes);
+        if let Some(f) = struck {
+            tracing::info!(server = %spec.server, conn = client.origin.conn, "fault: {} a datagram from {peer}", f.mark().name());
+        }
         rec.record_with(&client.origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), struck.map(|f| f.mark()));
         match struck {
             None => {

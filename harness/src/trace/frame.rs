@@ -167,6 +167,7 @@ impl Recorder {
 
     /// Store a frame the tap did something to (`fault`) instead of forwarding it.
     pub fn record_with(&self, origin: &Origin, dir: Direction, kind: FrameKind, bytes: Vec<u8>, fault: Option<Fault>) {
+        tracing::trace!(server = %origin.server, conn = origin.conn, ?dir, ?kind, len = bytes.len(), fault = ?fault, "recorded");
         let mut frames = self.frames.lock().expect("recorder lock");
         let seq = frames.len() as u64 + 1;
         frames.push(Frame {
