@@ -152,12 +152,27 @@ pub fn escape(s: &str, attr: bool) -> String {
     out
 }
 
+/// Whether `s` is an XML Name (XML 1.0 §2.3; non-ASCII characters are let through). The
+/// reader is lenient about names, and a tree must not hold one that its own serialization
+/// cannot give back (a quote or `>` in an attribute name, found by fuzzing).
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    chars.next().is_some_and(start) && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
 fn start_element(e: &BytesStart, scope: &mut Scope) -> Result<Element, XmlError> {
     let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+    if !is_xml_name(&name) {
+        return Err(XmlError::Syntax(format!("{name:?} is not an element name")));
+    }
     let mut attrs = Vec::new();
     for a in e.attributes() {
         let a = a.map_err(|err| XmlError::Syntax(err.to_string()))?;
         let k = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+        if !is_xml_name(&k) {
+            return Err(XmlError::Syntax(format!("{k:?} is not an attribute name")));
+        }
         let v = a.unescape_value().map_err(|err| XmlError::Syntax(err.to_string()))?.into_owned();
         if k == "xmlns" {
             scope.insert(String::new(), v.clone());
@@ -271,6 +286,16 @@ fn push_text(stack: &mut [(Element, Scope)], s: &str) -> Result<(), XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_serialization_could_not_give_back_are_refused() {
+        // Shaped like the input fuzzing found: a quote and `>` inside an attribute's name.
+        for bad in [&b"<iq a='1' b\"'>c='2'/>"[..], b"<iq a='1' x\0y='2'/>", b"<i\"q/>"] {
+            assert!(matches!(parse(bad, &Scope::new(), false), Err(XmlError::Syntax(_))), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let fine = parse("<ns:iq xml:lang='en' a-b.c_d='1' é='2'/>".as_bytes(), &Scope::new(), false).unwrap();
+        assert!(parse(fine.to_xml().as_bytes(), &Scope::new(), false).is_ok());
+    }
 
     #[test]
     fn parses_namespaces_entities_and_serializes_canonically() {
