@@ -218,14 +218,14 @@ fn sixpac_clean_stops_a_leftover_server_found_by_the_run_directory_it_holds() {
     assert!(!dir.exists(), "its directory is removed");
 }
 
-/// Run the default profile's suite, and once its third scenario runs send `signal` to the
-/// process group of `server`; the exit code, the seconds from the fault to sixpac's exit, and
-/// summary.json.
-fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, serde_json::Value) {
+/// Run a profile's suite, and once its third scenario runs send `signal` to the process group
+/// of the server started as `binary`; the exit code, the seconds from the fault to sixpac's
+/// exit, and summary.json.
+fn fault_mid_suite(name: &str, profile: &str, binary: &str, signal: i32) -> (Option<i32>, f64, serde_json::Value) {
     use std::io::{BufRead, BufReader};
     let reports = scratch(name);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["run", "--backend", "process", "--profile", "prosody+kamailio", "--report-dir", reports.to_str().unwrap()])
+        .args(["run", "--backend", "process", "--profile", profile, "--report-dir", reports.to_str().unwrap()])
         .current_dir(root())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -243,7 +243,7 @@ fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, 
     // The group leader is the shell that runs the server (see servers::process).
     let leader = procs_mentioning(&needle)
         .into_iter()
-        .find(|p| p.contains("sixpac-server") && p.contains(&format!(" {server} ")))
+        .find(|p| p.contains("sixpac-server") && p.contains(&format!(" {binary} ")))
         .and_then(|p| p.split(':').next().and_then(|n| n.parse::<i32>().ok()))
         .expect("the server's group leader");
     unsafe { libc::kill(-leader, signal) };
@@ -266,13 +266,15 @@ fn fault_mid_suite(name: &str, server: &str, signal: i32) -> (Option<i32>, f64, 
 #[test]
 fn a_hung_or_killed_server_is_an_error_naming_it_and_ends_the_run_within_one_deadline() {
     let Some(_serial) = servers_ready() else { return };
-    for (server, signal, says) in [
-        ("prosody", 19, "prosody stopped answering"),
-        ("kamailio", 19, "kamailio stopped answering"),
-        ("prosody", 9, "prosody exited"),
-        ("kamailio", 9, "kamailio exited"),
+    for (profile, server, binary, signal, says) in [
+        ("prosody+kamailio", "prosody", "prosody", 19, "prosody stopped answering"),
+        ("prosody+kamailio", "kamailio", "kamailio", 19, "kamailio stopped answering"),
+        ("prosody+kamailio", "prosody", "prosody", 9, "prosody exited"),
+        ("prosody+kamailio", "kamailio", "kamailio", 9, "kamailio exited"),
+        ("ejabberd", "ejabberd", "ejabberdctl", 19, "ejabberd stopped answering"),
+        ("ejabberd", "ejabberd", "ejabberdctl", 9, "ejabberd exited"),
     ] {
-        let (code, took, summary) = fault_mid_suite(&format!("fault-{server}-{signal}"), server, signal);
+        let (code, took, summary) = fault_mid_suite(&format!("fault-{server}-{signal}"), profile, binary, signal);
         assert_eq!(code, Some(3), "{server}: {summary}");
         let results = summary["results"].as_array().unwrap();
         let errors: Vec<&str> = results.iter().filter(|r| r["verdict"] == "error").map(|r| r["message"].as_str().unwrap()).collect();
