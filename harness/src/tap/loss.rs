@@ -26,9 +26,22 @@ pub fn drops_in(table: &str, port: u16) -> Option<u64> {
     })
 }
 
-/// Record a `Lost` frame when the socket's drop count rose past `seen`.
-pub fn record_new_drops(rec: &Recorder, origin: &Origin, seen: &mut u64) {
-    let Some(now) = udp_drops(origin.tap.port()) else { return };
+/// Every `every`, record a `Lost` frame when the drop count of the tap's socket rose past
+/// `seen`. The table is read on a blocking thread: with thousands of UDP sockets on the
+/// machine the kernel takes milliseconds to make it, and the relay must go on reading.
+pub async fn watch(rec: std::sync::Arc<Recorder>, origin: Origin, mut seen: u64, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let port = origin.tap.port();
+        if let Ok(Some(now)) = tokio::task::spawn_blocking(move || udp_drops(port)).await {
+            record_drops(&rec, &origin, &mut seen, now);
+        }
+    }
+}
+
+/// Record a `Lost` frame when the drop count `now` is past `seen`.
+fn record_drops(rec: &Recorder, origin: &Origin, seen: &mut u64, now: u64) {
     if now > *seen {
         let n = now - *seen;
         *seen = now;

@@ -37,6 +37,8 @@ pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// How often a UDP tap reads the kernel's drop counter of its socket.
 const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often a UDP tap expires idle clients and releases held datagrams.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A running tap; dropping it stops every relay task.
 pub struct Tap {
@@ -99,7 +101,14 @@ impl Tap {
             (BoundTap::Datagram(s), Transport::Udp) => {
                 // The drop count so far, read now: what the kernel drops from here on is the tap's.
                 let dropped = loss::udp_drops(listen.port()).unwrap_or(0);
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone(), dropped));
+                // Datagrams the kernel dropped at this socket (its buffer full) are counted, and
+                // every increase is recorded as a frame of its own: no loss goes unseen.
+                let loss_origin = Origin {
+                    server: spec.server.clone(), proto: spec.proto, transport: Transport::Udp, conn: recorder.new_conn(),
+                    client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
+                };
+                tasks.spawn(loss::watch(recorder.clone(), loss_origin, dropped, LOSS_CHECK));
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone()));
             }
             _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
         }
@@ -207,6 +216,10 @@ async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<
     tokio::join!(up, down);
 }
 
+/// A relay direction's first read buffer, and the size it grows to once a read fills it.
+const PUMP_BUFFER_FIRST: usize = 2048;
+const PUMP_BUFFER_MAX: usize = 16384;
+
 /// How much a tap keeps recording from a side whose peer has gone (it can forward nothing more).
 pub const MAX_AFTER_CLOSE: usize = 16 << 20;
 
@@ -229,7 +242,8 @@ where
     W: AsyncWriteExt + Unpin,
 {
     let mut cutter = StreamCutter::new(origin.proto);
-    let mut buf = vec![0u8; 16384];
+    // Small until a read fills it: thousands of idle connections must not cost 16 KiB each.
+    let mut buf = vec![0u8; PUMP_BUFFER_FIRST];
     let mut peer_gone = false;
     let mut after_close = 0usize;
     let side = match dir {
@@ -248,6 +262,7 @@ where
             Err(e) => break format!("{side} reset ({e})"),
             Ok(n) => n,
         };
+        let grow = n == buf.len() && buf.len() < PUMP_BUFFER_MAX;
         // Record before forwarding so a frame is in the trace before anyone can react to it.
         let mut switch = false;
         bytes_read += n;
@@ -277,6 +292,9 @@ where
         if switch {
             return Some((from, to));
         }
+        if grow {
+            buf.resize(PUMP_BUFFER_MAX, 0);
+        }
     };
     if let Some((kind, bytes)) = cutter.finish() {
         rec.record(&origin, dir, kind, bytes);
@@ -298,7 +316,6 @@ async fn udp_relay(
     rec: Arc<Recorder>,
     faults: Faults,
     generation: Arc<std::sync::atomic::AtomicU64>,
-    mut dropped: u64,
 ) {
     let mut upstreams: HashMap<SocketAddr, UdpClient> = HashMap::new();
     let mut tasks = JoinSet::new();
@@ -307,18 +324,11 @@ async fn udp_relay(
     let Ok(listen) = socket.local_addr() else { return };
     let started = std::time::Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
-    // Datagrams the kernel dropped at this socket (its buffer full) are counted, and every
-    // increase is recorded as a frame of its own: no loss goes unseen in the raw trace.
-    let loss_origin = Origin {
-        server: spec.server.clone(), proto: spec.proto, transport: Transport::Udp, conn: rec.new_conn(),
-        client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
-    };
-    let mut check = tokio::time::interval(LOSS_CHECK);
+    let mut check = tokio::time::interval(HOUSEKEEPING);
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             _ = check.tick() => {
-                loss::record_new_drops(&rec, &loss_origin, &mut dropped);
                 let idle = UDP_IDLE.as_millis() as u64;
                 let now = now_ms();
                 // A held datagram nothing overtook in time goes on alone.
@@ -430,9 +440,16 @@ async fn udp_return(
     last: Arc<std::sync::atomic::AtomicU64>,
     started: std::time::Instant,
 ) {
-    let mut buf = vec![0u8; 65536];
     loop {
-        match up.recv(&mut buf).await {
+        // The buffer exists only while a datagram is there: 4,096 idle clients must not hold
+        // 64 KiB each.
+        if up.readable().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        }
+        let mut buf = vec![0u8; 65536];
+        match up.try_recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Ok(n) => {
                 last.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
                 let bytes = buf[..n].to_vec();
