@@ -265,27 +265,29 @@ impl Normalizer<'_> {
         while i < text.len() {
             let at_boundary = i == 0 || matches!(bytes[i - 1], b';' | b',' | b' ' | b'\t');
             let key_end = i + name.len();
+            // `get`: the name's length from here may end inside a multi-byte character of the
+            // wire text (found by fuzzing).
             if at_boundary
                 && text.len() > key_end
-                && text[i..key_end].eq_ignore_ascii_case(name)
+                && text.get(i..key_end).is_some_and(|k| k.eq_ignore_ascii_case(name))
                 && bytes[key_end] == b'='
             {
                 let vstart = key_end + 1;
-                let (vend, quoted) = if bytes.get(vstart) == Some(&b'"') {
-                    (text[vstart + 1..].find('"').map(|p| vstart + 2 + p).unwrap_or(text.len()), true)
+                // (end of the value, the value, its closing quote if quoted)
+                let (vend, inner, close) = if bytes.get(vstart) == Some(&b'"') {
+                    match text[vstart + 1..].find('"') {
+                        Some(p) => (vstart + 2 + p, &text[vstart + 1..vstart + 1 + p], Some("\"")),
+                        None => (text.len(), &text[vstart + 1..], Some("")),
+                    }
                 } else {
-                    let len = text[vstart..]
-                        .find([';', ',', '>', ' ', '\t'])
-                        .unwrap_or(text.len() - vstart);
-                    (vstart + len, false)
+                    let len = text[vstart..].find([';', ',', '>', ' ', '\t']).unwrap_or(text.len() - vstart);
+                    (vstart + len, &text[vstart..vstart + len], None)
                 };
-                let inner = if quoted { &text[vstart + 1..vend.saturating_sub(1).max(vstart + 1)] } else { &text[vstart..vend] };
                 let rep = f(self, inner);
                 out.push_str(&text[i..vstart]);
-                if quoted {
-                    out.push_str(&format!("\"{rep}\""));
-                } else {
-                    out.push_str(&rep);
+                match close {
+                    Some(q) => out.push_str(&format!("\"{rep}{q}")),
+                    None => out.push_str(&rep),
                 }
                 i = vend;
                 continue;
@@ -691,5 +693,15 @@ mod tests {
         );
         let via = n.sip_value("Via", "SIP/2.0/TCP 127.0.0.1:1;rport=40000;branch=b", None, false);
         assert!(via.contains("rport={kamailio.tap}"), "{via}");
+    }
+
+    #[test]
+    fn parameters_are_found_in_any_text_without_slicing_a_character() {
+        let ctx = NormalizeContext::default();
+        let mut n = Normalizer { ctx: &ctx, syms: Symbols::default() };
+        // Found by fuzzing: `branch`'s length from `b` ends inside U+FEFF.
+        assert_eq!(n.param(";bran\u{feff}h=1", "branch", |_, _| "X".into()), ";bran\u{feff}h=1");
+        assert_eq!(n.param("a;branch=\"q\u{e9}", "branch", |_, v| format!("<{v}>")), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
+        assert_eq!(n.param("a;branch=\"q\";b", "branch", |_, v| format!("<{v}>")), "a;branch=\"<q>\";b");
     }
 }
