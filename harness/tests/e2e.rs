@@ -512,16 +512,11 @@ fn serve_records_a_third_party_client_over_starttls() {
     assert!(latest.join("logs/prosody+kamailio/prosody.log").exists());
 }
 
-#[test]
-fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let Some(_serial) = servers_ready() else { return };
-    let reports = scratch("fd-exhaustion");
-    // sixpac and its servers get 256 descriptors, soft and hard.
-    let mut serve = std::process::Command::new("sh")
-        .args(["-c", "ulimit -n 256 && exec \"$0\" serve --backend process --profile prosody+kamailio --for 60s --report-dir \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_sixpac"))
-        .arg(&reports)
+/// Start `sixpac serve` by `cmd` (stdout piped) and read the taps it prints, up to its CA
+/// line; the rest of its output is drained. The child, the XMPP tap, the SIP/UDP tap.
+fn serve_taps(mut cmd: std::process::Command) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut serve = cmd
         .current_dir(root())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -532,16 +527,42 @@ fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written
     let (mut xmpp, mut sip) = (None::<std::net::SocketAddr>, None::<std::net::SocketAddr>);
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["xmpp/tcp", tap, ..] => xmpp = tap.parse().ok(),
             ["sip/udp", tap, ..] => sip = tap.parse().ok(),
             ["ca", _] => break,
             _ => {}
         }
     }
-    let (xmpp, sip) = (xmpp.expect("an XMPP tap"), sip.expect("a SIP/UDP tap"));
     std::thread::spawn(move || for _ in lines {});
+    (serve, xmpp.expect("an XMPP tap"), sip.expect("a SIP/UDP tap"))
+}
+
+/// A valid client is served on the XMPP tap: a stream open gets the server's features.
+fn xmpp_tap_answers(tap: std::net::SocketAddr, after: &str) {
+    use std::io::{Read, Write};
+    let mut x = std::net::TcpStream::connect(tap).unwrap();
+    x.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    x.write_all(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("stream:features") {
+        let n = x.read(&mut buf).unwrap_or_else(|e| panic!("the XMPP tap answers after {after}: {e}"));
+        assert!(n > 0, "the XMPP tap closed after {after}: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("fd-exhaustion");
+    // sixpac and its servers get 256 descriptors, soft and hard.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 256 && exec \"$0\" serve --backend process --profile prosody+kamailio --for 60s --report-dir \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_sixpac"))
+        .arg(&reports);
+    let (mut serve, xmpp, sip) = serve_taps(cmd);
     // More UDP sources and TCP connections than sixpac has descriptors.
     let sources: Vec<std::net::UdpSocket> = (0..400).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     for (i, s) in sources.iter().enumerate() {
@@ -559,22 +580,13 @@ fn taps_outlive_running_out_of_file_descriptors_and_the_traces_are_still_written
     drop(sources);
     std::thread::sleep(Duration::from_millis(1500));
     // A valid client is still served on both taps.
-    let mut x = std::net::TcpStream::connect(xmpp).unwrap();
-    x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    x.write_all(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>").unwrap();
-    let mut got = Vec::new();
+    xmpp_tap_answers(xmpp, "the flood");
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("stream:features") {
-        let n = x.read(&mut buf).expect("the XMPP tap answers after the flood");
-        assert!(n > 0, "the XMPP tap closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     u.send_to(b"OPTIONS sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKfd\r\nFrom: <sip:probe@example.test>;tag=1\r\nTo: <sip:example.test>\r\nCall-ID: fd-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", sip).unwrap();
     let n = u.recv(&mut buf).expect("the SIP tap answers after the flood");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"), "{}", String::from_utf8_lossy(&buf[..n]));
-    drop(x);
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     let status = serve.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -594,7 +606,6 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 
 #[test]
 fn serve_records_a_burst_whole_and_stays_bounded_under_20000_udp_sources_and_idle_connections() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let Some(_serial) = servers_ready() else { return };
     // Each relayed TCP connection costs sixpac two descriptors, and the machines this runs on
     // have a hard RLIMIT_NOFILE of 20,000 that cannot be raised (no CAP_SYS_RESOURCE): so as
@@ -605,28 +616,9 @@ fn serve_records_a_burst_whole_and_stays_bounded_under_20000_udp_sources_and_idl
     let idle_tcp = (((limit.rlim_max.min(65536) as usize).saturating_sub(4096 + 1000)) / 2).min(10_000);
     assert!(idle_tcp >= 5_000, "RLIMIT_NOFILE hard limit {} is too low for this test", limit.rlim_max);
     let reports = scratch("serve-load");
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["serve", "--backend", "process", "--profile", "prosody+kamailio", "--for", "120s", "--report-dir"])
-        .arg(&reports)
-        .current_dir(root())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start sixpac serve");
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    let (mut xmpp, mut sip) = (None::<std::net::SocketAddr>, None::<std::net::SocketAddr>);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["xmpp/tcp", tap, ..] => xmpp = tap.parse().ok(),
-            ["sip/udp", tap, ..] => sip = tap.parse().ok(),
-            ["ca", _] => break,
-            _ => {}
-        }
-    }
-    let (xmpp, sip) = (xmpp.expect("an XMPP tap"), sip.expect("a SIP/UDP tap"));
-    std::thread::spawn(move || for _ in lines {});
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"));
+    cmd.args(["serve", "--backend", "process", "--profile", "prosody+kamailio", "--for", "120s", "--report-dir"]).arg(&reports);
+    let (mut serve, xmpp, sip) = serve_taps(cmd);
     let pid = serve.id();
     let (idle_rss, _) = memory_kib(pid);
 
@@ -673,17 +665,7 @@ fn serve_records_a_burst_whole_and_stays_bounded_under_20000_udp_sources_and_idl
     // 3. The taps still serve a valid client.
     drop(held);
     std::thread::sleep(Duration::from_millis(500));
-    let mut x = std::net::TcpStream::connect(xmpp).unwrap();
-    x.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    x.write_all(b"<?xml version='1.0'?><stream:stream to='example.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("stream:features") {
-        let n = x.read(&mut buf).expect("the XMPP tap answers after the load");
-        assert!(n > 0, "the XMPP tap closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    drop(x);
+    xmpp_tap_answers(xmpp, "the load");
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     assert_eq!(serve.wait().unwrap().code(), Some(0));
 
