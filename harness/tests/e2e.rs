@@ -210,10 +210,14 @@ fn sixpac_clean_stops_a_leftover_server_found_by_the_run_directory_it_holds() {
     let log = dir.join("server.log");
     std::fs::write(&log, "").unwrap();
     let mut leftover = std::process::Command::new("tail").arg("-f").arg(&log).spawn().unwrap();
+    // And one that only works in it, as the `sleep` of a server's group leader does.
+    let mut lingering = std::process::Command::new("sleep").arg("60").current_dir(&dir).spawn().unwrap();
     let out = sixpac(&["clean"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let status = leftover.wait().unwrap();
     assert!(!status.success(), "the leftover was stopped: {status}");
+    let status = lingering.wait().unwrap();
+    assert!(!status.success(), "the process working in the directory was stopped: {status}");
     assert!(text(&out).contains("leftover server process"), "{}", text(&out));
     assert!(!dir.exists(), "its directory is removed");
 }

@@ -160,8 +160,10 @@ pub fn stale_run_dirs() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Processes whose command line names one of these run directories: servers that outlived
-/// their sixpac. Killed outright (SIGKILL); their PIDs are returned.
+/// Processes whose command line names one of these run directories, or whose working
+/// directory is in one: servers that outlived their sixpac, and what their group leader still
+/// runs (the `sleep` of its grace period, found by the leak soak). Killed outright (SIGKILL);
+/// their PIDs are returned.
 pub fn kill_processes_holding(dirs: &[PathBuf]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let needles: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
@@ -170,7 +172,8 @@ pub fn kill_processes_holding(dirs: &[PathBuf]) -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if pid != std::process::id() as i32 && needles.iter().any(|n| cmdline.contains(n.as_str())) {
+        let in_dir = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| dirs.iter().any(|d| cwd.starts_with(d)));
+        if pid != std::process::id() as i32 && (in_dir || needles.iter().any(|n| cmdline.contains(n.as_str()))) {
             // SAFETY: plain syscall on a PID we found holding a dead run's directory.
             if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
                 killed.push(pid);
