@@ -21,6 +21,8 @@ pub const PROTOCOL: u32 = 1;
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(15);
 /// What a driver gets on top of the step's own deadline to answer a command.
 pub const COMMAND_MARGIN: Duration = Duration::from_secs(5);
+/// How long a driver whose output closed is given to exit, so its status can be reported.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// A client file: how to start the driver of a client under test.
 #[derive(Debug, Clone)]
@@ -305,7 +307,7 @@ impl Driver {
                     return Err(self.break_with(format!("wrote {} unasked", serde_json::to_string(&other).unwrap_or_default())))
                 }
                 Ok(Line::Garbage(l)) => return Err(self.break_with(format!("wrote something that is not the driver protocol: {l:?}"))),
-                Ok(Line::Closed) => return Err(self.exited("while idle")),
+                Ok(Line::Closed) => return Err(self.exited_now("while idle")),
                 Err(_) => return Ok(()),
             }
         }
@@ -365,7 +367,7 @@ impl Driver {
                 Ok(Some(Line::Garbage(l))) => {
                     return Err(self.break_with(format!("wrote something that is not the driver protocol: {l:?}")))
                 }
-                Ok(Some(Line::Closed)) | Ok(None) => return Err(self.exited(&format!("before answering `{waiting_for}`"))),
+                Ok(Some(Line::Closed)) | Ok(None) => return Err(self.exited(&format!("before answering `{waiting_for}`")).await),
             }
         }
     }
@@ -373,14 +375,21 @@ impl Driver {
     async fn write(&mut self, msg: &ToDriver<'_>) -> Result<(), StepError> {
         let mut line = serde_json::to_vec(msg).expect("plain data serializes");
         line.push(b'\n');
-        let Some(stdin) = self.stdin.as_mut() else { return Err(self.exited("(stdin closed)")) };
+        let Some(stdin) = self.stdin.as_mut() else { return Err(self.exited("(stdin closed)").await) };
         if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
-            return Err(self.exited("while sixpac wrote to it"));
+            return Err(self.exited("while sixpac wrote to it").await);
         }
         Ok(())
     }
 
-    fn exited(&mut self, when: &str) -> StepError {
+    /// Its output closes as it exits, a moment before it can be reaped: give that moment, so
+    /// the error says how it ended (seen in CI: "its output closed" for an exit status 7).
+    async fn exited(&mut self, when: &str) -> StepError {
+        let _ = tokio::time::timeout(EXIT_GRACE, self.child.wait()).await;
+        self.exited_now(when)
+    }
+
+    fn exited_now(&mut self, when: &str) -> StepError {
         let status = self.child.try_wait().ok().flatten().map(|s| s.to_string()).unwrap_or_else(|| "its output closed".into());
         let tail: String = {
             let log = self.stderr.lock().expect("log lock");
