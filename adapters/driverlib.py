@@ -66,6 +66,21 @@ def spawn_on_pty(argv, env, stderr=None):
     return proc
 
 
+def quit_or_kill(proc, ask, within=3):
+    """Ask a running client to quit (`ask()`; its errors mean it is going anyway), give it
+    `within` seconds, then kill it. Every driver's stop ends its client this way."""
+    if proc.poll() is None:
+        try:
+            ask()
+        except Exception:
+            pass
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def read_hello():
     """sixpac's hello (for a driver that must know the actor before it answers)."""
     return json.loads(sys.stdin.readline())

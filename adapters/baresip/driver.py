@@ -24,7 +24,7 @@ import time
 import wave
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, OneClient, event, serve  # noqa: E402
+from driverlib import Failed, OneClient, event, quit_or_kill, serve  # noqa: E402
 
 CAN = ["connect", "disconnect", "register", "unregister", "message", "call", "answer", "reject", "cancel", "hang-up"]
 STEP = 10.0
@@ -167,14 +167,7 @@ class Baresip:
             pass
 
     def stop(self):
-        try:
-            self.command("quit")
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        quit_or_kill(self.proc, lambda: self.command("quit"))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

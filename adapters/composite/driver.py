@@ -17,7 +17,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, read_hello, send, serve  # noqa: E402
+from driverlib import Failed, quit_or_kill, read_hello, send, serve  # noqa: E402
 
 SIP_ACTIONS = {"register", "unregister", "message", "call", "answer", "reject", "cancel", "hang-up",
                "publish-presence", "refresh-presence", "withdraw-presence", "subscribe", "unsubscribe"}
@@ -75,12 +75,11 @@ class Leg:
         return self.read()
 
     def stop(self):
-        try:
+        def bye():
             self.write({"type": "bye"})
             self.proc.stdin.close()
-            self.proc.wait(timeout=5)
-        except Exception:
-            self.proc.kill()
+
+        quit_or_kill(self.proc, bye, within=5)
 
 
 class Driver:

@@ -23,7 +23,7 @@ import time
 import dbus
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, OneClient, event, serve, spawn_on_pty  # noqa: E402
+from driverlib import Failed, OneClient, event, quit_or_kill, serve, spawn_on_pty  # noqa: E402
 
 CAN = ["connect", "disconnect", "register", "unregister", "chat", "message", "set-presence", "add-contact"]
 STEP = 10.0
@@ -149,14 +149,7 @@ class Finch:
         self.purple.PurpleSavedstatusActivate(s)
 
     def stop(self):
-        try:
-            self.purple.PurpleCoreQuit()
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        quit_or_kill(self.proc, self.purple.PurpleCoreQuit)
         try:
             os.kill(self.bus_pid, 15)
         except ProcessLookupError:

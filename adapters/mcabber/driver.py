@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from driverlib import Failed, OneClient, event, serve, spawn_on_pty  # noqa: E402
+from driverlib import Failed, OneClient, event, quit_or_kill, serve, spawn_on_pty  # noqa: E402
 
 CAN = ["connect", "disconnect", "chat", "set-presence", "add-contact", "approve-contact", "deny-contact", "pre-approve-contact", "cancel-subscription"]
 STEP = 10.0
@@ -125,12 +125,7 @@ class Mcabber:
             raise Failed("error", f"mcabber did not take `{text}`")
 
     def stop(self):
-        try:
-            if self.proc.poll() is None:
-                self.command("/quit")
-                self.proc.wait(timeout=3)
-        except Exception:
-            self.proc.kill()
+        quit_or_kill(self.proc, lambda: self.command("/quit"))
         self.pump()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -7,7 +7,7 @@
 
 mod cli;
 
-use cli::{scratch, sixpac, text};
+use cli::{scratch, sixpac, summary, text};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -89,7 +89,7 @@ fn no_packet_between_a_client_and_a_server_port_bypasses_the_taps() {
     capture.stop();
 
     let latest = reports.join("latest");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     let ups = upstreams(&latest.join("traces"));
     let packets = read_capture(&pcap);
     // A TCP connection, or a UDP exchange between two sockets, counts from its first packet:

@@ -7,8 +7,7 @@
 
 mod cli;
 
-use cli::{interrupt, root, scratch, sixpac, start_waiting_run, text};
-use std::path::Path;
+use cli::{interrupt, root, scratch, sixpac, start_waiting_run, summary, text};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -43,10 +42,6 @@ fn docker_ready() -> Option<MutexGuard<'static, ()>> {
 fn labelled(prefix: &str) -> Vec<String> {
     let out = Command::new("docker").args(["ps", "-a", "--filter", LABEL, "--format", "{{.Names}}"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.starts_with(prefix)).map(str::to_string).collect()
-}
-
-fn summary(reports: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap()
 }
 
 #[test]

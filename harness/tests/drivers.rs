@@ -2,12 +2,8 @@
 
 mod cli;
 
-use cli::{procs_mentioning, scratch, servers_ready, sixpac, text};
+use cli::{procs_mentioning, scratch, servers_ready, sixpac, summary, text};
 use std::time::{Duration, Instant};
-
-fn summary(reports: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn the_default_suite_passes_with_every_actor_played_through_the_reference_adapter() {

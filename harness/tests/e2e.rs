@@ -5,7 +5,7 @@
 
 mod cli;
 
-use cli::{interrupt, procs_mentioning, root, scratch, servers_ready, sixpac, start_waiting_run, text, wait_gone};
+use cli::{interrupt, procs_mentioning, root, scratch, servers_ready, sixpac, start_waiting_run, summary, text, wait_gone};
 use sixpac::xml;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,7 @@ fn default_suite_passes_with_junit_and_traces() {
     let scenario_count = cli::default_suite_outcomes();
     assert_eq!(cases.len(), scenario_count, "one testcase per scenario x profile");
     assert!(cases.iter().all(|c| c.child("failure").is_none() && c.child("error").is_none()));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     let t = &summary["totals"];
     assert_eq!(t["pass"].as_u64().unwrap() + t["inconclusive"].as_u64().unwrap(), scenario_count as u64);
     assert_eq!((t["fail"].as_u64(), t["error"].as_u64()), (Some(0), Some(0)));
@@ -62,7 +61,7 @@ fn a_password_in_a_failing_pattern_is_in_no_report() {
     let out = run_test_scenarios("secret", &reports);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let latest = reports.join("latest");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     let message = summary["results"][0]["message"].as_str().unwrap().to_string();
     assert!(message.contains("<body>{password}</body>"), "{message}");
     // The password itself: the raw trace holds the SASL exchange, which carries it.
@@ -262,7 +261,7 @@ fn fault_mid_suite(name: &str, profile: &str, binary: &str, signal: i32) -> (Opt
     let took = faulted.elapsed().as_secs_f64();
     let left = wait_gone(&needle, Duration::from_secs(10));
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    let summary = serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     (status.code(), took, summary)
 }
 
@@ -323,7 +322,7 @@ fn injected_faults_are_marked_in_the_traces_and_the_flows_survive_all_but_the_re
     // The reset scenario fails on purpose (its login cannot finish); every other one passes.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let latest = reports.join("latest");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     let results = summary["results"].as_array().unwrap();
     assert_eq!(results.len(), 8, "five faults, three of them on both profiles");
     for r in results {
@@ -428,8 +427,7 @@ fn a_client_that_chats_over_sip_fails_the_cusax_3_scenario() {
     let t = text(&bad);
     assert_eq!(bad.status.code(), Some(1), "{t}");
     assert!(t.contains("`bob receives xmpp`") && t.contains("no matching frame") && t.contains("<body>Shall we talk?</body>"), "{t}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap();
+    let summary = summary(&reports);
     let cusax3 = summary["requirements"].as_array().unwrap().iter().find(|r| r["id"] == "CUSAX-3").unwrap().clone();
     assert_eq!(cusax3["profiles"]["prosody+kamailio"], "fail", "{cusax3}");
     // The chat went out as a SIP MESSAGE: it is in the raw trace.

@@ -33,6 +33,11 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The summary.json of the latest run under `reports`.
+pub fn summary(reports: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap()
+}
+
 /// Start a run of the `slow` scenario (its last step waits 60 s) on `backend`; return once it
 /// is waiting, with the prefix its run directories and container names carry.
 pub fn start_waiting_run(backend: &str, dir: &Path) -> (Child, String) {
