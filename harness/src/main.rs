@@ -1,9 +1,11 @@
 //! The `sixpac` command line.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sixpac::report::{summary_table, RunReport, ServerFacts};
+use sixpac::report::terminal::{note, Terminal};
+use sixpac::report::RunReport;
 use sixpac::runner::driver::ClientFile;
-use sixpac::runner::{plan_accounts, run_scenario, Outcome, RunOptions, Verdict};
+use sixpac::runner::suite::{run_suite, Suite};
+use sixpac::runner::RunOptions;
 use sixpac::servers::Account;
 use sixpac::scenario::{discover, parse_scenario, Scenario};
 use sixpac::servers::profile::{load_profiles, Profile};
@@ -11,7 +13,6 @@ use sixpac::servers::external::ServersFile;
 use sixpac::servers::{container, images, missing_binaries, Backend, ServerSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 /// Exit codes (documented in README.md).
 const EXIT_PASS: u8 = 0;
@@ -156,6 +157,36 @@ enum Cmd {
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
     },
+    /// Print a scenario's ladder from a run's traces, SIP and XMPP in one, for the terminal
+    /// and for pasting into bug reports.
+    Show {
+        /// The scenario (`cusax/escalation`, or a file base like `cusax.escalation.ejabberd`).
+        scenario: String,
+        /// The run directory (default: the newest under reports/).
+        #[arg(long, default_value = "reports/latest")]
+        run: PathBuf,
+        /// The profile, when the scenario ran on several (default: the first).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Each frame's exact bytes under its arrow.
+        #[arg(long)]
+        frames: bool,
+        /// ASCII instead of box-drawing characters.
+        #[arg(long)]
+        ascii: bool,
+        /// Draw the taps' lifelines too.
+        #[arg(long)]
+        taps: bool,
+        /// Columns to keep within (default: the terminal's, else 80).
+        #[arg(long)]
+        width: Option<usize>,
+    },
+    /// Write a run directory's index.html and pcapng files again from its raw traces and
+    /// summary.json (old runs, runs merged from CI shards).
+    Report {
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// Server images for the container backend.
     Images {
         #[command(subcommand)]
@@ -231,12 +262,6 @@ fn load_all(paths: &Paths) -> Result<Loaded, u8> {
         return Err(EXIT_USAGE);
     }
     Ok(Loaded { profiles, scenarios, catalog })
-}
-
-/// A progress line on stderr, always; in sixpac.log too (it is not repeated on stderr by -v).
-fn note(msg: &str) {
-    eprintln!("sixpac: {msg}");
-    tracing::info!(target: "sixpac::progress", "{msg}");
 }
 
 /// Settle which backend serves the run, building missing images for the container backend.
@@ -345,7 +370,6 @@ async fn run(
     report_dir: PathBuf,
 ) -> u8 {
     let Ok(misbehave) = parse_misbehave(misbehave) else { return EXIT_USAGE };
-    let wall = Instant::now();
     let Loaded { profiles, scenarios, catalog } = match load_all(&paths) {
         Ok(x) => x,
         Err(code) => return code,
@@ -397,119 +421,15 @@ async fn run(
         }
     };
     report.redact_raw = redact_raw;
+    report.catalog = catalog.clone();
     note(&format!("report: {}", report.dir.display()));
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut facts: Vec<ServerFacts> = Vec::new();
-    let mut infra_failed = false;
-    let total: usize = profiles
-        .iter()
-        .filter(|p| only.is_empty() || only.contains(&p.name))
-        .map(|p| scenarios.iter().filter(|s| s.profiles.contains(&p.name)).count())
-        .sum();
-    let mut n = 0;
-    for profile in profiles.iter().filter(|p| only.is_empty() || only.contains(&p.name)) {
-        let mine: Vec<&Scenario> = scenarios.iter().filter(|s| s.profiles.contains(&profile.name)).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let tag = profile.name.clone();
-        let accounts: Result<Vec<Vec<Account>>, String> = match &backend {
-            Backend::External(f) => mine.iter().map(|s| f.accounts_for(s.actors.len())).collect(),
-            _ => Ok(mine.iter().map(|s| plan_accounts(s, &profile.domain)).collect()),
-        };
-        let accounts = match accounts {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: [{tag}] {e}");
-                return EXIT_USAGE;
-            }
-        };
-        let flat: Vec<Account> = accounts.iter().flatten().cloned().collect();
-        let mut set = match ServerSet::start(profile, &paths.fixtures, &flat, &backend, |m| note(&format!("[{tag}] {m}"))).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: [{tag}] {e}");
-                infra_failed = true;
-                for s in mine {
-                    n += 1;
-                    let mut o = Outcome::new(s, &profile.name);
-                    o.verdict = Verdict::Error;
-                    o.message = e.to_string();
-                    outcomes.push(o);
-                }
-                continue;
-            }
-        };
-        for s in &set.servers {
-            let started = s.process.is_some();
-            facts.push(ServerFacts {
-                profile: profile.name.clone(),
-                name: s.name.clone(),
-                kind: s.kind.name().into(),
-                backend: set.backend.into(),
-                ready_ms: started.then_some(s.ready_in.as_millis()),
-                version: s.version.clone(),
-                image: s.image.clone(),
-                listens: s.listens(),
-                taps: set.taps.iter().filter(|t| t.spec.server == s.name).map(|t| sixpac::report::Socket { proto: t.spec.proto, transport: t.spec.transport, addr: t.listen }).collect(),
-                packages: s
-                    .image
-                    .as_ref()
-                    .map(|_| images::package_labels(&images::tag_for(s.kind.name())))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(p, v)| format!("{p}={v}"))
-                    .collect(),
-            });
-        }
-        let mut gone: Option<String> = None;
-        for (sc, acc) in mine.into_iter().zip(&accounts) {
-            n += 1;
-            // A dead or hung server ends the profile's remaining scenarios at once.
-            if let Some(why) = &gone {
-                let mut o = Outcome::new(sc, &profile.name);
-                o.verdict = Verdict::Error;
-                o.message = format!("not run: {why}");
-                note(&format!("[{n}/{total}] {} on {}: error (not run)", o.scenario, o.profile));
-                outcomes.push(o);
-                continue;
-            }
-            let traces = report.reserve_traces(&sc.id, &profile.name);
-            let o = run_scenario(sc, acc, &mut set, RunOptions { accept, misbehave, clients: &clients }, |m| note(&format!("[{n}/{total}] {} {m}", sc.id))).await;
-            note(&format!("[{n}/{total}] {} on {}: {} ({:.2} s)", o.scenario, o.profile, o.verdict.as_str(), o.duration.as_secs_f64()));
-            if o.verdict != Verdict::Pass {
-                eprintln!("  {}", o.message.replace('\n', "\n  "));
-                if let Some(d) = &o.diff {
-                    eprintln!("{d}");
-                }
-            }
-            if let Err(e) = traces.and_then(|t| t.write(&o.frames, &o.normalized)).and_then(|()| report.write_client_logs(&o)) {
-                eprintln!("error: writing traces: {e}");
-            }
-            if o.servers_gone {
-                gone = Some(o.message.lines().next().unwrap_or_default().to_string());
-            }
-            outcomes.push(o);
-        }
-        set.save_logs(&report.logs_dir(&profile.name));
-        set.stop();
-    }
-    let any = |v: Verdict| outcomes.iter().any(|o| o.verdict == v);
-    let code = if infra_failed || any(Verdict::Error) {
-        EXIT_INFRA
-    } else if any(Verdict::Fail) {
-        EXIT_FAIL
-    } else {
-        EXIT_PASS
-    };
-    print!("{}", summary_table(&outcomes, &facts));
-    print!("{}", sixpac::report::matrix::to_text(&catalog, &outcomes));
-    if let Err(e) = report.finish(&outcomes, &facts, &catalog, backend.name(), code as i32, wall.elapsed().as_secs_f64()) {
-        eprintln!("error: writing report: {e}");
-        return EXIT_INFRA;
-    }
+    let profiles: Vec<&Profile> = profiles.iter().filter(|p| only.is_empty() || only.contains(&p.name)).collect();
+    let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients } };
+    let logs_root = report.dir.join("logs");
+    let mut terminal = Terminal::new(&catalog);
+    let (_, result) = run_suite(suite, &mut [&mut terminal, &mut report], |profile| logs_root.join(profile)).await;
     println!("report: {}", report.dir.display());
-    code
+    result.exit_code()
 }
 
 /// `--misbehave RULE`, or a usage error already printed.
@@ -741,6 +661,94 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     EXIT_PASS
 }
 
+/// The terminal's width: COLUMNS, else the window size of stdout, else 80.
+fn terminal_width() -> usize {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return n;
+    }
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we own; a failure leaves it zero.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 { usize::from(ws.ws_col) } else { 80 }
+}
+
+/// `sixpac show`.
+fn show(scenario: &str, run: &Path, profile: Option<&str>, frames: bool, ascii: bool, taps: bool, width: Option<usize>) -> u8 {
+    use sixpac::report::ladder_text::{render, TextOptions};
+    use std::io::IsTerminal;
+    let dir = match std::fs::canonicalize(run) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {}: {e}", run.display());
+            return EXIT_USAGE;
+        }
+    };
+    let loaded = match sixpac::report::run_dir::RunDir::load(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let found = loaded.find(scenario, profile);
+    let Some(r) = found.first() else {
+        let known: Vec<String> = loaded.results.iter().map(|r| format!("{} ({})", r.scenario, r.profile)).collect();
+        eprintln!("error: no result for `{scenario}`{} in {}; it holds: {}", profile.map(|p| format!(" on {p}")).unwrap_or_default(), dir.display(), known.join(", "));
+        return EXIT_USAGE;
+    };
+    if found.len() > 1 {
+        let others: Vec<&str> = found[1..].iter().map(|o| o.profile.as_str()).collect();
+        eprintln!("sixpac: showing {} on {}; also on {} (--profile)", r.scenario, r.profile, others.join(", "));
+    }
+    if let Some(p) = &r.trace_problem {
+        eprintln!("error: {p}");
+        return EXIT_INFRA;
+    }
+    let ladder = sixpac::report::ladder::build(&r.frames, &r.cast, &r.steps);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let opts = TextOptions {
+        width: width.unwrap_or_else(terminal_width),
+        ascii,
+        color: !no_color && std::io::stdout().is_terminal(),
+        taps,
+        frames: frames.then(|| r.frames.iter().map(|f| (f.seq, f.bytes.clone())).collect()),
+    };
+    let heading = format!("# {} on {}: {} ({} frames)\n# {}", r.scenario, r.column(), r.verdict, r.frames.len(), r.title);
+    print!("{}", render(&ladder, &heading, &opts));
+    if !r.message.is_empty() {
+        println!("# {}", r.message.replace('\n', "\n# "));
+    }
+    println!("# wireshark: cd {} && {}", dir.display(), r.tshark());
+    EXIT_PASS
+}
+
+/// `sixpac report DIR`.
+fn rerender(dir: &Path) -> u8 {
+    let run = match sixpac::report::run_dir::RunDir::load(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for r in run.results.iter().filter_map(|r| r.trace_problem.as_ref()) {
+        eprintln!("warning: {r}");
+    }
+    let pcaps = match run.write_pcapngs() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: writing pcapng files in {}: {e}", dir.display());
+            return EXIT_INFRA;
+        }
+    };
+    if let Err(e) = std::fs::write(dir.join("index.html"), sixpac::report::html::render(&run)) {
+        eprintln!("error: writing {}: {e}", dir.join("index.html").display());
+        return EXIT_INFRA;
+    }
+    println!("{} results, {pcaps} pcapng files, {}", run.results.len(), dir.join("index.html").display());
+    EXIT_PASS
+}
+
 /// Resolves at SIGINT or SIGTERM. The handlers are installed when this is called, not when it
 /// is first polled, so a signal that comes while work starts is not missed. Must be called
 /// inside the runtime.
@@ -874,6 +882,8 @@ fn main() -> ExitCode {
             let fixtures = locate(fixtures);
             rt.block_on(serve(&profile, backend, &fixtures, accounts, duration, &report_dir))
         }
+        Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
+        Cmd::Report { dir } => rerender(&dir),
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);
             match images::recipes(&fixtures) {

@@ -1,7 +1,7 @@
 //! The protocols and transports sixpac speaks, shared by the clients, the taps and the traces.
 
 /// Which protocol a tap relays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Sip,
@@ -51,7 +51,8 @@ impl Transport {
 
 /// A port space: a UDP and a TCP socket may have the same port number, so an address alone
 /// does not say which socket it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Carrier {
     Datagram,
     Stream,

@@ -64,6 +64,12 @@ pub fn render(outcomes: &[Outcome]) -> String {
                     escape(&body, false)
                 ));
             }
+            // CI pages show a failing case's output: the ladder of what crossed the wire.
+            if matches!(o.verdict, Verdict::Fail | Verdict::Error) && !o.frames.is_empty() {
+                let ladder = super::ladder::build(&o.frames, &o.cast, &o.steps);
+                let text = super::ladder_text::render(&ladder, &format!("# {} on {}", o.scenario, o.column()), &super::ladder_text::TextOptions { width: 100, ..Default::default() });
+                out.push_str(&format!("      <system-out>{}</system-out>\n", escape(&text, false)));
+            }
             out.push_str("    </testcase>\n");
         }
         out.push_str("  </testsuite>\n");

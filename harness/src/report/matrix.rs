@@ -124,6 +124,10 @@ mod tests {
             trace_owner: None,
             trace_compared: true,
             servers_gone: false,
+            steps: vec![],
+            cast: vec![],
+            clock_unix_us: 0,
+            normalized_seqs: vec![],
         }
     }
 

@@ -1,34 +1,20 @@
 //! Reports: the run directory with JUnit, summary.json, traces and server logs; terminal output.
 
+pub mod html;
 pub mod junit;
+pub mod ladder;
+pub mod ladder_text;
 pub mod matrix;
+pub mod pcapng;
+pub mod run_dir;
+pub mod terminal;
 
+use crate::runner::event::{Event, Reporter};
 use crate::runner::{Outcome, Verdict};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Facts about one started server, for the summary.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServerFacts {
-    pub profile: String,
-    pub name: String,
-    pub kind: String,
-    /// How it was had: process, container or external.
-    pub backend: String,
-    /// Start-to-ready; absent for external servers, which sixpac did not start.
-    pub ready_ms: Option<u128>,
-    /// The version the server itself reports on the wire.
-    pub version: Option<String>,
-    /// The container image id, for the container backend.
-    pub image: Option<String>,
-    /// The server's own sockets (which only the taps should reach).
-    pub listens: Vec<Socket>,
-    /// The taps in front of it: where clients connect.
-    pub taps: Vec<Socket>,
-    /// Debian package versions recorded on the image.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub packages: Vec<String>,
-}
+pub use crate::servers::{ServerFacts, Socket};
 
 /// A trace pair's files, opened ahead of writing.
 pub struct TraceFiles {
@@ -53,14 +39,6 @@ impl TraceFiles {
     }
 }
 
-/// One listening socket, as the summary lists it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Socket {
-    pub proto: crate::trace::frame::Proto,
-    pub transport: crate::trace::frame::Transport,
-    pub addr: std::net::SocketAddr,
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
@@ -82,12 +60,38 @@ pub fn utc_stamp(t: SystemTime) -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// The report directory of one run.
+/// The report directory of one run; as a reporter, it writes each scenario's files when the
+/// scenario ends and the run's (JUnit, summary.json, index.html) when the run does.
 pub struct RunReport {
     pub id: String,
     pub dir: PathBuf,
     /// Write raw traces with their credentials masked (`--redact-raw`).
     pub redact_raw: bool,
+    /// The requirements the matrix lists.
+    pub catalog: Vec<crate::catalog::Requirement>,
+    /// The running scenario's trace files, opened when it started.
+    pending: Option<std::io::Result<TraceFiles>>,
+}
+
+impl Reporter for RunReport {
+    fn on(&mut self, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::ScenarioStarted { scenario, profile, .. } => self.pending = Some(self.reserve_traces(scenario, profile)),
+            Event::ScenarioFinished { outcome: o, .. } => {
+                if let Some(traces) = self.pending.take() {
+                    traces.and_then(|t| t.write(&o.frames, &o.normalized))?;
+                    self.write_pcapng(&o.file_base(), &o.frames, o.clock_unix_us)?;
+                }
+                self.write_client_logs(o)?;
+            }
+            Event::RunFinished { outcomes, servers, backend, result, wall } => {
+                self.finish(outcomes, servers, backend, result.exit_code().into(), wall.as_secs_f64())?;
+                html::write_for_dir(&self.dir)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 impl RunReport {
@@ -101,7 +105,7 @@ impl RunReport {
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&id, &latest)?;
-        Ok(RunReport { id, dir, redact_raw: false })
+        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None })
     }
 
     /// Directory for a profile's server logs.
@@ -144,16 +148,21 @@ impl RunReport {
         })
     }
 
+    /// Write `traces/<base>.pcapng`.
+    pub fn write_pcapng(&self, base: &str, frames: &[crate::trace::Frame], clock_unix_us: u64) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("traces").join(format!("{base}.pcapng")), pcapng::render(frames, clock_unix_us))
+    }
+
     /// Write junit.xml and summary.json.
     pub fn finish(
         &self,
         outcomes: &[Outcome],
         servers: &[ServerFacts],
-        catalog: &[crate::catalog::Requirement],
         backend: &str,
         exit_code: i32,
         wall: f64,
     ) -> std::io::Result<()> {
+        let catalog = &self.catalog;
         std::fs::write(self.dir.join("junit.xml"), junit::render(outcomes))?;
         let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
         let results: Vec<serde_json::Value> = outcomes
@@ -174,6 +183,12 @@ impl RunReport {
                     "frames": o.frames.len(),
                     "trace": format!("{base}.trace"),
                     "raw": format!("{base}.raw"),
+                    "pcapng": format!("{base}.pcapng"),
+                    "tshark": tshark_command(&format!("{base}.pcapng"), &o.frames),
+                    "steps": o.steps,
+                    "cast": o.cast,
+                    "clock_unix_us": o.clock_unix_us,
+                    "normalized_seqs": o.normalized_seqs,
                     "expected": o.expected_path,
                     "trace_compared": o.trace_compared && o.verdict == Verdict::Pass || o.diff.is_some(),
                     "clients": o.clients,
@@ -201,6 +216,16 @@ impl RunReport {
         let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
         std::fs::write(self.dir.join("summary.json"), text)
     }
+}
+
+/// How to open a pcapng file of these frames with tshark, decode-as options included.
+pub fn tshark_command(path: &str, frames: &[crate::trace::Frame]) -> String {
+    let mut cmd = format!("tshark -r {path}");
+    for d in pcapng::decode_as(frames) {
+        cmd.push(' ');
+        cmd.push_str(&d);
+    }
+    cmd
 }
 
 /// The end-of-run table for the terminal.

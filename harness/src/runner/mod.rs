@@ -4,8 +4,10 @@ pub mod actor;
 pub mod binding;
 pub mod drive;
 pub mod driver;
+pub mod event;
 pub mod evidence;
 pub mod intent;
+pub mod suite;
 
 use crate::ids::{new_branch, token};
 use crate::scenario::{Action, Scenario, Wire};
@@ -16,6 +18,7 @@ use crate::trace::normalize::{normalize, AddrName, NormalizeContext};
 use actor::{Account, Actor, Endpoints, StepError};
 use binding::Binding;
 use driver::{ClientFile, Driver};
+use event::{Event, StepRecord, StepStatus};
 use intent::{Intent, Peer, Setup, Taps};
 use evidence::{Cursor, Evidence, Pattern};
 use std::collections::HashMap;
@@ -80,6 +83,15 @@ pub struct Outcome {
     pub trace_compared: bool,
     /// A server died or stopped answering: the profile's remaining scenarios cannot run.
     pub servers_gone: bool,
+    /// Each step as it ran (steps after the one that ended the scenario are `Skipped`).
+    pub steps: Vec<StepRecord>,
+    /// Every address the frames show, named: actor legs (`alice.sip`), their taps' upstream
+    /// sockets (`alice.sip~tap`), taps (`kamailio.tap`), servers (`kamailio`).
+    pub cast: Vec<AddrName>,
+    /// The frames' time zero, in microseconds since the Unix epoch.
+    pub clock_unix_us: u64,
+    /// The `seq` of the frame behind each numbered block of the normalized trace.
+    pub normalized_seqs: Vec<u64>,
 }
 
 impl Outcome {
@@ -118,6 +130,14 @@ impl Outcome {
             trace_owner: None,
             trace_compared: true,
             servers_gone: false,
+            steps: sc
+                .steps
+                .iter()
+                .map(|st| StepRecord { label: st.label.clone(), actor: st.actor.clone(), line: st.line, column: st.column, status: StepStatus::Skipped, start: 0.0, end: 0.0 })
+                .collect(),
+            cast: Vec::new(),
+            clock_unix_us: 0,
+            normalized_seqs: Vec::new(),
         }
     }
 }
@@ -163,10 +183,12 @@ pub async fn run_scenario(
     accounts: &[Account],
     set: &mut ServerSet,
     opts: RunOptions<'_>,
-    mut progress: impl FnMut(&str),
+    mut emit: impl FnMut(&Event),
 ) -> Outcome {
     let started = Instant::now();
     let mut outcome = Outcome::new(sc, &set.profile.name);
+    outcome.clock_unix_us = set.recorder.epoch_unix_us();
+    let mut reported_frames = set.recorder.len();
     if let Some(why) = set.profile.cannot_serve(&sc.needs) {
         outcome.verdict = Verdict::Inconclusive;
         outcome.message = why;
@@ -216,7 +238,8 @@ pub async fn run_scenario(
     let mut evidence = Evidence::new(set.recorder.clone(), users);
     let mut failure: Option<(usize, StepError)> = None;
     for (i, step) in sc.steps.iter().enumerate() {
-        progress(&format!("step {}/{}: {}", i + 1, sc.steps.len(), step.label));
+        emit(&Event::StepStarted { scenario: &sc.id, index: i + 1, of: sc.steps.len(), label: &step.label });
+        let step_start = set.recorder.elapsed();
         // Only raw text and patterns hold `${…}`; the wire is read for them alone.
         let mut values: HashMap<String, String> = HashMap::new();
         if matches!(step.action, Action::Send { .. } | Action::Receive { .. } | Action::ReceiveNothing { .. }) {
@@ -249,8 +272,22 @@ pub async fn run_scenario(
             },
         };
         for notice in binding.take_notices() {
-            progress(&format!("{} tells its user: {notice}", step.actor));
+            emit(&Event::ToldUser { scenario: &sc.id, actor: &step.actor, notice: &notice });
         }
+        let record = &mut outcome.steps[i];
+        record.start = step_start.as_secs_f64();
+        record.end = set.recorder.elapsed().as_secs_f64();
+        record.status = match &result {
+            Ok(()) => StepStatus::Done,
+            Err(StepError::Fail(_)) => StepStatus::Fail,
+            Err(StepError::Error(_)) => StepStatus::Error,
+            Err(StepError::Inconclusive(_)) => StepStatus::Inconclusive,
+        };
+        emit(&Event::StepFinished { scenario: &sc.id, step: record });
+        for frame in set.recorder.frames_from(reported_frames) {
+            emit(&Event::FrameRecorded { scenario: &sc.id, frame: &frame });
+        }
+        reported_frames = set.recorder.len().max(reported_frames);
         match &result {
             Ok(()) => tracing::debug!(scenario = %sc.id, step = i + 1, "step done"),
             Err(e) => tracing::info!(scenario = %sc.id, step = i + 1, error = %redact(&step_message(e.clone()), accounts), "step did not succeed"),
@@ -315,7 +352,10 @@ pub async fn run_scenario(
     }
     ctx.addr_names = first_names_first(names);
     outcome.frames = cast.frames(&recorded).into_iter().cloned().collect();
-    outcome.normalized = normalize(&outcome.frames, &ctx).text;
+    let normalized = normalize(&outcome.frames, &ctx);
+    outcome.normalized = normalized.text;
+    outcome.normalized_seqs = normalized.seqs;
+    outcome.cast = ctx.addr_names;
     outcome.duration = started.elapsed();
 
     if let Some(e) = crashed.or_else(|| set.check_alive().err()) {

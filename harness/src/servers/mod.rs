@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod external;
+pub mod facts;
 pub mod images;
 pub mod prepare;
 pub mod process;
@@ -39,6 +40,7 @@ pub enum InfraError {
 }
 
 pub use crate::account::Account;
+pub use facts::{ServerFacts, Socket};
 
 /// How long a server may take to answer its protocol after start.
 pub const READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -87,8 +89,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Its own listening sockets.
-    pub fn listens(&self) -> Vec<crate::report::Socket> {
-        let socket = |proto, transport, addr| crate::report::Socket { proto, transport, addr };
+    pub fn listens(&self) -> Vec<Socket> {
+        let socket = |proto, transport, addr| Socket { proto, transport, addr };
         let mut out = Vec::new();
         out.extend(self.xmpp.map(|a| socket(Proto::Xmpp, Transport::Tcp, a)));
         out.extend(self.sip.map(|a| socket(Proto::Sip, Transport::Udp, a)));

@@ -135,6 +135,8 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct Recorder {
     start: Instant,
+    /// The wall clock at `start`, to place frames in outside captures (pcapng).
+    started_wall: std::time::SystemTime,
     frames: Mutex<Vec<Frame>>,
     next_conn: AtomicU64,
 }
@@ -150,9 +152,20 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             start: Instant::now(),
+            started_wall: std::time::SystemTime::now(),
             frames: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Time on the frames' clock (`Frame::at`) now.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Microseconds since the Unix epoch at the frames' time zero.
+    pub fn epoch_unix_us(&self) -> u64 {
+        self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
     }
 
     /// A fresh connection number.

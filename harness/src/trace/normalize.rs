@@ -25,7 +25,7 @@ pub struct NormalizeContext {
 }
 
 /// An address the normalizer prints as a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AddrName {
     pub addr: SocketAddr,
     pub proto: Proto,
@@ -33,10 +33,13 @@ pub struct AddrName {
     pub name: String,
 }
 
-/// A normalized trace and where each frame starts in it.
+/// A normalized trace, and which frame each of its numbered blocks shows.
 #[derive(Debug, Clone)]
 pub struct NormalizedTrace {
     pub text: String,
+    /// The `seq` of the frame behind block 1, 2, …: the trace groups frames by connection, so
+    /// this is not the recorded order.
+    pub seqs: Vec<u64>,
 }
 
 /// Volatile values seen so far, by class, numbered in order of first appearance.
@@ -540,6 +543,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
     conns.sort();
     let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
     let mut number = 0;
+    let mut seqs = Vec::new();
     for (_, _, _, conn) in conns {
         let mine = frames.iter().filter(|f| f.conn == conn && !matches!(f.kind, FrameKind::Closed(_))).collect();
         let mut it = ordered(mine, ctx.caps_node.as_deref()).into_iter().peekable();
@@ -553,6 +557,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         ));
         for f in it {
             number += 1;
+            seqs.push(f.seq);
             let arrow = match f.dir {
                 Direction::ToServer => format!("{who} -> {}", f.server),
                 Direction::ToClient => format!("{} -> {who}", f.server),
@@ -566,7 +571,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
             }
         }
     }
-    NormalizedTrace { text: out }
+    NormalizedTrace { text: out, seqs }
 }
 
 #[cfg(test)]

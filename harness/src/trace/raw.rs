@@ -9,7 +9,7 @@
 //! password in base64) and Digest responses. [`write_redacted`] masks exactly those spans, byte
 //! for byte, for a trace that is to be shared.
 
-use super::frame::{Direction, Frame, FrameKind};
+use super::frame::{Direction, Fault, Frame, FrameKind};
 use std::io::Write;
 
 fn kind_name(k: &FrameKind) -> String {
@@ -134,6 +134,151 @@ fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io
     Ok(())
 }
 
+/// Why a raw trace file could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("byte {offset}: {what}")]
+pub struct ReadError {
+    pub offset: usize,
+    pub what: String,
+}
+
+/// Undo Rust's `{:?}` quoting of a string (how `unparsed:` and `closed:` reasons are written).
+fn unquote(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            '0' => out.push('\0'),
+            'u' => {
+                let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+fn parse_kind(k: &str) -> Option<FrameKind> {
+    Some(match k {
+        "sip" => FrameKind::Sip,
+        "xmpp-header" => FrameKind::XmppHeader,
+        "xmpp-element" => FrameKind::XmppElement,
+        "xmpp-close" => FrameKind::XmppClose,
+        "whitespace" => FrameKind::Whitespace,
+        "opaque" => FrameKind::Opaque,
+        "tls-handshake" => FrameKind::TlsHandshake,
+        _ => {
+            let (tag, rest) = k.split_once(':')?;
+            match tag {
+                "unparsed" => FrameKind::Unparsed(unquote(rest)?),
+                "closed" => FrameKind::Closed(unquote(rest)?),
+                "fault" => FrameKind::Fault(unquote(rest)?),
+                // The heading keeps only the count.
+                "lost" => FrameKind::Lost { datagrams: rest.parse().ok()?, why: String::new() },
+                _ => return None,
+            }
+        }
+    })
+}
+
+fn parse_fault(s: &str) -> Option<Fault> {
+    let ms = |p: &str| s.strip_prefix(p).and_then(|r| r.strip_suffix("ms")).and_then(|n| n.parse().ok()).map(std::time::Duration::from_millis);
+    Some(match s {
+        "dropped" => Fault::Dropped,
+        "not-forwarded" => Fault::NoUpstream,
+        "duplicated" => Fault::Duplicated,
+        "reordered" => Fault::Reordered,
+        "reset" => Fault::Reset,
+        _ => ms("delayed-").map(Fault::Delayed).or_else(|| ms("stalled-").map(Fault::Stalled))?,
+    })
+}
+
+/// Read a raw trace back into frames: what `sixpac report` and `sixpac show` draw from. The
+/// headings' `key=value` fields are read by name; a reason in quotes may hold spaces.
+pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, ReadError> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let err = |what: String| ReadError { offset: at, what };
+        let eol = bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i).ok_or_else(|| err("a heading without its line end".into()))?;
+        let line = std::str::from_utf8(&bytes[at..eol]).map_err(|_| err("a heading that is not UTF-8".into()))?;
+        let rest = line.strip_prefix("#frame ").ok_or_else(|| err(format!("expected `#frame`, found {:?}", line.chars().take(40).collect::<String>())))?;
+        let mut fields: std::collections::HashMap<&str, String> = Default::default();
+        let mut words = rest;
+        while !words.is_empty() {
+            let (key, after) = words.split_once('=').ok_or_else(|| err(format!("a field without `=`: {words:?}")))?;
+            // A value ends at the next ` key=`; a quoted reason is read to its closing quote.
+            let value_end = if after.contains(":\"") && key == "kind" {
+                let q = after.find('"').unwrap_or(0);
+                let mut i = q + 1;
+                let b = after.as_bytes();
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                (i + 1).min(after.len())
+            } else {
+                after.find(' ').unwrap_or(after.len())
+            };
+            fields.insert(key, after[..value_end].to_string());
+            words = after[value_end..].trim_start();
+        }
+        let get = |k: &str| fields.get(k).cloned().ok_or_else(|| err(format!("no `{k}=`")));
+        let num = |k: &str| get(k)?.parse::<u64>().map_err(|_| err(format!("`{k}=` is not a number")));
+        let addr = |k: &str| get(k)?.parse::<std::net::SocketAddr>().map_err(|_| err(format!("`{k}=` is not an address")));
+        let len = num("len")? as usize;
+        let start = eol + 1;
+        let end = start.checked_add(len).filter(|&e| e < bytes.len() + 1 && bytes.get(e) == Some(&b'\n')).ok_or_else(|| err(format!("{len} bytes and a line end do not follow the heading")))?;
+        let proto = match get("proto")?.as_str() {
+            "sip" => crate::wire::Proto::Sip,
+            "xmpp" => crate::wire::Proto::Xmpp,
+            p => return Err(err(format!("unknown proto {p:?}"))),
+        };
+        let transport = match get("transport")?.as_str() {
+            "udp" => crate::wire::Transport::Udp,
+            "tcp" => crate::wire::Transport::Tcp,
+            "tls" => crate::wire::Transport::Tls,
+            t => return Err(err(format!("unknown transport {t:?}"))),
+        };
+        let kind = get("kind")?;
+        frames.push(Frame {
+            seq: num("seq")?,
+            at: std::time::Duration::from_secs_f64(get("t")?.parse::<f64>().map_err(|_| err("`t=` is not a number".into()))?),
+            server: get("server")?,
+            proto,
+            transport,
+            conn: num("conn")?,
+            client: addr("client")?,
+            tap: addr("tap")?,
+            upstream: match get("up")?.as_str() {
+                "-" => None,
+                _ => Some(addr("up")?),
+            },
+            dir: match get("dir")?.as_str() {
+                "to-server" => Direction::ToServer,
+                "to-client" => Direction::ToClient,
+                d => return Err(err(format!("unknown dir {d:?}"))),
+            },
+            kind: parse_kind(&kind).ok_or_else(|| err(format!("unknown kind {kind:?}")))?,
+            bytes: bytes[start..end].to_vec(),
+            fault: match fields.get("fault") {
+                Some(x) => Some(parse_fault(x).ok_or_else(|| err(format!("unknown fault {x:?}")))?),
+                None => None,
+            },
+        });
+        at = end + 1;
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +312,33 @@ mod tests {
         let masked: usize = frames.iter().flat_map(secret_spans).map(|r| r.len()).sum();
         assert_eq!(changed, masked);
         assert!(plain_out.iter().zip(&red).all(|(a, b)| a == b || *b == b'*'));
+    }
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let rec = Recorder::new();
+        let o = Origin {
+            server: "kamailio".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 3,
+            client: "127.0.0.1:4000".parse().unwrap(), tap: "127.0.0.1:5060".parse().unwrap(), upstream: Some("127.0.0.1:4100".parse().unwrap()),
+        };
+        rec.record(&o, Direction::ToServer, FrameKind::Sip, b"OPTIONS sip:d SIP/2.0\r\n\r\n".to_vec());
+        rec.record_with(&o, Direction::ToServer, FrameKind::Sip, b"x\n#frame seq=9 len=1\n".to_vec(), Some(Fault::Delayed(std::time::Duration::from_millis(800))));
+        rec.record(&o, Direction::ToClient, FrameKind::Unparsed("bad \"start\" line\n \u{1}".into()), vec![0, 255, b'\n']);
+        rec.record(&o, Direction::ToClient, FrameKind::Closed("eof".into()), Vec::new());
+        rec.record(&o, Direction::ToServer, FrameKind::Lost { datagrams: 4, why: String::new() }, Vec::new());
+        let frames = rec.frames_for_all();
+        let mut out = Vec::new();
+        write(&frames, &mut out).unwrap();
+        let back = read(&out).unwrap();
+        assert_eq!(back.len(), frames.len());
+        for (a, b) in frames.iter().zip(&back) {
+            assert_eq!((a.seq, &a.server, a.proto, a.transport, a.conn, a.client, a.tap, a.upstream, a.dir, &a.kind, &a.bytes, a.fault),
+                (b.seq, &b.server, b.proto, b.transport, b.conn, b.client, b.tap, b.upstream, b.dir, &b.kind, &b.bytes, b.fault));
+            assert!((a.at.as_secs_f64() - b.at.as_secs_f64()).abs() < 1e-6);
+        }
+        assert!(read(&out[..out.len() - 1]).unwrap_err().what.contains("do not follow"), "the last line end missing");
+        let first_len = out.iter().position(|&b| b == b'\n').unwrap() + 5;
+        assert!(read(&out[..first_len]).unwrap_err().what.contains("do not follow"));
+        assert!(read(b"garbage\n").unwrap_err().what.contains("expected `#frame`"));
     }
 }
