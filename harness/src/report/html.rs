@@ -82,7 +82,7 @@ function draw(box,r,taps){
     else{g.appendChild(el("polygon",{points:x2+","+x.y+" "+(x2+8*d)+","+(x.y-4)+" "+(x2+8*d)+","+(x.y+4)}));}
     var label=a.label+(a.note?" ["+a.note+"]":"");
     g.appendChild(el("text",{x:Math.min(x1,x2)+6,y:x.y-4},label));
-    var tip=el("title",{},"frame "+a.seq+": "+label);g.appendChild(tip);
+    var tip=el("title",{},"frame "+a.seq+": "+label+(a.matched_by?" (matched by step "+a.matched_by+")":"")+(a.in_failed_step?" (the failed step)":""));g.appendChild(tip);
     g.addEventListener("click",function(){show(box,r,a,g);});
     svg.appendChild(g);});
   box.appendChild(svg);
@@ -102,6 +102,10 @@ document.querySelectorAll(".ladder").forEach(function(box){
   draw(box,r,false);
   if(cb){cb.addEventListener("change",function(){draw(box,r,cb.checked);});}
 });
+// `#f-<file base>-<seq>` opens that frame: a link to one frame can be shared.
+var m=/^#f-(.+)-(\d+)$/.exec(decodeURIComponent(location.hash));
+if(m){var sec=document.getElementById("s-"+m[1]);var g=sec&&sec.querySelector('g.arrow[data-seq="'+m[2]+'"]');
+  if(g){var box=sec.querySelector(".ladder");show(box,data.results[+box.getAttribute("data-result")],data.results[+box.getAttribute("data-result")].arrows.filter(function(a){return String(a.seq)===m[2];})[0],g);g.scrollIntoView();}}
 document.body.setAttribute("data-render-ms",(performance.now()-t0).toFixed(1));
 })();
 "##;

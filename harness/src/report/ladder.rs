@@ -65,8 +65,10 @@ pub struct Arrow {
     pub note: Option<String>,
     /// The bytes were TLS on the wire; these are the plaintext the tap saw.
     pub tls: bool,
-    /// Recorded while the step that ended the scenario ran.
+    /// Recorded while the step that ended the scenario ran, or judged by it.
     pub in_failed_step: bool,
+    /// The step (from 1) whose `receives` matched it.
+    pub matched_by: Option<usize>,
 }
 
 /// A step, placed in time among the arrows.
@@ -164,12 +166,13 @@ pub fn build(frames: &[Frame], cast: &[AddrName], steps: &[StepRecord]) -> Ladde
             style = Style::Dropped;
         }
         let note = f.fault.map(|x| format!("{} by the tap", x.name())).or_else(|| tls.then(|| "TLS on the wire: the plaintext the tap saw".to_string()));
-        let in_failed_step = failed.is_some_and(|st| f.at.as_secs_f64() >= st.start && f.at.as_secs_f64() <= st.end);
+        let in_failed_step = failed.is_some_and(|st| (f.at.as_secs_f64() >= st.start && f.at.as_secs_f64() <= st.end) || st.frames.contains(&f.seq));
+        let matched_by = steps.iter().position(|st| st.status == StepStatus::Done && st.frames.contains(&f.seq)).map(|i| i + 1);
         let (from, to) = match f.dir {
             Direction::ToServer => (c, s),
             Direction::ToClient => (s, c),
         };
-        raw.push((from, to, t, Arrow { seq: f.seq, at: f.at.as_secs_f64(), proto: f.proto, from, to, tap: t, label, style, note, tls, in_failed_step }));
+        raw.push((from, to, t, Arrow { seq: f.seq, at: f.at.as_secs_f64(), proto: f.proto, from, to, tap: t, label, style, note, tls, in_failed_step, matched_by }));
     }
     let first_actor = lanes.iter().find(|l| l.kind == LaneKind::Leg).map(|l| l.name.split('.').next().unwrap_or("").to_string());
     let order = lane_order(&lanes, first_actor.as_deref());
@@ -309,13 +312,13 @@ mod tests {
         }
         frames[2].fault = Some(Fault::Dropped);
         let steps = [
-            StepRecord { label: "alice: call bob".into(), actor: "alice".into(), line: 3, column: 5, status: StepStatus::Done, start: 0.0, end: 0.15 },
-            StepRecord { label: "bob receives sip".into(), actor: "bob".into(), line: 4, column: 5, status: StepStatus::Fail, start: 0.15, end: 0.4 },
+            StepRecord { label: "alice: call bob".into(), actor: "alice".into(), line: 3, column: 5, status: StepStatus::Done, start: 0.0, end: 0.15, frames: vec![] },
+            StepRecord { label: "bob receives sip".into(), actor: "bob".into(), line: 4, column: 5, status: StepStatus::Fail, start: 0.25, end: 0.4, frames: vec![1] },
         ];
         let l = build(&frames, &[], &steps);
         let styles: Vec<Style> = l.arrows.iter().map(|a| a.style).collect();
         assert_eq!(styles, [Style::Message, Style::Retransmission, Style::Dropped]);
-        assert_eq!(l.arrows.iter().map(|a| a.in_failed_step).collect::<Vec<_>>(), [false, true, true]);
+        assert_eq!(l.arrows.iter().map(|a| a.in_failed_step).collect::<Vec<_>>(), [true, false, true], "judged by it, or recorded while it ran");
         assert_eq!(l.arrows[2].note.as_deref(), Some("dropped by the tap"));
         assert_eq!(l.marks[1].label, "bob: receives sip");
     }

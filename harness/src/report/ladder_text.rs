@@ -225,7 +225,7 @@ mod tests {
     fn ladder() -> Ladder {
         let lane = |n: &str, kind| Lane { name: n.into(), kind };
         let arrow = |seq, from, to, label: &str, proto| Arrow {
-            seq, at: seq as f64 / 10.0, proto, from, to, tap: 2, label: label.into(), style: Style::Message, note: None, tls: false, in_failed_step: seq == 3,
+            seq, at: seq as f64 / 10.0, proto, from, to, tap: 2, label: label.into(), style: Style::Message, note: None, tls: false, in_failed_step: seq == 3, matched_by: None,
         };
         Ladder {
             lanes: vec![lane("alice.sip", LaneKind::Leg), lane("alice.xmpp", LaneKind::Leg), lane("k.tap", LaneKind::Tap), lane("k", LaneKind::Server), lane("bob.sip", LaneKind::Leg)],

@@ -212,7 +212,8 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
                 }
             }
         }
-        let ts = clock_unix_us + f.at.as_micros() as u64;
+        // Rounded as the raw trace prints it, so a pcapng made again from that file is the same.
+        let ts = clock_unix_us + (f.at.as_secs_f64() * 1e6).round() as u64;
         for p in packets {
             let mut epb = Vec::new();
             epb.extend_from_slice(&0u32.to_le_bytes());

@@ -66,6 +66,10 @@ pub struct StepRecord {
     /// Start and end on the frames' clock (`Frame::at`), in seconds.
     pub start: f64,
     pub end: f64,
+    /// The frames a `receives` step judged (`seq`): the one it matched, or the arrivals that
+    /// did not match when it failed, or the one that must not have come.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<u64>,
 }
 
 /// Something that takes the runner's events: a reporter.

@@ -155,6 +155,12 @@ impl Evidence {
         [("full_jid", full_jid), ("contact", contact), ("sip_addr", sip_addr)].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
     }
 
+    /// The `seq` of the latest untaken arrivals, which a failure message shows.
+    pub fn near_miss_seqs(&self, actor: &str, wire: Wire) -> Vec<u64> {
+        let all: Vec<&Frame> = self.arrivals(actor, wire, 0).collect();
+        all.iter().rev().take(3).map(|f| f.seq).collect()
+    }
+
     /// The latest untaken arrivals and why each does not match, for a failure message.
     pub fn near_misses(&self, actor: &str, wire: Wire, pattern: &Pattern) -> String {
         let all: Vec<&Frame> = self.arrivals(actor, wire, 0).collect();

@@ -133,7 +133,7 @@ impl Outcome {
             steps: sc
                 .steps
                 .iter()
-                .map(|st| StepRecord { label: st.label.clone(), actor: st.actor.clone(), line: st.line, column: st.column, status: StepStatus::Skipped, start: 0.0, end: 0.0 })
+                .map(|st| StepRecord { label: st.label.clone(), actor: st.actor.clone(), line: st.line, column: st.column, status: StepStatus::Skipped, start: 0.0, end: 0.0, frames: Vec::new() })
                 .collect(),
             cast: Vec::new(),
             clock_unix_us: 0,
@@ -240,6 +240,7 @@ pub async fn run_scenario(
     for (i, step) in sc.steps.iter().enumerate() {
         emit(&Event::StepStarted { scenario: &sc.id, index: i + 1, of: sc.steps.len(), label: &step.label });
         let step_start = set.recorder.elapsed();
+        let mut judged: Vec<u64> = Vec::new();
         // Only raw text and patterns hold `${…}`; the wire is read for them alone.
         let mut values: HashMap<String, String> = HashMap::new();
         if matches!(step.action, Action::Send { .. } | Action::Receive { .. } | Action::ReceiveNothing { .. }) {
@@ -256,11 +257,11 @@ pub async fn run_scenario(
                 Ok(())
             }
             Action::Receive { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => expect_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within, &mut judged).await,
                 Err(e) => Err(e),
             },
             Action::ReceiveNothing { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => expect_no_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within).await,
+                Ok(p) => expect_no_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within, &mut judged).await,
                 Err(e) => Err(e),
             },
             action => match intent_of(action, &peers, interp) {
@@ -277,6 +278,7 @@ pub async fn run_scenario(
         let record = &mut outcome.steps[i];
         record.start = step_start.as_secs_f64();
         record.end = set.recorder.elapsed().as_secs_f64();
+        record.frames = judged;
         record.status = match &result {
             Ok(()) => StepStatus::Done,
             Err(StepError::Fail(_)) => StepStatus::Fail,
@@ -463,7 +465,7 @@ fn intent_of(action: &Action, peers: &[Peer], interp: impl Fn(&str) -> Result<St
 const WIRE_POLL: Duration = Duration::from_millis(5);
 
 /// A `receives` step: wait until a tap has forwarded a matching frame to the actor, and take it.
-async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, deadline: Instant) -> Result<(), StepError> {
+async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, deadline: Instant, judged: &mut Vec<u64>) -> Result<(), StepError> {
     let start = Instant::now();
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     let mut cursor = Cursor::default();
@@ -471,12 +473,14 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
     loop {
         if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
             tracing::debug!(actor, after_ms = start.elapsed().as_millis() as u64, frame = f.seq, "matched");
+            judged.push(f.seq);
             ev.take(&f);
             client.caught_up(wire, pattern).await;
             return Ok(());
         }
         if Instant::now() >= deadline {
             let waited = start.elapsed().as_secs_f64();
+            judged.extend(ev.near_miss_seqs(actor, wire));
             return Err(StepError::Fail(format!(
                 "no matching frame within {waited:.1} s; wanted:\n  {}\n{}",
                 pattern.trim(),
@@ -489,12 +493,13 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
 
 /// A `receives nothing` step: no matching frame reaches the actor before `until` (untaken
 /// arrivals since the scenario began count too).
-async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, until: Instant) -> Result<(), StepError> {
+async fn expect_no_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, until: Instant, judged: &mut Vec<u64>) -> Result<(), StepError> {
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     let mut cursor = Cursor::default();
     tracing::debug!(actor, ?wire, for_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "watching that no frame matches");
     loop {
         if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
+            judged.push(f.seq);
             return Err(StepError::Fail(format!("received what must not arrive: {}", evidence::summary(&f))));
         }
         if Instant::now() >= until {

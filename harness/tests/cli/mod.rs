@@ -1,6 +1,8 @@
 //! Driving the `sixpac` binary from end-to-end tests: paths, runs, output, signals.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod reports;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
