@@ -674,7 +674,7 @@ fn terminal_width() -> usize {
 
 /// `sixpac show`.
 fn show(scenario: &str, run: &Path, profile: Option<&str>, frames: bool, ascii: bool, taps: bool, width: Option<usize>) -> u8 {
-    use sixpac::report::ladder_text::{render, TextOptions};
+    use sixpac::report::ladder_text::{comment, render, TextOptions};
     use std::io::IsTerminal;
     let dir = match std::fs::canonicalize(run) {
         Ok(d) => d,
@@ -713,12 +713,12 @@ fn show(scenario: &str, run: &Path, profile: Option<&str>, frames: bool, ascii: 
         taps,
         frames: frames.then(|| r.frames.iter().map(|f| (f.seq, f.bytes.clone())).collect()),
     };
-    let heading = format!("# {} on {}: {} ({} frames)\n# {}", r.scenario, r.column(), r.verdict, r.frames.len(), r.title);
+    let heading = format!("{} on {}: {} ({} frames)\n{}", r.scenario, r.column(), r.verdict, r.frames.len(), r.title);
     print!("{}", render(&ladder, &heading, &opts));
     if !r.message.is_empty() {
-        println!("# {}", r.message.replace('\n', "\n# "));
+        print!("{}", comment(&r.message, opts.width));
     }
-    println!("# wireshark: cd {} && {}", dir.display(), r.tshark());
+    print!("{}", comment(&format!("wireshark, from {}:\n  {}", dir.display(), r.tshark()), opts.width));
     EXIT_PASS
 }
 

@@ -52,6 +52,32 @@ fn default_suite_passes_with_junit_and_traces() {
         assert!(raw.contains("INVITE sip:erin_") && raw.contains("Via: SIP/2.0/TLS"), "{profile}: SIP over TLS in plaintext");
         assert!(raw.contains("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"), "{profile}: SASL after STARTTLS in plaintext");
     }
+    // The page draws every frame of every scenario and the matrix of summary.json; tshark
+    // decodes every SIP and XMPP frame of every pcapng.
+    if let Some(page) = cli::reports::check_page(&latest) {
+        let ms = page.dom.split("data-render-ms=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?").to_string();
+        eprintln!("index.html: {} bytes, drawn in {ms} ms", std::fs::metadata(latest.join("index.html")).unwrap().len());
+        cli::reports::screenshot(&latest.join("index.html"), &reports.join("index.png"));
+    }
+    if let Some((sip, xmpp)) = cli::reports::check_pcapngs(&latest) {
+        eprintln!("tshark decoded {sip} SIP and {xmpp} XMPP packets, one per frame");
+    }
+    // The text ladder of the escalation: the chat on XMPP, then the call on SIP, then the
+    // presence change, in time order, in 80 columns.
+    let show = sixpac(&["show", "cusax/escalation", "--run", latest.to_str().unwrap(), "--profile", "prosody+kamailio", "--width", "80"]);
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show));
+    let ladder = String::from_utf8_lossy(&show.stdout).into_owned();
+    // Within 80 columns, except a path too long to break.
+    assert!(ladder.lines().all(|l| l.chars().count() <= 80 || !l.trim_start_matches("#   ").contains(' ')), "{ladder}");
+    let at = |what: &str, from: usize| ladder[from..].find(what).map(|i| i + from).unwrap_or_else(|| panic!("{what} after byte {from} in\n{ladder}"));
+    let chat = at("message chat · body", 0);
+    let invite = at("INVITE · CSeq", chat);
+    let ringing = at("180 Ringing", invite);
+    let ok = at("200 OK · CSeq 2 INVITE", ringing);
+    let ack = at("ACK · CSeq 2", ok);
+    let dnd = at("presence dnd", ack);
+    let bye = at("BYE · CSeq", dnd);
+    assert!(chat < invite && invite < ringing && ringing < ok && ok < ack && ack < dnd && dnd < bye);
 }
 
 #[test]

@@ -241,23 +241,28 @@ pub fn describe(f: &Frame) -> (String, Style) {
     }
 }
 
-/// `iq get · disco#info`, `message chat · body`, `presence unavailable`, `auth · xmpp-sasl`.
+/// `iq get · disco#info`, `message chat · body`, `presence dnd · caps`, `auth · xmpp-sasl`.
 fn xmpp_label(e: &crate::xml::Element) -> String {
     let name = e.local_name();
-    // A chat's body says more than the chat state beside it.
-    let first = e.child("body").or_else(|| e.elements().next());
-    let payload = first.map(|c| match c.ns.as_deref() {
-        Some(ns) if Some(ns) != e.ns.as_deref() => ns_short(ns).to_string(),
-        _ => c.local_name().to_string(),
+    let own_ns = e.ns.as_deref();
+    // What the stanza carries: a chat's body, else its first child of another namespace.
+    let payload = e.child("body").map(|_| "body".to_string()).or_else(|| {
+        e.elements().find(|c| c.ns.as_deref() != own_ns).or_else(|| e.elements().next()).map(|c| match c.ns.as_deref() {
+            Some(ns) if Some(ns) != own_ns => ns_short(ns).to_string(),
+            _ => c.local_name().to_string(),
+        })
     });
-    let head = match e.attr("type") {
-        Some(t) => format!("{name} {t}"),
-        None => name.to_string(),
-    };
+    let mut head = name.to_string();
+    if let Some(t) = e.attr("type") {
+        head = format!("{head} {t}");
+    }
+    if let Some(show) = e.child("show").filter(|_| name == "presence") {
+        head = format!("{head} {}", show.text().trim());
+    }
     match (name, payload) {
         ("message" | "presence" | "iq", Some(p)) => format!("{head} · {p}"),
         ("message" | "presence" | "iq", None) => head,
-        _ => match e.ns.as_deref() {
+        _ => match own_ns {
             Some(ns) if ns != "jabber:client" => format!("{head} · {}", ns_short(ns)),
             _ => head,
         },

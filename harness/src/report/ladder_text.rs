@@ -76,6 +76,30 @@ pub fn printable(bytes: &[u8]) -> String {
     out
 }
 
+/// `text` as `# ` comment lines within `width` columns, broken at spaces (a word longer than
+/// the line stays whole), each original line kept as one or more.
+pub fn comment(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+        let mut current = format!("# {indent}");
+        let bare = current.len();
+        for word in line.split(' ').filter(|w| !w.is_empty()) {
+            if current.len() > bare && current.chars().count() + 1 + word.chars().count() > width {
+                out.push_str(&current);
+                out.push('\n');
+                current = format!("#   {indent}");
+            } else if current.len() > bare {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
+    out
+}
+
 /// Draw `ladder`; `heading` goes first.
 pub fn render(ladder: &Ladder, heading: &str, o: &TextOptions) -> String {
     let g = if o.ascii { &ASCII } else { &BOX };
@@ -88,7 +112,7 @@ pub fn render(ladder: &Ladder, heading: &str, o: &TextOptions) -> String {
     let x = |c: usize| gutter + spacing / 2 + c * spacing;
     let line_width = x(n - 1) + 2;
     let paint = |s: String, code: &str| if o.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s };
-    let mut out = format!("{heading}\n");
+    let mut out = comment(heading, o.width);
     // Lane names, centred on their lifelines, clipped to the spacing.
     let mut names = vec![' '; line_width.max(o.width.min(line_width + spacing))];
     for (c, &lane) in shown.iter().enumerate() {
@@ -255,6 +279,8 @@ mod tests {
                 }
             }
         }
+        let c = comment("a title that goes on and on past the width of the line\n  and-an-unbreakable-word-longer-than-twenty", 20);
+        assert_eq!(c, "# a title that goes\n#   on and on past\n#   the width of the\n#   line\n#   and-an-unbreakable-word-longer-than-twenty\n");
         let t = render(&ladder(), "# t", &TextOptions { taps: true, ..Default::default() });
         assert!(t.contains("k.tap"), "{t}");
         assert!(!t.contains('\x1b'), "no colour unless asked");

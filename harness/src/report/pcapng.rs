@@ -12,6 +12,10 @@ use std::net::{IpAddr, SocketAddr};
 
 /// LINKTYPE_RAW: the packet starts with its IP header, version 4 or 6.
 const LINKTYPE_RAW: u16 = 101;
+/// LINKTYPE_USER0, for the second interface: the taps' own accounts (a TLS handshake, a fault,
+/// datagrams the kernel lost), as text. Kept off the IP interface, where an empty segment would
+/// look to Wireshark like a duplicate ACK.
+const LINKTYPE_USER0: u16 = 147;
 /// The most payload one IPv4 packet takes with a 20-byte TCP header; longer frames are split.
 const MAX_SEGMENT: usize = 65_000;
 
@@ -139,13 +143,15 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
     option(&mut shb, 4, format!("sixpac {}", env!("CARGO_PKG_VERSION")).as_bytes());
     end_of_options(&mut shb);
     block(&mut out, 0x0A0D_0D0A, &shb);
-    let mut idb = Vec::new();
-    idb.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
-    idb.extend_from_slice(&0u16.to_le_bytes());
-    idb.extend_from_slice(&0u32.to_le_bytes());
-    option(&mut idb, 2, b"sixpac taps (client side)");
-    end_of_options(&mut idb);
-    block(&mut out, 1, &idb);
+    for (linktype, name) in [(LINKTYPE_RAW, &b"sixpac taps (client side)"[..]), (LINKTYPE_USER0, b"sixpac tap events")] {
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&linktype.to_le_bytes());
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&0u32.to_le_bytes());
+        option(&mut idb, 2, name);
+        end_of_options(&mut idb);
+        block(&mut out, 1, &idb);
+    }
 
     // Next sequence number per connection and direction (true: the client's side).
     let mut next: HashMap<(u64, bool), u32> = HashMap::new();
@@ -174,16 +180,14 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
                 comment.push_str(" (the server never got it)");
             }
         }
-        let mut packets: Vec<Vec<u8>> = Vec::new();
+        // (interface, packet bytes)
+        let mut packets: Vec<(u32, Vec<u8>)> = Vec::new();
         match f.transport {
-            Transport::Udp => {
-                if on_the_wire(&f.kind) {
-                    packets.push(udp(src, dst, &f.bytes));
-                } else {
-                    comment.push_str(&format!("; no bytes on the wire: {}", super::ladder::describe(f).0));
-                    packets.push(udp(src, dst, &[]));
-                }
+            _ if !on_the_wire(&f.kind) && !matches!(f.kind, FrameKind::Closed(_)) => {
+                comment.push_str("; the tap's own account, no bytes on the wire");
+                packets.push((1, super::ladder::describe(f).0.into_bytes()));
             }
+            Transport::Udp => packets.push((0, udp(src, dst, &f.bytes))),
             Transport::Tcp | Transport::Tls => {
                 let isn = |conn: u64, client: bool| (conn as u32).wrapping_mul(0x0101_0000).wrapping_add(if client { 1 } else { 0x8000_0001 });
                 let mine = *next.entry((f.conn, from_client)).or_insert_with(|| isn(f.conn, from_client));
@@ -192,7 +196,7 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
                     k if on_the_wire(k) => {
                         let mut seq = mine;
                         for chunk in f.bytes.chunks(MAX_SEGMENT) {
-                            packets.push(tcp(src, dst, seq, theirs, PSH | ACK, chunk));
+                            packets.push((0, tcp(src, dst, seq, theirs, PSH | ACK, chunk)));
                             seq = seq.wrapping_add(chunk.len() as u32);
                         }
                         next.insert((f.conn, from_client), seq);
@@ -200,23 +204,20 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
                     FrameKind::Closed(how) => {
                         let flags = if how.contains("reset") { RST | ACK } else { FIN | ACK };
                         comment.push_str(&format!("; closed: {how}"));
-                        packets.push(tcp(src, dst, mine, theirs, flags, &[]));
+                        packets.push((0, tcp(src, dst, mine, theirs, flags, &[])));
                         if flags & FIN != 0 {
                             next.insert((f.conn, from_client), mine.wrapping_add(1));
                         }
                     }
-                    _ => {
-                        comment.push_str(&format!("; no bytes on the wire: {}", super::ladder::describe(f).0));
-                        packets.push(tcp(src, dst, mine, theirs, ACK, &[]));
-                    }
+                    _ => unreachable!("the tap's accounts went to the other interface"),
                 }
             }
         }
         // Rounded as the raw trace prints it, so a pcapng made again from that file is the same.
         let ts = clock_unix_us + (f.at.as_secs_f64() * 1e6).round() as u64;
-        for p in packets {
+        for (interface, p) in packets {
             let mut epb = Vec::new();
-            epb.extend_from_slice(&0u32.to_le_bytes());
+            epb.extend_from_slice(&interface.to_le_bytes());
             epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
             epb.extend_from_slice(&(ts as u32).to_le_bytes());
             epb.extend_from_slice(&(p.len() as u32).to_le_bytes());
