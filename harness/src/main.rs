@@ -644,14 +644,34 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     }
     let Some(traces) = traces else { return EXIT_INFRA };
     let frames = set.recorder.frames_for_all();
+    let session_start = std::time::SystemTime::now() - set.recorder.elapsed();
     let mut ctx = NormalizeContext { title: format!("sixpac serve on {}", profile.name), ..Default::default() };
     // Clients are unknown here: their addresses become {addr-N}, numbered by first appearance.
     ctx.addr_names = set.addr_names();
     for a in &users {
         ctx.literals.push((a.password.clone(), "{password}".into()));
     }
-    if let Err(e) = traces.write(&frames, &normalize(&frames, &ctx).text) {
+    let normalized = normalize(&frames, &ctx);
+    if let Err(e) = traces.write(&frames, &normalized.text) {
         eprintln!("error: cannot write the traces in {}: {e}", report.dir.join("traces").display());
+        return EXIT_INFRA;
+    }
+    let base = format!("serve.{}", profile.name);
+    let facts = set.facts();
+    let session = sixpac::report::Session {
+        base: &base,
+        title: &ctx.title,
+        profile: &profile.name,
+        frames: &frames,
+        normalized_seqs: &normalized.seqs,
+        cast: &ctx.addr_names,
+        clock_unix_us: set.recorder.epoch_unix_us(),
+        started: session_start,
+        servers: &facts,
+        backend: set.backend,
+    };
+    if let Err(e) = report.finish_session(&session) {
+        eprintln!("error: cannot write the session's report in {}: {e}", report.dir.display());
         return EXIT_INFRA;
     }
     set.save_logs(&report.logs_dir(name));

@@ -106,7 +106,9 @@ document.querySelectorAll(".ladder").forEach(function(box){
 var m=/^#f-(.+)-(\d+)$/.exec(decodeURIComponent(location.hash));
 if(m){var sec=document.getElementById("s-"+m[1]);var g=sec&&sec.querySelector('g.arrow[data-seq="'+m[2]+'"]');
   if(g){var box=sec.querySelector(".ladder");show(box,data.results[+box.getAttribute("data-result")],data.results[+box.getAttribute("data-result")].arrows.filter(function(a){return String(a.seq)===m[2];})[0],g);g.scrollIntoView();}}
+// How long drawing took, and how long since the navigation began (parsing included).
 document.body.setAttribute("data-render-ms",(performance.now()-t0).toFixed(1));
+document.body.setAttribute("data-ready-ms",performance.now().toFixed(1));
 })();
 "##;
 

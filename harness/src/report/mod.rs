@@ -218,6 +218,63 @@ impl RunReport {
     }
 }
 
+/// What `sixpac serve` recorded, for its summary.json: one result, no verdict.
+pub struct Session<'a> {
+    pub base: &'a str,
+    pub title: &'a str,
+    pub profile: &'a str,
+    pub frames: &'a [crate::trace::Frame],
+    pub normalized_seqs: &'a [u64],
+    pub cast: &'a [crate::trace::normalize::AddrName],
+    pub clock_unix_us: u64,
+    pub started: SystemTime,
+    pub servers: &'a [ServerFacts],
+    pub backend: &'a str,
+}
+
+impl RunReport {
+    /// Write a `sixpac serve` session's summary.json, pcapng and index.html (its traces are
+    /// written already).
+    pub fn finish_session(&self, s: &Session) -> std::io::Result<()> {
+        let base = format!("traces/{}", s.base);
+        let elapsed = s.started.elapsed().unwrap_or_default();
+        let summary = serde_json::json!({
+            "run_id": self.id,
+            "sixpac_version": env!("CARGO_PKG_VERSION"),
+            "kind": "serve",
+            "backend": s.backend,
+            "wall_seconds": elapsed.as_secs_f64(),
+            "exit_code": 0,
+            "totals": { "pass": 0, "fail": 0, "inconclusive": 0, "error": 0 },
+            "servers": s.servers,
+            "clients": {},
+            "requirements": [],
+            "results": [{
+                "scenario": "serve",
+                "title": s.title,
+                "profile": s.profile,
+                "verdict": "recorded",
+                "message": "",
+                "requirements": [],
+                "duration_ms": elapsed.as_millis(),
+                "started_unix_ms": unix_ms(s.started),
+                "frames": s.frames.len(),
+                "trace": format!("{base}.trace"),
+                "raw": format!("{base}.raw"),
+                "pcapng": format!("{base}.pcapng"),
+                "tshark": tshark_command(&format!("{base}.pcapng"), s.frames),
+                "cast": s.cast,
+                "clock_unix_us": s.clock_unix_us,
+                "normalized_seqs": s.normalized_seqs,
+            }],
+        });
+        let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
+        std::fs::write(self.dir.join("summary.json"), text)?;
+        self.write_pcapng(s.base, s.frames, s.clock_unix_us)?;
+        html::write_for_dir(&self.dir)
+    }
+}
+
 /// How to open a pcapng file of these frames with tshark, decode-as options included.
 pub fn tshark_command(path: &str, frames: &[crate::trace::Frame]) -> String {
     let mut cmd = format!("tshark -r {path}");
