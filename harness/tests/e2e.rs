@@ -538,6 +538,11 @@ fn serve_records_a_third_party_client_over_starttls() {
     let trace = std::fs::read_to_string(latest.join("traces/serve.prosody+kamailio.trace")).unwrap();
     assert!(trace.contains("(tls client-tap TLSv1_3") && !trace.contains(password.as_str()), "{trace}");
     assert!(latest.join("logs/prosody+kamailio/prosody.log").exists());
+    // The session's page and pcapng: every frame drawn, every XMPP frame decoded.
+    if let Some(page) = cli::reports::check_page(&latest) {
+        assert!(page.dom.contains("hello from slixmpp") || page.dom.contains("message chat · body"), "the chat is on the page");
+    }
+    cli::reports::check_pcapngs(&latest);
 }
 
 /// Start `sixpac serve` by `cmd` (stdout piped) and read the taps it prints, up to its CA

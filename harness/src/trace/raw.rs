@@ -251,7 +251,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, ReadError> {
         let kind = get("kind")?;
         frames.push(Frame {
             seq: num("seq")?,
-            at: std::time::Duration::from_secs_f64(get("t")?.parse::<f64>().map_err(|_| err("`t=` is not a number".into()))?),
+            at: get("t")?.parse::<f64>().ok().and_then(|t| std::time::Duration::try_from_secs_f64(t).ok()).ok_or_else(|| err("`t=` is not a time in seconds".into()))?,
             server: get("server")?,
             proto,
             transport,
@@ -340,5 +340,8 @@ mod tests {
         let first_len = out.iter().position(|&b| b == b'\n').unwrap() + 5;
         assert!(read(&out[..first_len]).unwrap_err().what.contains("do not follow"));
         assert!(read(b"garbage\n").unwrap_err().what.contains("expected `#frame`"));
+        // Found by fuzzing: a negative time.
+        let negative = String::from_utf8_lossy(&out).replacen(" t=0.", " t=-0.", 1);
+        assert!(read(negative.as_bytes()).unwrap_err().what.contains("`t=`"));
     }
 }
