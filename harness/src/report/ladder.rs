@@ -293,7 +293,6 @@ mod tests {
             Frame::for_test(4, 3, Proto::Sip, Direction::ToServer, "SIP/2.0 180 Ringing\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"),
             Frame::for_test(5, 2, Proto::Xmpp, Direction::ToClient, "<iq type='result' id='1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
         ];
-        frames[4].kind = FrameKind::XmppElement;
         let l = build(&frames, &cast(), &[]);
         let names: Vec<&str> = l.lanes.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["alice.sip", "alice.xmpp", "s.tap", "s", "bob.sip"]);

@@ -44,11 +44,7 @@ impl ResultView {
 
     /// The matrix column (`profile`, or `profile · alice=baresip 1.0`).
     pub fn column(&self) -> String {
-        if self.clients.is_empty() {
-            return self.profile.clone();
-        }
-        let who: Vec<String> = self.clients.iter().map(|(a, c)| format!("{a}={c}")).collect();
-        format!("{} · {}", self.profile, who.join(", "))
+        crate::runner::column(&self.profile, &self.clients)
     }
 
     /// The tshark command that decodes its pcapng, run from the run directory.

@@ -98,11 +98,7 @@ impl Outcome {
     /// The matrix column it belongs to: its profile, and the clients under test that played
     /// in it (`prosody+kamailio · alice=baresip 1.0.0`).
     pub fn column(&self) -> String {
-        if self.clients.is_empty() {
-            return self.profile.clone();
-        }
-        let who: Vec<String> = self.clients.iter().map(|(a, c)| format!("{a}={c}")).collect();
-        format!("{} · {}", self.profile, who.join(", "))
+        column(&self.profile, &self.clients)
     }
 
     /// How its files are named in the report: `<scenario with dots>.<profile>`.
@@ -381,6 +377,15 @@ pub async fn run_scenario(
     }
     compare_with_expected(&mut outcome, opts);
     outcome
+}
+
+/// A matrix column: the profile, and the clients under test that played (actor → client).
+pub fn column(profile: &str, clients: &std::collections::BTreeMap<String, String>) -> String {
+    if clients.is_empty() {
+        return profile.to_string();
+    }
+    let who: Vec<String> = clients.iter().map(|(a, c)| format!("{a}={c}")).collect();
+    format!("{profile} · {}", who.join(", "))
 }
 
 /// How a scenario's files on a profile are named in the report (`sip.call-answered.ejabberd`).
