@@ -424,6 +424,13 @@ async fn run(
     report.catalog = catalog.clone();
     note(&format!("report: {}", report.dir.display()));
     let profiles: Vec<&Profile> = profiles.iter().filter(|p| only.is_empty() || only.contains(&p.name)).collect();
+    // A servers file with too few accounts is the user's to fix, before anything runs.
+    if let Backend::External(f) = &backend {
+        if let Some(e) = scenarios.iter().find_map(|s| f.accounts_for(s.actors.len()).err()) {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    }
     let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients } };
     let logs_root = report.dir.join("logs");
     let mut terminal = Terminal::new(&catalog);

@@ -1,7 +1,7 @@
 //! What the runner tells reporters while it runs, in order: the seam between running a suite
 //! and showing it (the terminal, the run directory's files).
 
-use super::{Outcome, Verdict};
+use super::Outcome;
 use crate::servers::ServerFacts;
 use crate::trace::Frame;
 use std::time::Duration;
@@ -41,18 +41,6 @@ pub enum StepStatus {
     Inconclusive,
     /// An earlier step ended the scenario.
     Skipped,
-}
-
-impl StepStatus {
-    /// The status a step that ended with this verdict has.
-    pub fn of(v: Verdict) -> StepStatus {
-        match v {
-            Verdict::Pass => StepStatus::Done,
-            Verdict::Fail => StepStatus::Fail,
-            Verdict::Error => StepStatus::Error,
-            Verdict::Inconclusive => StepStatus::Inconclusive,
-        }
-    }
 }
 
 /// One step as it ran: what, where in the file, when on the frames' clock, how it ended.
