@@ -436,6 +436,9 @@ async fn run(
     let mut terminal = Terminal::new(&catalog);
     let (_, result) = run_suite(suite, &mut [&mut terminal, &mut report], |profile| logs_root.join(profile)).await;
     println!("report: {}", report.dir.display());
+    if report.write_failed {
+        return EXIT_INFRA;
+    }
     result.exit_code()
 }
 

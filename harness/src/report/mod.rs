@@ -71,10 +71,21 @@ pub struct RunReport {
     pub catalog: Vec<crate::catalog::Requirement>,
     /// The running scenario's trace files, opened when it started.
     pending: Option<std::io::Result<TraceFiles>>,
+    /// A file of the run could not be written: the run cannot be trusted to CI (exit 3).
+    pub write_failed: bool,
 }
 
 impl Reporter for RunReport {
     fn on(&mut self, event: &Event) -> std::io::Result<()> {
+        let r = self.write_for(event);
+        self.write_failed |= r.is_err();
+        r
+    }
+}
+
+impl RunReport {
+    /// What an event asks of the run directory.
+    fn write_for(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
             Event::ScenarioStarted { scenario, profile, .. } => self.pending = Some(self.reserve_traces(scenario, profile)),
             Event::ScenarioFinished { outcome: o, .. } => {
@@ -105,7 +116,7 @@ impl RunReport {
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&id, &latest)?;
-        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None })
+        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None, write_failed: false })
     }
 
     /// Directory for a profile's server logs.
