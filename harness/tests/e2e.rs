@@ -57,7 +57,8 @@ fn default_suite_passes_with_junit_and_traces() {
     if let Some(page) = cli::reports::check_page(&latest) {
         let ms = page.dom.split("data-render-ms=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?").to_string();
         eprintln!("index.html: {} bytes, drawn in {ms} ms", std::fs::metadata(latest.join("index.html")).unwrap().len());
-        cli::reports::screenshot(&latest.join("index.html"), &reports.join("index.png"));
+        cli::reports::screenshot(&latest.join("index.html"), "", &reports.join("index.png"));
+        cli::reports::screenshot(&latest.join("index.html"), "#only=cusax.escalation.prosody+kamailio", &reports.join("escalation.png"));
     }
     if let Some((sip, xmpp)) = cli::reports::check_pcapngs(&latest) {
         eprintln!("tshark decoded {sip} SIP and {xmpp} XMPP packets, one per frame");

@@ -15,7 +15,8 @@ fn the_html_report_highlights_the_failed_step_and_shows_markup_from_the_wire_as_
     assert_eq!(out.status.code(), Some(1), "wrong-body fails: {}", text(&out));
     let run = reports.join("latest");
     let Some(page) = check_page(&run) else { return };
-    screenshot(&run.join("index.html"), &reports.join("index.png"));
+    screenshot(&run.join("index.html"), "", &reports.join("index.png"));
+    screenshot(&run.join("index.html"), "#only=wrong-body.prosody+kamailio", &reports.join("wrong-body.png"));
     let secs = sections(&page.dom);
     let section = |id: &str| secs.iter().find(|(i, _)| i == id).map(|(_, h)| h.clone()).unwrap();
 

@@ -41,6 +41,7 @@ g.arrow.style-closed line{stroke:#888;stroke-dasharray:1 3} g.arrow.style-filler
 g.arrow.in-failed-step rect.hl{fill:#f7c8c8} g.arrow.selected rect.hl{fill:#ffe98a}
 g.mark line{stroke:#999} g.mark text{fill:#666} g.mark.failed line{stroke:#c00;stroke-width:2} g.mark.failed text{fill:#c00;font-weight:700}
 .detail{display:none} .detail.open{display:block}
+body.only>*:not(.shown):not(script){display:none}
 "#;
 
 const SCRIPT: &str = r##"
@@ -102,6 +103,9 @@ document.querySelectorAll(".ladder").forEach(function(box){
   draw(box,r,false);
   if(cb){cb.addEventListener("change",function(){draw(box,r,cb.checked);});}
 });
+// `#only=<file base>` shows that result alone (for a screenshot, or a link to one result).
+var only=/^#only=(.+)$/.exec(decodeURIComponent(location.hash));
+if(only){var keep=document.getElementById("s-"+only[1]);if(keep){document.body.classList.add("only");keep.classList.add("shown");}}
 // `#f-<file base>-<seq>` opens that frame: a link to one frame can be shared.
 var m=/^#f-(.+)-(\d+)$/.exec(decodeURIComponent(location.hash));
 if(m){var sec=document.getElementById("s-"+m[1]);var g=sec&&sec.querySelector('g.arrow[data-seq="'+m[2]+'"]');

@@ -40,15 +40,16 @@ pub fn open_in_chromium(file: &Path, fragment: &str) -> Option<Page> {
     Some(Page { dom: String::from_utf8_lossy(&out.stdout).into_owned(), console })
 }
 
-/// A screenshot of `file` at `into`, for the test's artifacts.
-pub fn screenshot(file: &Path, into: &Path) {
+/// A screenshot of `file` (with `#fragment`, e.g. `#only=<result>`) at `into`, for the test's
+/// artifacts.
+pub fn screenshot(file: &Path, fragment: &str, into: &Path) {
     let Some(chromium) = tool("chromium") else { return };
     let profile = scratch("chromium-shot");
     let out = Command::new("timeout")
         .args(["60", &chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,2000"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", into.display()))
-        .arg(format!("file://{}", file.canonicalize().unwrap().display()))
+        .arg(format!("file://{}{fragment}", file.canonicalize().unwrap().display()))
         .output()
         .unwrap();
     assert!(out.status.success() && into.exists(), "chromium screenshot: {}", text(&out));
