@@ -28,6 +28,15 @@ fn the_html_report_highlights_the_failed_step_and_shows_markup_from_the_wire_as_
     assert!(highlighted >= 1, "the frames the failed step judged are highlighted");
     assert!(failed.contains("&lt;body&gt;Goodbye&lt;/body&gt;"), "the message says what was wanted");
 
+    // JUnit carries the failing case's ladder, for CI pages.
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    let doc = sixpac::xml::parse(junit.as_bytes(), &sixpac::xml::Scope::new(), false).expect("junit.xml is well-formed");
+    let cases: Vec<_> = doc.elements().flat_map(|s| s.elements()).filter(|c| c.name == "testcase").collect();
+    let case = |name: &str| cases.iter().find(|c| c.attr("name") == Some(name)).unwrap();
+    let out = case("wrong-body").child("system-out").expect("the failing case has its ladder").text();
+    assert!(out.contains("step bob: receives xmpp ✕ FAILED") && out.contains("message chat · body"), "{out}");
+    assert!(case("xss-probe").child("system-out").is_none(), "a passing case has none");
+
     // The XSS probe: nothing ran, nothing became markup, every probe is there as text.
     assert!(page.console.iter().all(|l| !l.contains("sixpac-xss")), "a probe ran: {:?}", page.console);
     let title = &page.dom[page.dom.find("<title>").unwrap()..page.dom.find("</title>").unwrap()];
