@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn arrows_are_labelled_and_lanes_put_the_first_actor_left() {
-        let mut frames = vec![
+        let frames = vec![
             Frame::for_test(1, 2, Proto::Xmpp, Direction::ToServer, "<message type='chat' to='b'><body>hi</body></message>"),
             Frame::for_test(2, 1, Proto::Sip, Direction::ToServer, "INVITE sip:b@d SIP/2.0\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n"),
             Frame::for_test(3, 3, Proto::Sip, Direction::ToClient, "INVITE sip:b@d SIP/2.0\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"),
