@@ -27,8 +27,34 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// Expected attributes and children present, extras ignored, order free.
+/// The pattern attribute that makes an element strict (`sixpac:strict='true'`; scansion's
+/// `scansion:strict` means the same): no attribute, child or text beyond the pattern's, and
+/// children in the pattern's order. It holds for the element's descendants too, until one says
+/// `sixpac:strict='false'`.
+pub const STRICT: [&str; 2] = ["sixpac:strict", "scansion:strict"];
+
+/// Whether an attribute is a directive to the matcher (`sixpac:…`, `scansion:…`) rather than
+/// one the frame must carry.
+fn is_directive(name: &str) -> bool {
+    name.starts_with("sixpac:") || name.starts_with("scansion:")
+}
+
+/// Whether an attribute is a namespace declaration, which no match compares.
+fn is_declaration(name: &str) -> bool {
+    name == "xmlns" || name.starts_with("xmlns:")
+}
+
+/// Expected attributes and children present; extras ignored and order free unless the pattern
+/// says `sixpac:strict='true'`.
 pub fn match_xml(expected: &Element, actual: &Element) -> Result<(), String> {
+    match_xml_in(expected, actual, false)
+}
+
+fn match_xml_in(expected: &Element, actual: &Element, strict_above: bool) -> Result<(), String> {
+    let strict = match STRICT.iter().find_map(|k| expected.attr(k)) {
+        Some(v) => v == "true",
+        None => strict_above,
+    };
     if expected.local_name() != actual.local_name() {
         return Err(format!("expected <{}>, got <{}>", expected.name, actual.name));
     }
@@ -38,7 +64,7 @@ pub fn match_xml(expected: &Element, actual: &Element) -> Result<(), String> {
         }
     }
     for (k, v) in &expected.attrs {
-        if k == "xmlns" || k.starts_with("xmlns:") {
+        if is_declaration(k) || is_directive(k) {
             continue;
         }
         match actual.attr(k) {
@@ -49,9 +75,14 @@ pub fn match_xml(expected: &Element, actual: &Element) -> Result<(), String> {
             Some(_) => {}
         }
     }
+    if strict {
+        if let Some((k, v)) = actual.attrs.iter().find(|(k, _)| !is_declaration(k) && expected.attr(k).is_none()) {
+            return Err(format!("<{}> has attribute {k}='{v}', which the strict pattern does not", actual.name));
+        }
+    }
     let want = expected.text();
     let want = want.trim();
-    if !want.is_empty() {
+    if !want.is_empty() || strict {
         let got = actual.text();
         if !glob(want, got.trim()) {
             return Err(format!("<{}> text: expected {want:?}, got {:?}", actual.name, got.trim()));
@@ -59,6 +90,13 @@ pub fn match_xml(expected: &Element, actual: &Element) -> Result<(), String> {
     }
     let exp: Vec<&Element> = expected.elements().collect();
     let act: Vec<&Element> = actual.elements().collect();
+    if strict {
+        if exp.len() != act.len() {
+            let names = |v: &[&Element]| v.iter().map(|e| format!("<{}>", e.name)).collect::<Vec<_>>().join(" ");
+            return Err(format!("in <{}>: the strict pattern has children {}, the frame {}", actual.name, names(&exp), names(&act)));
+        }
+        return exp.iter().zip(&act).try_for_each(|(e, a)| match_xml_in(e, a, true)).map_err(|e| format!("in <{}>: {e}", actual.name));
+    }
     let mut used = vec![false; act.len()];
     assign(&exp, &act, &mut used).map_err(|e| format!("in <{}>: {e}", actual.name))
 }
@@ -71,7 +109,7 @@ fn assign(exp: &[&Element], act: &[&Element], used: &mut [bool]) -> Result<(), S
         if used[i] {
             continue;
         }
-        match match_xml(first, a) {
+        match match_xml_in(first, a, false) {
             Ok(()) => {
                 used[i] = true;
                 if assign(rest, act, used).is_ok() {
@@ -104,15 +142,36 @@ fn braced_element_name(text: &str) -> Option<&str> {
     })
 }
 
-/// What makes an XML pattern one that matches anything: a prefix no `xmlns:` binds (its
-/// namespace would be unknown and so unchecked).
+/// What makes an XML pattern one that cannot be judged: a prefix no `xmlns:` binds (its
+/// namespace would be unknown and so unchecked), and a directive attribute (`sixpac:…`,
+/// `scansion:…`) the matcher does not know, which would otherwise be taken as one the frame
+/// must carry.
 pub fn lint_xml_pattern(el: &Element) -> Result<(), String> {
+    lint_in(el, &[])
+}
+
+fn lint_in(el: &Element, declared_above: &[&str]) -> Result<(), String> {
+    let mut declared: Vec<&str> = declared_above.to_vec();
+    declared.extend(el.attrs.iter().filter_map(|(k, _)| k.strip_prefix("xmlns:")));
     if let Some((prefix, _)) = el.name.split_once(':') {
         if el.ns.is_none() {
             return Err(format!("<{}>: the prefix `{prefix}` is not bound by any xmlns:{prefix}", el.name));
         }
     }
-    el.elements().try_for_each(lint_xml_pattern)
+    for (k, v) in el.attrs.iter().filter(|(k, _)| is_directive(k)) {
+        if !STRICT.contains(&k.as_str()) {
+            return Err(format!("<{}>: unknown directive {k}; the matcher knows {}", el.name, STRICT.join(", ")));
+        }
+        if v != "true" && v != "false" {
+            return Err(format!("<{}>: {k}='{v}' must be 'true' or 'false'", el.name));
+        }
+    }
+    for (k, _) in el.attrs.iter().filter(|(k, _)| !is_directive(k) && !is_declaration(k)) {
+        if let Some((prefix, _)) = k.split_once(':').filter(|(p, _)| *p != "xml" && !declared.contains(p)) {
+            return Err(format!("<{}>: attribute {k}: the prefix `{prefix}` is not bound by any xmlns:{prefix}", el.name));
+        }
+    }
+    el.elements().try_for_each(|c| lint_in(c, &declared))
 }
 
 /// What makes a SIP pattern unreadable: a header line (before the blank line) with no colon,
@@ -236,6 +295,35 @@ mod tests {
         assert!(match_xml(&el("<message><subject/></message>"), &got).is_err());
         assert!(match_xml(&el("<presence/>"), &got).is_err());
         assert!(match_xml(&el("<message><active xmlns='urn:other'/></message>"), &got).is_err());
+    }
+
+    #[test]
+    fn strict_elements_allow_nothing_extra_and_keep_their_order() {
+        let got = el("<iq type='result' id='1'><query xmlns='jabber:iq:roster' ver='v1'><item jid='a@x'/><item jid='b@x'/></query></iq>");
+        let strict = |p: &str| match_xml(&el(p), &got);
+        // Not strict: extras and any order.
+        assert!(strict("<iq><query xmlns='jabber:iq:roster'><item jid='b@x'/></query></iq>").is_ok());
+        // Strict: the same pattern fails on the missing child, the extra attribute, the order.
+        assert!(strict("<iq type='result' id='1' sixpac:strict='true'><query xmlns='jabber:iq:roster' ver='v1'><item jid='b@x'/></query></iq>").unwrap_err().contains("children"));
+        assert!(strict("<iq type='result' sixpac:strict='true'><query xmlns='jabber:iq:roster' ver='v1'><item jid='a@x'/><item jid='b@x'/></query></iq>").unwrap_err().contains("attribute id='1'"));
+        assert!(strict("<iq type='result' id='1' sixpac:strict='true'><query xmlns='jabber:iq:roster' ver='v1'><item jid='b@x'/><item jid='a@x'/></query></iq>").is_err(), "order counts");
+        assert!(strict("<iq type='result' id='1' sixpac:strict='true'><query xmlns='jabber:iq:roster' ver='{any}'><item jid='a@x'/><item jid='{any}'/></query></iq>").is_ok());
+        // Strictness is inherited, and a descendant can turn it off; scansion's name works too.
+        assert!(strict("<iq type='result' id='1' scansion:strict='true'><query xmlns='jabber:iq:roster' sixpac:strict='false'><item jid='b@x'/></query></iq>").is_ok());
+        // An extra child fails strictly, where a loose pattern takes it.
+        let extra = el("<message type='chat'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>");
+        assert!(match_xml(&el("<message type='chat'><body>hi</body></message>"), &extra).is_ok());
+        assert!(match_xml(&el("<message type='chat' sixpac:strict='true'><body>hi</body></message>"), &extra).is_err());
+    }
+
+    #[test]
+    fn unknown_directives_are_refused() {
+        assert!(lint_xml_pattern(&el("<iq sixpac:strict='true'/>")).is_ok());
+        assert!(lint_xml_pattern(&el("<iq><query sixpac:stict='true'/></iq>")).unwrap_err().contains("unknown directive sixpac:stict"));
+        assert!(lint_xml_pattern(&el("<iq scansion:anything='x'/>")).unwrap_err().contains("unknown directive"));
+        assert!(lint_xml_pattern(&el("<iq sixpac:strict='yes'/>")).unwrap_err().contains("'true' or 'false'"));
+        assert!(lint_xml_pattern(&el("<iq xml:lang='en' xmlns:foo='urn:foo'><q foo:bar='1'/></iq>")).is_ok(), "bound prefixes are attributes");
+        assert!(lint_xml_pattern(&el("<iq><q foo:bar='1'/></iq>")).unwrap_err().contains("prefix `foo` is not bound"));
     }
 
     #[test]
