@@ -31,7 +31,7 @@ impl Pattern {
     }
 
     /// Whether a frame matches, or why not.
-    fn test(&self, f: &Frame) -> Result<(), String> {
+    pub fn test(&self, f: &Frame) -> Result<(), String> {
         match self {
             Pattern::Xml(want) => {
                 let el = xml::parse(&f.bytes, &xml::client_stream_scope(), false).map_err(|e| e.to_string())?;
@@ -57,6 +57,10 @@ pub struct Evidence {
     /// Bytes of taken SIP datagrams, per connection: a retransmission that comes later is
     /// taken as it is recorded.
     taken_datagrams: HashSet<(u64, Vec<u8>)>,
+    /// The last frame a `receives` took, per actor and wire (true: SIP): where "next" starts.
+    last_taken: std::collections::HashMap<(String, bool), u64>,
+    /// The last frame recorded when each actor's connect ended.
+    connected: std::collections::HashMap<String, u64>,
 }
 
 /// How far one wait has looked: frames it already tested need no second test, since nothing
@@ -68,7 +72,7 @@ impl Evidence {
     /// Watch frames recorded from now on; `accounts` maps account users to actor names.
     pub fn new(recorder: Arc<Recorder>, accounts: Vec<(String, String)>) -> Evidence {
         let first = recorder.len();
-        Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts), taken: HashSet::new(), taken_datagrams: HashSet::new() }
+        Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts), taken: HashSet::new(), taken_datagrams: HashSet::new(), last_taken: Default::default(), connected: Default::default() }
     }
 
     /// Take in what the taps recorded since the last look.
@@ -112,8 +116,66 @@ impl Evidence {
         found
     }
 
+    /// The next arrival for `actor` on `wire`: the first untaken one after the last frame a
+    /// `receives` took there and after the actor's connect. What the client does by itself is
+    /// passed over: stream negotiation, requests it answers (an iq get or set) and results to
+    /// its own requests, unless the pattern is an iq; the echo of its own presence, unless the
+    /// pattern is a presence. None while there is none yet, or while a frame before it has no
+    /// actor yet (it may be the actor's).
+    pub fn next_arrival(&mut self, actor: &str, wire: Wire, pattern: &Pattern) -> Option<Frame> {
+        self.refresh();
+        let key = (actor.to_string(), wire == Wire::Sip);
+        let after = self.last_taken.get(&key).copied().unwrap_or(0).max(self.connected.get(actor).copied().unwrap_or(0));
+        let wanted = match pattern {
+            Pattern::Xml(e) => e.local_name().to_string(),
+            Pattern::Sip(_) => String::new(),
+        };
+        for f in self.frames.iter().filter(|f| f.seq > after && delivered(f, wire) && !self.taken.contains(&f.seq)) {
+            match self.cast.actor_of(f.conn) {
+                None => return None,
+                Some(a) if a != actor => continue,
+                Some(_) if f.proto == Proto::Xmpp && self.by_the_client(f, actor, &wanted) => continue,
+                Some(_) => return Some(f.clone()),
+            }
+        }
+        None
+    }
+
+    /// Whether an XMPP arrival is the client's own business, which `order: next` passes over
+    /// unless the pattern asks for that kind of element (`wanted`).
+    fn by_the_client(&self, f: &Frame, actor: &str, wanted: &str) -> bool {
+        let Ok(e) = xml::parse(&f.bytes, &xml::client_stream_scope(), true) else { return false };
+        let name = e.local_name();
+        if name == wanted {
+            return false;
+        }
+        match name {
+            "message" => false,
+            "iq" => true,
+            "presence" => {
+                let user = e.attr("from").and_then(|j| j.split('@').next()).unwrap_or_default();
+                self.cast.actor_of_user(user) == Some(actor)
+            }
+            // Stream features, SASL, TLS: negotiation.
+            _ => true,
+        }
+    }
+
+    /// The actor's connect step ended: what arrived until now was its business, not the
+    /// scenario's (`order: next` starts after it).
+    pub fn connected(&mut self, actor: &str) {
+        self.refresh();
+        let last = self.frames.last().map_or(0, |f| f.seq);
+        self.connected.insert(actor.to_string(), last);
+    }
+
     /// Mark an arrival as taken by a `receives` step, and its retransmissions with it.
     pub fn take(&mut self, f: &Frame) {
+        if let Some(actor) = self.cast.actor_of(f.conn) {
+            let key = (actor.to_string(), f.proto == Proto::Sip);
+            let last = self.last_taken.entry(key).or_insert(0);
+            *last = (*last).max(f.seq);
+        }
         self.taken.insert(f.seq);
         if f.transport == Transport::Udp {
             for g in self.frames.iter().filter(|g| g.conn == f.conn && g.bytes == f.bytes) {

@@ -233,6 +233,8 @@ pub async fn run_scenario(
     let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
     let mut evidence = Evidence::new(set.recorder.clone(), users);
     let mut failure: Option<(usize, StepError)> = None;
+    // What `capture:` took, as `actor.name` for `${…}`.
+    let mut captures: HashMap<String, String> = HashMap::new();
     for (i, step) in sc.steps.iter().enumerate() {
         emit(&Event::StepStarted { scenario: &sc.id, index: i + 1, of: sc.steps.len(), label: &step.label });
         let step_start = set.recorder.elapsed();
@@ -243,6 +245,7 @@ pub async fn run_scenario(
             for (decl, account) in sc.actors.iter().zip(accounts) {
                 values.extend(actor_values(&decl.name, account, &evidence.wire_values(&decl.name)));
             }
+            values.extend(captures.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let idx = sc.actors.iter().position(|a| a.name == step.actor).expect("parser checked actors");
         let binding = &mut bindings[idx];
@@ -252,8 +255,16 @@ pub async fn run_scenario(
                 tokio::time::sleep(*duration).await;
                 Ok(())
             }
-            Action::Receive { wire, pattern, within } => match interp(pattern) {
-                Ok(p) => expect_arrival(&mut evidence, binding, &step.actor, *wire, &p, Instant::now() + *within, &mut judged).await,
+            Action::Receive { wire, pattern, within, next, capture } => match interp(pattern) {
+                Ok(p) => {
+                    let how = Arrival { wire: *wire, pattern: &p, deadline: Instant::now() + *within, next: *next };
+                    match expect_arrival(&mut evidence, binding, &step.actor, how, &mut judged).await {
+                        Ok(f) => take_captures(&f, *wire, capture).map(|got| {
+                            captures.extend(got.into_iter().map(|(k, v)| (format!("{}.{k}", step.actor), v)));
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             },
             Action::ReceiveNothing { wire, pattern, within } => match interp(pattern) {
@@ -275,6 +286,9 @@ pub async fn run_scenario(
         record.start = step_start.as_secs_f64();
         record.end = set.recorder.elapsed().as_secs_f64();
         record.frames = judged;
+        if result.is_ok() && matches!(step.action, Action::Connect) {
+            evidence.connected(&step.actor);
+        }
         record.status = match &result {
             Ok(()) => StepStatus::Done,
             Err(StepError::Fail(_)) => StepStatus::Fail,
@@ -469,19 +483,47 @@ fn intent_of(action: &Action, peers: &[Peer], interp: impl Fn(&str) -> Result<St
 /// How often a wait on the wire looks at the recorder again.
 const WIRE_POLL: Duration = Duration::from_millis(5);
 
+/// What a `receives` step waits for: a pattern on a wire, by a deadline; any matching
+/// arrival, or (`next`) the next one.
+struct Arrival<'a> {
+    wire: Wire,
+    pattern: &'a str,
+    deadline: Instant,
+    next: bool,
+}
+
 /// A `receives` step: wait until a tap has forwarded a matching frame to the actor, and take it.
-async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wire: Wire, pattern: &str, deadline: Instant, judged: &mut Vec<u64>) -> Result<(), StepError> {
+async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, how: Arrival<'_>, judged: &mut Vec<u64>) -> Result<Frame, StepError> {
+    let Arrival { wire, pattern, deadline, next } = how;
     let start = Instant::now();
     let compiled = Pattern::new(wire, pattern).map_err(StepError::Fail)?;
     let mut cursor = Cursor::default();
-    tracing::debug!(actor, ?wire, within_ms = deadline.saturating_duration_since(start).as_millis() as u64, "waiting for a frame (the step's label says which)");
+    tracing::debug!(actor, ?wire, next, within_ms = deadline.saturating_duration_since(start).as_millis() as u64, "waiting for a frame (the step's label says which)");
     loop {
-        if let Some(f) = ev.find(actor, wire, &compiled, &mut cursor) {
+        let found = if next {
+            match ev.next_arrival(actor, wire, &compiled) {
+                Some(f) => match compiled.test(&f) {
+                    Ok(()) => Some(f),
+                    Err(why) => {
+                        judged.push(f.seq);
+                        return Err(StepError::Fail(format!(
+                            "the next frame did not match; wanted:\n  {}\n got:\n  {} -- {why}",
+                            pattern.trim(),
+                            evidence::summary(&f)
+                        )));
+                    }
+                },
+                None => None,
+            }
+        } else {
+            ev.find(actor, wire, &compiled, &mut cursor)
+        };
+        if let Some(f) = found {
             tracing::debug!(actor, after_ms = start.elapsed().as_millis() as u64, frame = f.seq, "matched");
             judged.push(f.seq);
             ev.take(&f);
             client.caught_up(wire, pattern).await;
-            return Ok(());
+            return Ok(f);
         }
         if Instant::now() >= deadline {
             let waited = start.elapsed().as_secs_f64();
@@ -494,6 +536,22 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, wi
         }
         client.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
     }
+}
+
+/// The values a step's `capture:` takes from the frame it matched; a path that finds nothing
+/// fails the step.
+fn take_captures(f: &Frame, wire: Wire, capture: &[crate::scenario::Capture]) -> Result<Vec<(String, String)>, StepError> {
+    use crate::scenario::capture::{from_sip, from_xml};
+    capture
+        .iter()
+        .map(|c| {
+            let value = match wire {
+                Wire::Xmpp => crate::xml::parse(&f.bytes, &crate::xml::client_stream_scope(), false).map_err(|e| e.to_string()).and_then(|el| from_xml(&el, &c.path)),
+                Wire::Sip => crate::sip::SipMessage::parse(&f.bytes).map_err(|e| e.to_string()).and_then(|m| from_sip(&m, &c.path)),
+            };
+            value.map(|v| (c.name.clone(), v)).map_err(|why| StepError::Fail(format!("capture {}: `{}` found nothing in the matched frame: {why}", c.name, c.path)))
+        })
+        .collect()
 }
 
 /// A `receives nothing` step: no matching frame reaches the actor before `until` (untaken

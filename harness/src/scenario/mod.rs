@@ -1,11 +1,12 @@
 //! Scenario files: model, parser with located errors, interpolation and matchers.
 
+pub mod capture;
 pub mod interpolate;
 pub mod matching;
 pub mod model;
 pub mod parse;
 
-pub use model::{Action, ActorKind, Scenario, Step, Wire};
+pub use model::{Action, ActorKind, Capture, Scenario, Step, Wire};
 pub use parse::{parse_scenario, ScenarioError};
 
 use std::path::{Path, PathBuf};

@@ -107,10 +107,22 @@ pub enum Action {
     ExpectProtectionWarning { warned: bool },
     /// Send text as it is (after interpolation).
     Send { wire: Wire, text: String },
-    /// Wait for a matching frame.
-    Receive { wire: Wire, pattern: String, within: Duration },
+    /// Wait for a matching frame: any untaken one (the default), or with `next` the next one
+    /// on the actor's connection (scansion's order; requests the client answers by itself are
+    /// passed over unless the pattern is an iq). `capture` names values to take from it.
+    Receive { wire: Wire, pattern: String, within: Duration, next: bool, capture: Vec<Capture> },
     /// Assert no matching frame arrives in the window.
     ReceiveNothing { wire: Wire, pattern: String, within: Duration },
+}
+
+/// A value a `receives` step takes from the frame it matched, for later steps as
+/// `${actor.name}`: `iq@id` (an attribute of the top element, or of a child path like
+/// `iq/query@node`), `message/body` (text), `To;tag` (a SIP header's parameter), `Call-ID` (a
+/// header's value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub name: String,
+    pub path: String,
 }
 
 /// A step with where it came from.

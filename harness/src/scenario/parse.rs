@@ -1,8 +1,8 @@
 //! Reading scenario files: YAML with spans, then checks that name file:line:column.
 
-use super::interpolate::{check_reference, references};
+use super::interpolate::{check_reference, references, ACTOR_FIELDS};
 use super::matching::{lint_sip_pattern, lint_xml_pattern, parse_xml_pattern};
-use super::model::{Action, ActorDecl, ActorKind, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
+use super::model::{Action, ActorDecl, ActorKind, Capture, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
 use crate::trace::frame::Transport;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -156,7 +156,15 @@ impl Scalar {
 #[serde(untagged)]
 enum RawValue {
     Text(String),
-    Map(BTreeMap<String, Scalar>),
+    Map(BTreeMap<String, RawOption>),
+}
+
+/// A step option's value: a scalar, or a mapping (`capture: { q: "iq@id" }`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawOption {
+    Scalar(Scalar),
+    Map(Ordered<String, String>),
 }
 
 #[derive(Deserialize)]
@@ -171,6 +179,9 @@ struct RawScenario {
     needs: Vec<String>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
+    /// How `receives` steps pick their frame unless a step says: `any` or `next`.
+    #[serde(default)]
+    order: Option<Spanned<String>>,
     profiles: Vec<Spanned<String>>,
     actors: Ordered<Spanned<String>, Spanned<String>>,
     steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
@@ -386,7 +397,7 @@ pub fn parse_scenario(
         let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
         let msg = in_our_words(&e.without_snippet().to_string());
         let help = msg.contains("unknown field").then(|| {
-            "top-level keys: title, requirements, tags, needs, faults, profiles, actors, steps".to_string()
+            "top-level keys: title, requirements, tags, needs, faults, order, profiles, actors, steps".to_string()
         });
         ctx.error(at, msg, help)
     })?;
@@ -457,13 +468,18 @@ pub fn parse_scenario(
         actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
+    let next_by_default = match &raw.order {
+        None => false,
+        Some(o) => parse_order(&o.value).ok_or_else(|| ctx.error(At::of(&o.referenced), format!("`order: {}` is neither any nor next", o.value), Some(ORDER_HELP.into())))?,
+    };
+    let mut captured: Vec<String> = Vec::new();
     let mut steps = Vec::new();
     for entry in &raw.steps {
         let [(key, value)] = entry.0.as_slice() else {
             let at = entry.0.first().map(|(k, _)| At::of(&k.referenced)).unwrap_or(At { line: 1, column: 1, offset: None });
             return Err(ctx.error(at, "a step is a mapping with exactly one key", Some("e.g. `- alice: connect`".into())));
         };
-        steps.push(parse_step(&ctx, key, value, &names)?);
+        steps.push(parse_step(&ctx, key, value, &names, next_by_default, &mut captured)?);
     }
     let mut faults = Vec::new();
     for f in &raw.faults {
@@ -483,11 +499,24 @@ pub fn parse_scenario(
     })
 }
 
+/// What `order:` takes.
+const ORDER_HELP: &str = "any: a `receives` takes any matching frame that arrived (the default); next: the next frame on the actor's connection must match";
+
+fn parse_order(v: &str) -> Option<bool> {
+    match v {
+        "any" => Some(false),
+        "next" => Some(true),
+        _ => None,
+    }
+}
+
 fn parse_step(
     ctx: &Ctx,
     key: &Spanned<String>,
     value: &Spanned<RawValue>,
     actors: &[String],
+    next_by_default: bool,
+    captured: &mut Vec<String>,
 ) -> Result<Step, ScenarioError> {
     let kat = At::of(&key.referenced);
     let vat = At::of(&value.referenced);
@@ -503,11 +532,31 @@ fn parse_step(
             Some(format!("steps: `{actor}: <action>` ({}), or `{actor} <verb>` with verb one of: {}", ACTIONS.join(", "), VERBS.join(", "))),
         ));
     }
+    let mut capture_map: Option<Vec<(String, String)>> = None;
     let (text, opts) = match &value.value {
         RawValue::Text(t) => (Some(t.clone()), BTreeMap::new()),
-        RawValue::Map(m) => (None, m.iter().map(|(k, v)| (k.clone(), v.text())).collect::<BTreeMap<_, _>>()),
+        RawValue::Map(m) => {
+            let mut opts = BTreeMap::new();
+            for (k, v) in m {
+                match v {
+                    RawOption::Scalar(x) => {
+                        opts.insert(k.clone(), x.text());
+                    }
+                    RawOption::Map(map) if k == "capture" => capture_map = Some(map.0.clone()),
+                    RawOption::Map(_) => return Err(ctx.error(vat, format!("`{k}` takes a value, not a mapping"), None)),
+                }
+            }
+            if m.contains_key("capture") {
+                opts.insert("capture".into(), String::new());
+            }
+            (None, opts)
+        }
     };
-    let allowed: &[&str] = if verb.starts_with("receives") { &["match", "within"] } else { &[] };
+    let allowed: &[&str] = match verb.as_str() {
+        "receives nothing" => &["match", "within"],
+        v if v.starts_with("receives") => &["match", "within", "order", "capture"],
+        _ => &[],
+    };
     if let Some(bad) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
         let help = if allowed.is_empty() { "this step takes text".to_string() } else { format!("keys: {}", allowed.join(", ")) };
         return Err(ctx.error(vat, format!("unknown option `{bad}` for `{}`", key.value), Some(help)));
@@ -522,7 +571,16 @@ fn parse_step(
         ctx.error(vat, format!("`{}` needs text or `match:`", key.value), None)
     })?;
     for (_, r) in references(&body) {
-        check_reference(&r, actors).map_err(|m| ctx.error(vat, m, None))?;
+        if !captured.contains(&r) {
+            check_reference(&r, actors).map_err(|m| ctx.error(vat, m, None))?;
+        }
+    }
+    let next = match opts.get("order") {
+        None => next_by_default,
+        Some(o) => parse_order(o).ok_or_else(|| ctx.error(vat, format!("`order: {o}` is neither any nor next"), Some(ORDER_HELP.into())))?,
+    };
+    if opts.contains_key("capture") && capture_map.is_none() {
+        return Err(ctx.error(vat, "`capture` takes a mapping of names to paths", Some("e.g. capture: { q: \"iq@id\" } or { tag: \"To;tag\" }".into())));
     }
     let label = if verb.is_empty() { format!("{actor}: {}", body.trim()) } else { key.value.clone() };
     let wire_of = |w: &str| if w.ends_with("sip") { Wire::Sip } else { Wire::Xmpp };
@@ -537,7 +595,16 @@ fn parse_step(
         _ => {
             let wire = wire_of(&verb);
             check_pattern(ctx, vat, wire, &body)?;
-            Action::Receive { wire, pattern: body, within: within.unwrap_or(DEFAULT_WITHIN) }
+            let mut capture = Vec::new();
+            for (name, path) in capture_map.unwrap_or_default() {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || ACTOR_FIELDS.contains(&name.as_str()) {
+                    return Err(ctx.error(vat, format!("capture name `{name}` must be letters, digits or _, and not one of {}", ACTOR_FIELDS.join(", ")), None));
+                }
+                crate::scenario::capture::check_path(wire, &path).map_err(|m| ctx.error(vat, m, None))?;
+                captured.push(format!("{actor}.{name}"));
+                capture.push(Capture { name, path });
+            }
+            Action::Receive { wire, pattern: body, within: within.unwrap_or(DEFAULT_WITHIN), next, capture }
         }
     };
     Ok(Step { actor: actor.to_string(), action, label, line: kat.line, column: kat.column })
@@ -560,6 +627,33 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn order_and_capture_parse_and_bad_ones_are_refused_where_written() {
+        let sc = |extra: &str, step: &str| {
+            format!("title: T\nprofiles: [p]\n{extra}actors:\n  alice: dual\n  bob: dual\nsteps:\n  - alice: connect\n{step}")
+        };
+        let ok = sc("order: next\n", "  - bob receives xmpp: { match: \"<iq/>\", capture: { q: \"iq@id\" } }\n  - bob receives xmpp: { match: \"<iq id='${bob.q}'/>\", order: any }\n  - alice sends xmpp: \"<x a='${bob.q}'/>\"\n");
+        let s = parse_scenario(Path::new("t.yaml"), "t", &ok, &["p".to_string()], None).unwrap();
+        let Action::Receive { next, capture, .. } = &s.steps[1].action else { panic!() };
+        assert!(*next, "the scenario's order");
+        assert_eq!(capture, &[Capture { name: "q".into(), path: "iq@id".into() }]);
+        let Action::Receive { next, .. } = &s.steps[2].action else { panic!() };
+        assert!(!*next, "the step's own order wins");
+        for (text, want) in [
+            (sc("order: sometimes\n", ""), "`order: sometimes` is neither any nor next"),
+            (sc("", "  - bob receives xmpp: { match: \"<iq/>\", order: first }\n"), "neither any nor next"),
+            (sc("", "  - bob receives xmpp: { match: \"<iq/>\", capture: { q: \"iq@\" } }\n"), "capture path `iq@`"),
+            (sc("", "  - bob receives xmpp: { match: \"<iq/>\", capture: { jid: \"iq@id\" } }\n"), "capture name `jid`"),
+            (sc("", "  - bob receives xmpp: { match: \"<iq/>\", capture: iq@id }\n"), "`capture` takes a mapping"),
+            (sc("", "  - bob receives nothing: { match: \"<iq/>\", capture: { q: \"iq@id\" } }\n"), "unknown option `capture`"),
+            (sc("", "  - alice sends xmpp: \"<x a='${bob.q}'/>\"\n  - bob receives xmpp: { match: \"<iq/>\", capture: { q: \"iq@id\" } }\n"), "unknown field `q`"),
+        ] {
+            let e = parse_scenario(Path::new("t.yaml"), "t", &text, &["p".to_string()], None).unwrap_err();
+            assert!(e.message.contains(want), "{want}: got {}", e.message);
+            assert!(e.line > 1, "located: {}:{}", e.line, e.column);
+        }
     }
 
     #[test]

@@ -94,6 +94,11 @@ impl Attributor {
         self.best.get(&conn).map(|(_, a)| a.as_str())
     }
 
+    /// The actor whose account user this is (compared without case), if any.
+    pub fn actor_of_user(&self, user: &str) -> Option<&str> {
+        self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(user)).map(|(_, a)| a.as_str())
+    }
+
     /// What the frames so far attribute.
     pub fn attribution(&self) -> Attribution {
         let mut out = Attribution::default();
