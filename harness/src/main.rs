@@ -237,6 +237,7 @@ fn load_all(paths: &Paths) -> Result<Loaded, u8> {
         eprintln!("error: cannot read scenarios in {}: {e}", paths.scenarios.display());
         EXIT_USAGE
     })?;
+    let features = sixpac::servers::profile::known_features(&profiles);
     let mut scenarios = Vec::new();
     let mut bad = false;
     for (path, id) in files {
@@ -248,7 +249,7 @@ fn load_all(paths: &Paths) -> Result<Loaded, u8> {
                 continue;
             }
         };
-        match parse_scenario(&path, &id, &text, &names, Some(&ids)) {
+        match parse_scenario(&path, &id, &text, &names, Some(&ids)).and_then(|s| sixpac::scenario::parse::check_needs(&s, &text, &features).map(|()| s)) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 // One greppable line first, then the snippet.

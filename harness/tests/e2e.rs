@@ -752,3 +752,37 @@ fn arrival_order_strict_matching_and_captures_decide_verdicts_against_prosody() 
     let m = message("capture-missing");
     assert!(m.contains("step 3") && m.contains("capture q: `iq/query@node` found nothing"), "{m}");
 }
+
+#[test]
+fn server_features_pass_where_the_profile_serves_them_and_are_inconclusive_where_it_lacks_them() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("features");
+    let out = run_test_scenarios("features", &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = summary(&reports);
+    let results = summary["results"].as_array().unwrap();
+    for feature in ["ping", "version", "last", "offline", "blocking", "muc", "carbons", "mam"] {
+        for profile in ["prosody+kamailio", "ejabberd"] {
+            let r = results.iter().find(|r| r["scenario"] == feature && r["profile"] == profile).unwrap_or_else(|| panic!("{feature} on {profile}"));
+            assert_eq!(r["verdict"], "pass", "{feature} on {profile}: {}", r["message"]);
+        }
+    }
+    let lacking = results.iter().find(|r| r["scenario"] == "lacking").unwrap();
+    assert_eq!(lacking["verdict"], "inconclusive");
+    assert!(lacking["message"].as_str().unwrap().contains("profile ejabberd lacks `sip-presence`"), "{lacking}");
+    assert_eq!(lacking["frames"], 0, "a scenario a profile cannot serve does not run");
+}
+
+#[test]
+fn a_need_no_profile_serves_is_refused_where_it_is_written() {
+    let dir = scratch("needs");
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "title: T\nneeds: [ofline]\nprofiles: [prosody+kamailio]\nactors:\n  alice: xmpp\nsteps:\n  - alice: connect\n",
+    )
+    .unwrap();
+    let out = sixpac(&["check", "--scenarios", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("typo.yaml:2:1: unknown feature `ofline` in needs") && t.contains("offline"), "{t}");
+}

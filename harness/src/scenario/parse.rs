@@ -510,6 +510,17 @@ fn parse_order(v: &str) -> Option<bool> {
     }
 }
 
+/// Refuse a `needs:` entry that no profile serves or lacks (a misspelt feature would make the
+/// scenario inconclusive everywhere, silently), at the `needs` key.
+pub fn check_needs(sc: &Scenario, source: &str, known: &[String]) -> Result<(), ScenarioError> {
+    let shown = sc.path.display().to_string();
+    let ctx = Ctx { path: &shown, source };
+    match sc.needs.iter().find(|n| !known.contains(n)) {
+        None => Ok(()),
+        Some(n) => Err(ctx.error(top_level_key(source, "needs"), format!("unknown feature `{n}` in needs"), Some(format!("features the profiles serve or lack: {}", known.join(", "))))),
+    }
+}
+
 fn parse_step(
     ctx: &Ctx,
     key: &Spanned<String>,

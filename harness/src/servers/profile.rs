@@ -75,6 +75,10 @@ pub struct Profile {
     pub name: String,
     pub domain: String,
     pub servers: Vec<ServerDecl>,
+    /// The server features this profile serves (its templates enable the modules behind
+    /// them): what a scenario's `needs:` may name.
+    #[serde(default)]
+    pub features: Vec<String>,
     /// Features this profile's servers cannot serve, each with the reason (scenarios that
     /// need one are `inconclusive` here, never `pass`).
     #[serde(default)]
@@ -82,10 +86,23 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Why this profile cannot serve a scenario that needs `needs`, if it cannot.
+    /// Why this profile cannot serve a scenario that needs `needs`, if it cannot: a feature it
+    /// lacks (with the reason), or one it does not declare.
     pub fn cannot_serve(&self, needs: &[String]) -> Option<String> {
-        needs.iter().find_map(|n| self.lacks.get(n).map(|why| format!("profile {} lacks `{n}`: {why}", self.name)))
+        needs.iter().find_map(|n| match self.lacks.get(n) {
+            Some(why) => Some(format!("profile {} lacks `{n}`: {why}", self.name)),
+            None if !self.features.contains(n) => Some(format!("profile {} does not serve `{n}` (it serves: {})", self.name, self.features.join(", "))),
+            None => None,
+        })
     }
+}
+
+/// Every feature some profile serves or says it lacks: the names `needs:` may use.
+pub fn known_features(profiles: &[Profile]) -> Vec<String> {
+    let mut out: Vec<String> = profiles.iter().flat_map(|p| p.features.iter().chain(p.lacks.keys()).cloned()).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Why profiles could not be read.
@@ -124,4 +141,21 @@ pub fn load_profiles(fixtures: &Path) -> Result<Vec<Profile>, ProfileError> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_serves_what_it_declares_and_says_why_it_lacks_the_rest() {
+        let p: Profile = serde_saphyr::from_str(
+            "name: p\ndomain: d\nservers: []\nfeatures: [muc, offline]\nlacks:\n  mam: no archive here\n",
+        )
+        .unwrap();
+        assert_eq!(p.cannot_serve(&["muc".into(), "offline".into()]), None);
+        assert_eq!(p.cannot_serve(&["mam".into()]).unwrap(), "profile p lacks `mam`: no archive here");
+        assert!(p.cannot_serve(&["muc".into(), "carbons".into()]).unwrap().contains("does not serve `carbons` (it serves: muc, offline)"));
+        assert_eq!(known_features(&[p]), ["mam", "muc", "offline"]);
+    }
 }
