@@ -786,3 +786,20 @@ fn a_need_no_profile_serves_is_refused_where_it_is_written() {
     let t = text(&out);
     assert!(t.contains("typo.yaml:2:1: unknown feature `ofline` in needs") && t.contains("offline"), "{t}");
 }
+
+#[test]
+fn the_reference_client_can_leave_presence_roster_and_answers_to_the_scenario() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("client-switches");
+    let out = run_test_scenarios("client", &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let latest = reports.join("latest");
+    for profile in ["prosody+kamailio", "ejabberd"] {
+        let raw = |s: &str| std::fs::read_to_string(latest.join(format!("traces/{s}.{profile}.raw"))).unwrap();
+        let quiet = raw("quiet-connect");
+        assert!(!quiet.contains("jabber:iq:roster") && quiet.matches("<presence/>").count() == 1, "{profile}: one presence, sent by the scenario");
+        assert!(raw("priority").contains("<presence><priority>-1</priority></presence>"), "{profile}");
+        let hand = raw("answers-off");
+        assert!(hand.contains("answered by hand") && !hand.contains("sixpac reference client"), "{profile}: only the scenario answered");
+    }
+}

@@ -153,6 +153,7 @@ impl Setup {
             video: self.video,
             on_phone_profile: self.on_phone_profile,
             xmpp_tls: self.xmpp_tls,
+            behaviour: Default::default(),
         }
     }
 }
@@ -252,7 +253,7 @@ mod tests {
             assert_eq!(keys(&entry["properties"]), keys(&v), "{}", i.name());
         }
         let setup = Setup::new(
-            &ActorDecl { name: "a".into(), kind: ActorKind::Dual, sip_transport: Transport::Udp, video: false, on_phone_profile: false, xmpp_tls: false },
+            &ActorDecl { name: "a".into(), kind: ActorKind::Dual, sip_transport: Transport::Udp, video: false, on_phone_profile: false, xmpp_tls: false, behaviour: Default::default() },
             Account { user: "u".into(), password: "p".into(), domain: "d".into() },
             Taps::default(),
             None,

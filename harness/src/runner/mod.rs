@@ -214,6 +214,15 @@ pub async fn run_scenario(
     for (decl, account) in sc.actors.iter().zip(accounts) {
         match opts.client_for(&decl.name) {
             None => bindings.push(Binding::Reference(Box::new(Actor::new(decl, account.clone(), opts.misbehave)))),
+            // The mapping form's switches are the reference client's; a driver is not told them.
+            Some(file) if decl.behaviour != crate::scenario::model::Behaviour::default() => {
+                outcome.verdict = Verdict::Inconclusive;
+                outcome.message = format!(
+                    "{} is declared with presence, roster, priority, caps or answers switches, which only the reference client takes; {} cannot be given them",
+                    decl.name, file.name
+                );
+                return outcome;
+            }
             Some(file) => match Driver::start(file, &decl.name).await {
                 Ok(d) => {
                     outcome.clients.insert(decl.name.clone(), d.label.clone());

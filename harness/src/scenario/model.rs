@@ -33,6 +33,33 @@ pub struct ActorDecl {
     pub on_phone_profile: bool,
     /// The XMPP leg negotiates STARTTLS with the run's test CA (`dual+tls`, `xmpp+tls`).
     pub xmpp_tls: bool,
+    /// What the reference client does by itself for this actor.
+    pub behaviour: Behaviour,
+}
+
+/// What the reference client does by itself when it plays an actor, set by the actor's
+/// mapping form (`romeo: { kind: xmpp, presence: false, answers: false }`): a scenario can
+/// then do these things itself, as scansion's scripts do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// Send initial presence at `connect` (and wait for its reflection).
+    pub initial_presence: bool,
+    /// Fetch the roster at `connect`.
+    pub roster: bool,
+    /// The priority in initial presence (RFC 6121 §4.7.2.3), if any.
+    pub priority: Option<i8>,
+    /// The disco#info features it answers with and hashes into its caps `ver` (XEP-0115);
+    /// None: the reference client's own.
+    pub features: Option<Vec<String>>,
+    /// Answer requests addressed to the client (disco#info, caps queries, ping, roster
+    /// pushes; service-unavailable to the rest) by itself.
+    pub answers: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Behaviour {
+        Behaviour { initial_presence: true, roster: true, priority: None, features: None, answers: true }
+    }
 }
 
 /// Which protocol a raw step uses.

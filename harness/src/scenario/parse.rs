@@ -2,7 +2,7 @@
 
 use super::interpolate::{check_reference, references, ACTOR_FIELDS};
 use super::matching::{lint_sip_pattern, lint_xml_pattern, parse_xml_pattern};
-use super::model::{Action, ActorDecl, ActorKind, Capture, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
+use super::model::{Action, ActorDecl, ActorKind, Behaviour, Capture, Scenario, Step, Wire, DEFAULT_QUIET, DEFAULT_WITHIN};
 use crate::trace::frame::Transport;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -43,6 +43,9 @@ pub(crate) fn in_our_words(msg: &str) -> String {
         Some(i) if msg[i..].contains(", column ") => &msg[..i],
         _ => msg,
     };
+    if msg.contains("untagged enum RawActor") {
+        return "an actor is a kind (`dual`, `xmpp+tls`), or a mapping `{ kind: …, presence: false, roster: false, priority: 5, caps: [...], answers: false }`".into();
+    }
     if msg.contains("untagged enum RawValue") {
         return "a step's value must be text, or a `{ match: …, within: … }` mapping".into();
     }
@@ -159,6 +162,54 @@ enum RawValue {
     Map(BTreeMap<String, RawOption>),
 }
 
+/// An actor as written: its kind (`dual+tls`), or a mapping with the kind and what the
+/// reference client does by itself.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawActor {
+    Kind(String),
+    Map(RawActorMap),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActorMap {
+    kind: String,
+    #[serde(default)]
+    presence: Option<bool>,
+    #[serde(default)]
+    roster: Option<bool>,
+    #[serde(default)]
+    priority: Option<i8>,
+    #[serde(default)]
+    caps: Option<Vec<String>>,
+    #[serde(default)]
+    answers: Option<bool>,
+}
+
+impl RawActor {
+    fn kind(&self) -> &str {
+        match self {
+            RawActor::Kind(k) => k,
+            RawActor::Map(m) => &m.kind,
+        }
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        let d = Behaviour::default();
+        match self {
+            RawActor::Kind(_) => d,
+            RawActor::Map(m) => Behaviour {
+                initial_presence: m.presence.unwrap_or(d.initial_presence),
+                roster: m.roster.unwrap_or(d.roster),
+                priority: m.priority,
+                features: m.caps.clone(),
+                answers: m.answers.unwrap_or(d.answers),
+            },
+        }
+    }
+}
+
 /// A step option's value: a scalar, or a mapping (`capture: { q: "iq@id" }`).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -183,7 +234,7 @@ struct RawScenario {
     #[serde(default)]
     order: Option<Spanned<String>>,
     profiles: Vec<Spanned<String>>,
-    actors: Ordered<Spanned<String>, Spanned<String>>,
+    actors: Ordered<Spanned<String>, Spanned<RawActor>>,
     steps: Vec<Ordered<Spanned<String>, Spanned<RawValue>>>,
 }
 
@@ -429,12 +480,13 @@ pub fn parse_scenario(
         }
     }
     let mut actors = Vec::new();
-    for (name, kind) in &raw.actors.0 {
-        let (base, sip_transport) = match kind.value.rsplit_once('/') {
+    for (name, actor) in &raw.actors.0 {
+        let kind_text = actor.value.kind();
+        let (base, sip_transport) = match kind_text.rsplit_once('/') {
             Some((b, "tcp")) => (b, Transport::Tcp),
             Some((b, "tls")) => (b, Transport::Tls),
             Some(_) => ("?", Transport::Udp),
-            None => (kind.value.as_str(), Transport::Udp),
+            None => (kind_text, Transport::Udp),
         };
         let mut parts = base.split('+');
         // An XMPP-only actor has no SIP leg to put on another transport.
@@ -452,8 +504,8 @@ pub fn parse_scenario(
         };
         let Some(k) = k.filter(|_| mods.iter().all(|m| allowed.contains(m))) else {
             return Err(ctx.error(
-                At::of(&kind.referenced),
-                format!("unknown actor kind `{}`", kind.value),
+                At::of(&actor.referenced),
+                format!("unknown actor kind `{kind_text}`"),
                 Some("one of: dual, xmpp, sip; dual takes +video, +onphone and +tls (XMPP under STARTTLS), xmpp takes +tls; add /tcp or /tls to put the SIP leg on TCP or TLS".into()),
             ));
         };
@@ -465,7 +517,11 @@ pub fn parse_scenario(
                 None,
             ));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls });
+        let behaviour = actor.value.behaviour();
+        if behaviour != Behaviour::default() && k == ActorKind::Sip {
+            return Err(ctx.error(At::of(&actor.referenced), "presence, roster, priority, caps and answers are for an XMPP leg; a sip actor has none", None));
+        }
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls, behaviour });
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let next_by_default = match &raw.order {

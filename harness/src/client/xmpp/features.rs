@@ -44,15 +44,25 @@ pub fn caps_ver(identities: &[Identity], features: &[String]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes()))
 }
 
-/// The reference client's own `ver`.
-pub fn own_ver() -> String {
-    let (c, t, n) = IDENTITY;
-    caps_ver(&[(c.into(), t.into(), String::new(), n.into())], &FEATURES.iter().map(|f| f.to_string()).collect::<Vec<_>>())
+/// The reference client's own features, as owned strings.
+pub fn own_features() -> Vec<String> {
+    FEATURES.iter().map(|f| f.to_string()).collect()
 }
 
-/// The `<c/>` element for presence.
-pub fn caps_element() -> String {
-    format!("<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{}'/>", own_ver())
+/// The `ver` of the reference client's identity with `features`.
+pub fn ver_of(features: &[String]) -> String {
+    let (c, t, n) = IDENTITY;
+    caps_ver(&[(c.into(), t.into(), String::new(), n.into())], features)
+}
+
+/// The reference client's own `ver`.
+pub fn own_ver() -> String {
+    ver_of(&own_features())
+}
+
+/// The `<c/>` element for presence, for a client with `features`.
+pub fn caps_element(features: &[String]) -> String {
+    format!("<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{}'/>", ver_of(features))
 }
 
 /// Identities and features read from a disco#info `<query/>`, for `caps_ver`.
@@ -77,7 +87,7 @@ pub fn disco_info_of(query: &Element) -> (Vec<Identity>, Vec<String>) {
 /// The answer to an iq addressed to the client, if it is one we answer: disco#info and ping
 /// get results; any other get or set gets `service-unavailable` (RFC 6120 §8.2.3: every
 /// request is answered). Results and errors get no answer.
-pub fn answer_iq(iq: &Element) -> Option<String> {
+pub fn answer_iq(iq: &Element, features: &[String]) -> Option<String> {
     let kind = iq.attr("type")?;
     if kind != "get" && kind != "set" {
         return None;
@@ -94,8 +104,8 @@ pub fn answer_iq(iq: &Element) -> Option<String> {
                 .unwrap_or_default();
             let (c, t, n) = IDENTITY;
             let mut body = format!("<identity category='{c}' type='{t}' name='{n}'/>");
-            for f in FEATURES {
-                body.push_str(&format!("<feature var='{f}'/>"));
+            for f in features {
+                body.push_str(&format!("<feature var='{}'/>", escape(f, true)));
             }
             Some(format!(
                 "<iq type='result' id='{id}'{to}><query xmlns='http://jabber.org/protocol/disco#info'{node}>{body}</query></iq>"
@@ -133,7 +143,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let ans = answer_iq(&req).unwrap();
+        let ans = answer_iq(&req, &own_features()).unwrap();
         let el = crate::xml::parse(ans.as_bytes(), &crate::xml::client_stream_scope(), false).unwrap();
         let (ids, feats) = disco_info_of(el.child("query").unwrap());
         assert_eq!(caps_ver(&ids, &feats), own_ver());
@@ -143,8 +153,8 @@ mod tests {
     #[test]
     fn unknown_requests_get_service_unavailable_and_results_nothing() {
         let parse = |s: &str| crate::xml::parse(s.as_bytes(), &crate::xml::client_stream_scope(), false).unwrap();
-        let ans = answer_iq(&parse("<iq type='set' id='x'><foo xmlns='urn:other'/></iq>")).unwrap();
+        let ans = answer_iq(&parse("<iq type='set' id='x'><foo xmlns='urn:other'/></iq>"), &own_features()).unwrap();
         assert!(ans.contains("service-unavailable"));
-        assert!(answer_iq(&parse("<iq type='result' id='x'/>")).is_none());
+        assert!(answer_iq(&parse("<iq type='result' id='x'/>"), &own_features()).is_none());
     }
 }

@@ -25,6 +25,10 @@ pub struct XmppConfig {
     pub resource: String,
     /// Negotiate STARTTLS (RFC 6120 §5) before SASL, and fail when the server does not offer it.
     pub starttls: bool,
+    /// The disco#info features the client answers with.
+    pub features: Vec<String>,
+    /// Answer requests addressed to the client by itself (see `features::answer_iq`).
+    pub answers: bool,
 }
 
 impl XmppConfig {
@@ -36,6 +40,8 @@ impl XmppConfig {
             password: account.password.clone(),
             resource: resource.into(),
             starttls: false,
+            features: super::features::own_features(),
+            answers: true,
         }
     }
 }
@@ -277,8 +283,8 @@ impl XmppSession {
             (State::Online | State::Closing, _) => {
                 // Requests addressed to the client are answered at once (disco#info, ping,
                 // roster push; anything else service-unavailable); every stanza still goes up.
-                if el.local_name() == "iq" && self.state == State::Online {
-                    if let Some(answer) = super::features::answer_iq(&el) {
+                if el.local_name() == "iq" && self.state == State::Online && self.cfg.answers {
+                    if let Some(answer) = super::features::answer_iq(&el, &self.cfg.features) {
                         self.out.push_back(answer.into_bytes());
                     }
                 }
@@ -339,7 +345,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> XmppConfig {
-        XmppConfig { user: "u".into(), domain: "d.test".into(), password: "p".into(), resource: "r".into(), starttls: false }
+        XmppConfig { user: "u".into(), domain: "d.test".into(), password: "p".into(), resource: "r".into(), starttls: false, features: super::super::features::own_features(), answers: true }
     }
 
     const STARTTLS_OFFER: &[u8] = b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";

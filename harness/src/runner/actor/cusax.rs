@@ -118,13 +118,14 @@ impl Actor {
 
     /// Initial presence: a dual actor adds entity caps and its SIP URI as a XEP-0152 address.
     pub(crate) fn initial_presence(&self) -> String {
+        let priority = self.behaviour.priority.map(|p| format!("<priority>{p}</priority>")).unwrap_or_default();
         if self.sip.is_none() {
-            return "<presence/>".into();
+            return if priority.is_empty() { "<presence/>".into() } else { format!("<presence>{priority}</presence>") };
         }
         let aor = format!("sip:{}@{}", self.account.user, self.account.domain);
         format!(
-            "<presence>{}<reach xmlns='urn:xmpp:reach:0'><addr uri='{}'/></reach></presence>",
-            crate::client::xmpp::features::caps_element(),
+            "<presence>{priority}{}<reach xmlns='urn:xmpp:reach:0'><addr uri='{}'/></reach></presence>",
+            crate::client::xmpp::features::caps_element(&self.features()),
             escape(&aor, true)
         )
     }

@@ -71,6 +71,8 @@ pub struct Actor {
     on_phone: bool,
     /// The actor follows sixpac's own "on the phone" profile.
     on_phone_profile: bool,
+    /// What the client does by itself (initial presence, roster, priority, caps, answers).
+    behaviour: crate::scenario::model::Behaviour,
     /// What the last incoming call's Call-Info came to: the confirmed JID, or why not.
     caller_identity: Option<Result<String, String>>,
     /// The bare JID this actor chatted with last (what `escalate` calls).
@@ -120,6 +122,7 @@ impl Actor {
             caller_identity: None,
             on_phone: false,
             on_phone_profile: decl.on_phone_profile,
+            behaviour: decl.behaviour.clone(),
             sip_backlog: Default::default(),
             account,
             sip: None,
@@ -168,7 +171,12 @@ impl Actor {
         }
         if matches!(self.kind, ActorKind::Dual | ActorKind::Xmpp) {
             let server = ep.xmpp.ok_or_else(|| StepError::Error("profile has no XMPP server".into()))?;
-            let cfg = XmppConfig { starttls: self.xmpp_tls, ..XmppConfig::for_account(&self.account, "sixpac") };
+            let cfg = XmppConfig {
+                starttls: self.xmpp_tls,
+                features: self.features(),
+                answers: self.behaviour.answers,
+                ..XmppConfig::for_account(&self.account, "sixpac")
+            };
             let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
                 .map_err(|e| StepError::Error(format!("XMPP connect to {server}: {e}")))?;
@@ -186,18 +194,27 @@ impl Actor {
                     None => return fail("XMPP login did not finish before the deadline"),
                 }
             }
-            self.fetch_roster(deadline).await?;
+            if self.behaviour.roster {
+                self.fetch_roster(deadline).await?;
+            }
             if self.kind == ActorKind::Dual {
                 self.check_protection();
                 self.link_identity(deadline).await?;
             }
-            self.send_xmpp(self.initial_presence())?;
-            // RFC 6121 §4.2.2: the server reflects initial presence to the sending resource.
-            let own = self.full_jid.clone().unwrap_or_default();
-            let pattern = format!("<presence from='{own}'/>");
-            self.receive(Wire::Xmpp, &pattern, deadline).await?;
+            if self.behaviour.initial_presence {
+                self.send_xmpp(self.initial_presence())?;
+                // RFC 6121 §4.2.2: the server reflects initial presence to the sending resource.
+                let own = self.full_jid.clone().unwrap_or_default();
+                let pattern = format!("<presence from='{own}'/>");
+                self.receive(Wire::Xmpp, &pattern, deadline).await?;
+            }
         }
         Ok(())
+    }
+
+    /// The disco#info features this actor's client answers with and hashes into its caps.
+    pub(crate) fn features(&self) -> Vec<String> {
+        self.behaviour.features.clone().unwrap_or_else(crate::client::xmpp::features::own_features)
     }
 
     /// Leave in the reverse of CUSAX order: close the XMPP stream and wait for the server's
