@@ -803,3 +803,19 @@ fn the_reference_client_can_leave_presence_roster_and_answers_to_the_scenario() 
         assert!(hand.contains("answered by hand") && !hand.contains("sixpac reference client"), "{profile}: only the scenario answered");
     }
 }
+
+#[test]
+fn two_resources_of_one_account_are_told_apart_by_their_bound_jids() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("resources");
+    let out = run_test_scenarios("resources", &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let latest = reports.join("latest");
+    for profile in ["prosody+kamailio", "ejabberd"] {
+        let trace = std::fs::read_to_string(latest.join(format!("traces/full-and-bare.{profile}.trace"))).unwrap();
+        // Each resource is a leg of its own actor, though both log in as juliet.
+        assert!(trace.contains("== juliet xmpp/tcp") && trace.contains("== juliet_phone xmpp/tcp"), "{profile}:\n{trace}");
+        let phone = trace.split("== juliet_phone xmpp/tcp").nth(1).unwrap().split("\n== ").next().unwrap();
+        assert!(phone.contains("<body>to the phone</body>") && !phone.contains("<body>to juliet</body>"), "{profile}: {phone}");
+    }
+}

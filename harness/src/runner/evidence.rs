@@ -152,10 +152,7 @@ impl Evidence {
         match name {
             "message" => false,
             "iq" => true,
-            "presence" => {
-                let user = e.attr("from").and_then(|j| j.split('@').next()).unwrap_or_default();
-                self.cast.actor_of_user(user) == Some(actor)
-            }
+            "presence" => e.attr("from").and_then(|j| self.cast.actor_of_jid(j)) == Some(actor),
             // Stream features, SASL, TLS: negotiation.
             _ => true,
         }

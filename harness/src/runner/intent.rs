@@ -154,6 +154,8 @@ impl Setup {
             on_phone_profile: self.on_phone_profile,
             xmpp_tls: self.xmpp_tls,
             behaviour: Default::default(),
+            account_of: None,
+            resource: None,
         }
     }
 }
@@ -253,7 +255,7 @@ mod tests {
             assert_eq!(keys(&entry["properties"]), keys(&v), "{}", i.name());
         }
         let setup = Setup::new(
-            &ActorDecl { name: "a".into(), kind: ActorKind::Dual, sip_transport: Transport::Udp, video: false, on_phone_profile: false, xmpp_tls: false, behaviour: Default::default() },
+            &ActorDecl { name: "a".into(), kind: ActorKind::Dual, sip_transport: Transport::Udp, video: false, on_phone_profile: false, xmpp_tls: false, behaviour: Default::default(), account_of: None, resource: None },
             Account { user: "u".into(), password: "p".into(), domain: "d".into() },
             Taps::default(),
             None,

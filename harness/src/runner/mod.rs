@@ -165,12 +165,29 @@ fn fresh(kind: &str) -> String {
     }
 }
 
-/// Fresh, unique accounts for a scenario's actors, in declaration order.
+/// Fresh, unique accounts for a scenario's actors, in declaration order; an actor that shares
+/// another's account (`account: juliet`) gets that one.
 pub fn plan_accounts(sc: &Scenario, domain: &str) -> Vec<Account> {
-    sc.actors
-        .iter()
-        .map(|a| Account { user: format!("{}_{}", a.name, token(8)), password: token(16), domain: domain.into() })
-        .collect()
+    let own: Vec<Account> = sc.actors.iter().map(|a| Account { user: format!("{}_{}", a.name, token(8)), password: token(16), domain: domain.into() }).collect();
+    share_accounts(sc, own)
+}
+
+/// `accounts` (one per actor) with each sharing actor given its owner's.
+pub fn share_accounts(sc: &Scenario, accounts: Vec<Account>) -> Vec<Account> {
+    sc.account_owners().into_iter().map(|o| accounts[o].clone()).collect()
+}
+
+/// How the wire names each actor's account, for attribution: `user` for an account's owner and
+/// `user/resource` for every actor, so that a bound JID tells two resources of one account apart.
+fn account_keys(sc: &Scenario, accounts: &[Account]) -> Vec<(String, String)> {
+    let mut keys = Vec::new();
+    for (d, a) in sc.actors.iter().zip(accounts) {
+        keys.push((format!("{}/{}", a.user, d.resource.as_deref().unwrap_or(crate::runner::actor::RESOURCE)), d.name.clone()));
+    }
+    for (d, a) in sc.actors.iter().zip(accounts).filter(|(d, _)| d.account_of.is_none()) {
+        keys.push((a.user.clone(), d.name.clone()));
+    }
+    keys
 }
 
 /// Run one scenario against a started server set, with the accounts planned for it.
@@ -239,7 +256,7 @@ pub async fn run_scenario(
     outcome.expected_path = expected_path(sc, &set.profile.name, &opts);
     outcome.trace_owner = sc.actors.iter().find_map(|a| opts.client_for(&a.name).filter(|c| c.traces.is_some())).map(|c| c.name.clone());
     set.set_faults(&sc.faults);
-    let users: Vec<(String, String)> = sc.actors.iter().zip(accounts).map(|(d, a)| (a.user.clone(), d.name.clone())).collect();
+    let users = account_keys(sc, accounts);
     let mut evidence = Evidence::new(set.recorder.clone(), users);
     let mut failure: Option<(usize, StepError)> = None;
     // What `capture:` took, as `actor.name` for `${…}`.
@@ -367,7 +384,10 @@ pub async fn run_scenario(
                 names.push(named(up, "~tap"));
             }
         }
-        ctx.literals.push((account.user.clone(), decl.name.clone()));
+        // A shared account's user is named after its owner.
+        if decl.account_of.is_none() {
+            ctx.literals.push((account.user.clone(), decl.name.clone()));
+        }
         ctx.literals.push((account.password.clone(), "{password}".into()));
         ctx.actors.push((decl.name.clone(), legs.iter().map(|l| (l.client, l.proto)).collect()));
     }

@@ -55,7 +55,7 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
         }
         let tag = profile.name.clone();
         let accounts: Result<Vec<Vec<Account>>, String> = match suite.backend {
-            Backend::External(f) => mine.iter().map(|s| f.accounts_for(s.actors.len())).collect(),
+            Backend::External(f) => mine.iter().map(|s| f.accounts_for(s.actors.len()).map(|a| super::share_accounts(s, a))).collect(),
             _ => Ok(mine.iter().map(|s| plan_accounts(s, &profile.domain)).collect()),
         };
         let failed_all = |why: String, n: &mut usize, outcomes: &mut Vec<Outcome>, reporters: &mut [&mut dyn Reporter]| {
@@ -76,7 +76,9 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
                 continue;
             }
         };
-        let flat: Vec<Account> = accounts.iter().flatten().cloned().collect();
+        // A shared account is made once.
+        let mut seen = std::collections::HashSet::new();
+        let flat: Vec<Account> = accounts.iter().flatten().filter(|a| seen.insert(a.user.clone())).cloned().collect();
         let started = ServerSet::start(profile, suite.fixtures, &flat, suite.backend, |m| emit(reporters, &Event::Note(&format!("[{tag}] {m}")))).await;
         let mut set = match started {
             Ok(s) => s,

@@ -35,6 +35,10 @@ pub struct ActorDecl {
     pub xmpp_tls: bool,
     /// What the reference client does by itself for this actor.
     pub behaviour: Behaviour,
+    /// The actor whose account this one shares, as another resource (`account: juliet`).
+    pub account_of: Option<String>,
+    /// The XMPP resource it binds (the reference client's is `sixpac`).
+    pub resource: Option<String>,
 }
 
 /// What the reference client does by itself when it plays an actor, set by the actor's
@@ -182,6 +186,15 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Each actor's index of the actor whose account it uses (its own, or the one it shares).
+    pub fn account_owners(&self) -> Vec<usize> {
+        self.actors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.account_of.as_ref().and_then(|o| self.actors.iter().position(|b| &b.name == o)).unwrap_or(i))
+            .collect()
+    }
+
     /// The expected-trace file for a profile, beside the scenario file.
     pub fn expected_trace_path(&self, profile: &str) -> PathBuf {
         let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

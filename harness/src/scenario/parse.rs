@@ -44,7 +44,7 @@ pub(crate) fn in_our_words(msg: &str) -> String {
         _ => msg,
     };
     if msg.contains("untagged enum RawActor") {
-        return "an actor is a kind (`dual`, `xmpp+tls`), or a mapping `{ kind: …, presence: false, roster: false, priority: 5, caps: [...], answers: false }`".into();
+        return "an actor is a kind (`dual`, `xmpp+tls`), or a mapping `{ kind: …, account: …, resource: …, presence: false, roster: false, priority: 5, caps: [...], answers: false }`".into();
     }
     if msg.contains("untagged enum RawValue") {
         return "a step's value must be text, or a `{ match: …, within: … }` mapping".into();
@@ -174,7 +174,13 @@ enum RawActor {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawActorMap {
-    kind: String,
+    #[serde(default)]
+    kind: Option<String>,
+    /// Share this actor's account, as another resource.
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
     #[serde(default)]
     presence: Option<bool>,
     #[serde(default)]
@@ -191,7 +197,15 @@ impl RawActor {
     fn kind(&self) -> &str {
         match self {
             RawActor::Kind(k) => k,
-            RawActor::Map(m) => &m.kind,
+            // Another resource of an account is an XMPP client.
+            RawActor::Map(m) => m.kind.as_deref().unwrap_or(if m.account.is_some() { "xmpp" } else { "" }),
+        }
+    }
+
+    fn map(&self) -> Option<&RawActorMap> {
+        match self {
+            RawActor::Kind(_) => None,
+            RawActor::Map(m) => Some(m),
         }
     }
 
@@ -521,7 +535,28 @@ pub fn parse_scenario(
         if behaviour != Behaviour::default() && k == ActorKind::Sip {
             return Err(ctx.error(At::of(&actor.referenced), "presence, roster, priority, caps and answers are for an XMPP leg; a sip actor has none", None));
         }
-        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls, behaviour });
+        let map = actor.value.map();
+        let account_of = map.and_then(|m| m.account.clone());
+        let resource = map.and_then(|m| m.resource.clone());
+        if resource.as_deref().is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            return Err(ctx.error(At::of(&actor.referenced), "a resource must be a word with no spaces", None));
+        }
+        if account_of.is_some() && k != ActorKind::Xmpp {
+            return Err(ctx.error(At::of(&actor.referenced), "an actor that shares an account is another XMPP resource of it: kind xmpp", None));
+        }
+        actors.push(ActorDecl { name: name.value.clone(), kind: k, sip_transport, video, on_phone_profile, xmpp_tls, behaviour, account_of, resource });
+    }
+    // Who shares whose account: an actor declared here, one with an account of its own.
+    for (a, (_, raw_actor)) in actors.iter().zip(&raw.actors.0) {
+        let Some(owner) = &a.account_of else { continue };
+        let ok = actors.iter().any(|b| &b.name == owner && b.account_of.is_none() && b.name != a.name && b.kind != ActorKind::Sip);
+        if !ok {
+            return Err(ctx.error(At::of(&raw_actor.referenced), format!("`account: {owner}` must name another actor with an XMPP account of its own"), None));
+        }
+        let resource = |x: &ActorDecl| x.resource.clone().unwrap_or_else(|| "sixpac".into());
+        if actors.iter().any(|b| b.name != a.name && (b.name == *owner || b.account_of.as_ref() == Some(owner)) && resource(b) == resource(a)) {
+            return Err(ctx.error(At::of(&raw_actor.referenced), format!("two resources of {owner}'s account are both `{}`: give each its own `resource:`", resource(a)), None));
+        }
     }
     let names: Vec<String> = actors.iter().map(|a| a.name.clone()).collect();
     let next_by_default = match &raw.order {
@@ -694,6 +729,30 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn actors_take_switches_and_share_accounts_and_bad_ones_are_refused_where_written() {
+        let sc = |actors: &str| format!("title: T\nprofiles: [p]\nactors:\n{actors}steps:\n  - juliet: connect\n");
+        let ok = sc("  juliet: { kind: xmpp, presence: false, roster: false, answers: false, caps: [urn:x] }\n  juliet_phone: { account: juliet, resource: phone, priority: -1 }\n");
+        let s = parse_scenario(Path::new("t.yaml"), "t", &ok, &["p".to_string()], None).unwrap();
+        let b = &s.actors[0].behaviour;
+        assert!(!b.initial_presence && !b.roster && !b.answers && b.features == Some(vec!["urn:x".to_string()]));
+        assert_eq!((s.actors[1].account_of.as_deref(), s.actors[1].resource.as_deref(), s.actors[1].behaviour.priority), (Some("juliet"), Some("phone"), Some(-1)));
+        assert_eq!(s.actors[1].kind, ActorKind::Xmpp);
+        assert_eq!(s.account_owners(), [0, 0]);
+        for (actors, want) in [
+            ("  juliet: xmpp\n  p: { account: nobody, resource: x }\n", "`account: nobody` must name another actor"),
+            ("  juliet: xmpp\n  p: { account: juliet }\n", "both `sixpac`"),
+            ("  juliet: xmpp\n  p: { account: juliet, resource: x, kind: dual }\n", "kind xmpp"),
+            ("  juliet: { kind: sip, presence: false }\n", "a sip actor has none"),
+            ("  juliet: { kind: xmpp, presense: false }\n", "an actor is a kind"),
+            ("  juliet: xmpp\n  p: { account: juliet, resource: \"a b\" }\n", "no spaces"),
+        ] {
+            let e = parse_scenario(Path::new("t.yaml"), "t", &sc(actors), &["p".to_string()], None).unwrap_err();
+            assert!(e.message.contains(want), "{want}: got {}", e.message);
+            assert!(e.line > 1, "located");
+        }
     }
 
     #[test]

@@ -20,8 +20,10 @@ use std::net::SocketAddr;
 enum Strength {
     /// The user part of a To or From header.
     Header,
-    /// A SASL identity, a bound JID, a Digest username.
+    /// A SASL identity, a bound JID's user, a Digest username.
     Authenticated,
+    /// A bound full JID (`user/resource`): tells resources of one account apart.
+    Bound,
 }
 
 /// One leg of an actor as the wire showed it.
@@ -68,7 +70,7 @@ pub struct Attributor {
 
 impl Attributor {
     /// Nothing seen yet; `accounts` maps account user names (compared without case, as XMPP
-    /// and Digest do) to actors.
+    /// and Digest do), and `user/resource` for actors that share an account, to actors.
     pub fn new(accounts: Vec<(String, String)>) -> Attributor {
         Attributor { accounts, ..Default::default() }
     }
@@ -94,9 +96,13 @@ impl Attributor {
         self.best.get(&conn).map(|(_, a)| a.as_str())
     }
 
-    /// The actor whose account user this is (compared without case), if any.
-    pub fn actor_of_user(&self, user: &str) -> Option<&str> {
-        self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(user)).map(|(_, a)| a.as_str())
+    /// The actor a JID names: by `user/resource`, else by the account's user (compared
+    /// without case).
+    pub fn actor_of_jid(&self, jid: &str) -> Option<&str> {
+        let (user, rest) = jid.split_once('@')?;
+        let full = rest.split_once('/').map(|(_, r)| format!("{user}/{r}"));
+        let find = |k: &str| self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(k)).map(|(_, a)| a.as_str());
+        full.as_deref().and_then(find).or_else(|| find(user))
     }
 
     /// What the frames so far attribute.
@@ -139,8 +145,11 @@ fn xmpp_evidence(f: &Frame) -> Vec<(Strength, String)> {
         // The bind result: <jid>user@domain/resource</jid>
         Direction::ToClient if text.starts_with("<iq") && text.contains("urn:ietf:params:xml:ns:xmpp-bind") => {
             if let Some(jid) = text.split_once("<jid>").and_then(|(_, r)| r.split_once("</jid>")).map(|(j, _)| j) {
-                if let Some((user, _)) = jid.split_once('@') {
+                if let Some((user, rest)) = jid.split_once('@') {
                     out.push((Strength::Authenticated, user.to_string()));
+                    if let Some((_, resource)) = rest.split_once('/') {
+                        out.push((Strength::Bound, format!("{user}/{resource}")));
+                    }
                 }
             }
         }
@@ -223,6 +232,30 @@ mod tests {
 
     fn accounts() -> Vec<(String, String)> {
         vec![("alice_x1".into(), "alice".into()), ("bob_y2".into(), "bob".into())]
+    }
+
+    #[test]
+    fn two_resources_of_one_account_are_told_apart_by_the_bound_jid() {
+        let keys: Vec<(String, String)> = vec![
+            ("juliet_z/sixpac".into(), "juliet".into()),
+            ("juliet_z/phone".into(), "juliet_phone".into()),
+            ("juliet_z".into(), "juliet".into()),
+        ];
+        let scram = B64.encode(b"n,,n=juliet_z,r=abc");
+        let auth = format!("<auth mechanism='SCRAM-SHA-1' xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{scram}</auth>");
+        let bound = |res: &str| format!("<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>juliet_z@d/{res}</jid></bind></iq>");
+        let frames = vec![
+            frame(1, Proto::Xmpp, Direction::ToServer, &auth),
+            frame(2, Proto::Xmpp, Direction::ToServer, &auth),
+            frame(2, Proto::Xmpp, Direction::ToClient, &bound("phone")),
+            frame(1, Proto::Xmpp, Direction::ToClient, &bound("sixpac")),
+        ];
+        let a = attribute(&frames, &keys);
+        assert_eq!((a.actor_of(1), a.actor_of(2)), (Some("juliet"), Some("juliet_phone")), "the bound JID outranks the SASL identity");
+        let mut live = Attributor::new(keys);
+        live.feed(&frames);
+        assert_eq!(live.actor_of_jid("juliet_z@d/phone"), Some("juliet_phone"));
+        assert_eq!(live.actor_of_jid("juliet_z@d/laptop"), Some("juliet"), "another resource: the account's owner");
     }
 
     #[test]

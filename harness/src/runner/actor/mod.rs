@@ -73,6 +73,8 @@ pub struct Actor {
     on_phone_profile: bool,
     /// What the client does by itself (initial presence, roster, priority, caps, answers).
     behaviour: crate::scenario::model::Behaviour,
+    /// The XMPP resource it binds.
+    resource: String,
     /// What the last incoming call's Call-Info came to: the confirmed JID, or why not.
     caller_identity: Option<Result<String, String>>,
     /// The bare JID this actor chatted with last (what `escalate` calls).
@@ -96,6 +98,9 @@ pub struct Actor {
 pub(crate) fn gone() -> StepError {
     StepError::Error("the SIP leg's task has ended".into())
 }
+
+/// The XMPP resource the reference client binds unless the actor names one.
+pub const RESOURCE: &str = "sixpac";
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, StepError> {
     Err(StepError::Fail(msg.into()))
@@ -123,6 +128,7 @@ impl Actor {
             on_phone: false,
             on_phone_profile: decl.on_phone_profile,
             behaviour: decl.behaviour.clone(),
+            resource: decl.resource.clone().unwrap_or_else(|| RESOURCE.to_string()),
             sip_backlog: Default::default(),
             account,
             sip: None,
@@ -175,7 +181,7 @@ impl Actor {
                 starttls: self.xmpp_tls,
                 features: self.features(),
                 answers: self.behaviour.answers,
-                ..XmppConfig::for_account(&self.account, "sixpac")
+                ..XmppConfig::for_account(&self.account, &self.resource)
             };
             let conn = XmppConnection::start(server, cfg, ep.tls.clone())
                 .await
