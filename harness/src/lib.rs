@@ -4,6 +4,7 @@ pub mod account;
 pub mod catalog;
 pub mod client;
 pub mod ids;
+pub mod import;
 pub mod logging;
 pub mod report;
 pub mod runner;

@@ -192,8 +192,30 @@ enum Cmd {
         #[command(subcommand)]
         command: ImagesCmd,
     },
+    /// Convert another tool's test scripts into sixpac scenarios.
+    Import {
+        #[command(subcommand)]
+        command: ImportCmd,
+    },
     /// Remove every container sixpac left behind (by label), e.g. after `kill -9`.
     Clean,
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// scansion scripts (Prosody's spec/scansion/*.scs): one scenario per script in --out,
+    /// and what could not be converted, by file and line.
+    Scansion {
+        /// The .scs files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the scenarios (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The profiles the scenarios name (repeatable; default: prosody+kamailio and ejabberd).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -753,6 +775,47 @@ fn show(scenario: &str, run: &Path, profile: Option<&str>, frames: bool, ascii: 
     EXIT_PASS
 }
 
+/// `sixpac import scansion`: exit 0 when every script converted whole, 1 when some parts did
+/// not (those scenarios are written, marked `unconverted`), 2 on a file that cannot be read.
+fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>) -> u8 {
+    let profiles = if profiles.is_empty() { vec!["prosody+kamailio".to_string(), "ejabberd".to_string()] } else { profiles };
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!("error: cannot create {}: {e}", out.display());
+        return EXIT_INFRA;
+    }
+    let (mut whole, mut partial) = (0, 0);
+    for f in files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                return EXIT_USAGE;
+            }
+        };
+        let name = f.display().to_string();
+        let c = sixpac::import::scansion::convert(&name, &text, &profiles);
+        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
+        let target = out.join(format!("{stem}.yaml"));
+        if let Err(e) = std::fs::write(&target, &c.yaml) {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return EXIT_INFRA;
+        }
+        let needs = if c.needs.is_empty() { String::new() } else { format!("; needs {}", c.needs.join(", ")) };
+        if c.unconverted.is_empty() {
+            whole += 1;
+            println!("{name}: converted -> {}{needs}", target.display());
+        } else {
+            partial += 1;
+            println!("{name}: {} part(s) not converted -> {} (marked, will be inconclusive){needs}", c.unconverted.len(), target.display());
+            for (line, what) in &c.unconverted {
+                println!("  {name}:{line}: {what}");
+            }
+        }
+    }
+    println!("{whole} converted whole, {partial} with parts not converted, in {}", out.display());
+    if partial > 0 { EXIT_FAIL } else { EXIT_PASS }
+}
+
 /// `sixpac report DIR`.
 fn rerender(dir: &Path) -> u8 {
     let run = match sixpac::report::run_dir::RunDir::load(dir) {
@@ -915,6 +978,7 @@ fn main() -> ExitCode {
         }
         Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
         Cmd::Report { dir } => rerender(&dir),
+        Cmd::Import { command: ImportCmd::Scansion { files, out, profiles } } => import_scansion(&files, &out, profiles),
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);
             match images::recipes(&fixtures) {

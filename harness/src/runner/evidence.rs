@@ -19,11 +19,16 @@ use std::sync::Arc;
 pub enum Pattern {
     Xml(Element),
     Sip(String),
+    /// `{any}` alone: every frame (for `receives nothing`).
+    Any,
 }
 
 impl Pattern {
     /// Compile `text` for `wire`, or say why it cannot be.
     pub fn new(wire: Wire, text: &str) -> Result<Pattern, String> {
+        if text.trim() == crate::scenario::matching::ANY {
+            return Ok(Pattern::Any);
+        }
         Ok(match wire {
             Wire::Xmpp => Pattern::Xml(parse_xml_pattern(text)?),
             Wire::Sip => Pattern::Sip(text.to_string()),
@@ -41,6 +46,7 @@ impl Pattern {
                 let m = SipMessage::parse(&f.bytes).map_err(|e| e.to_string())?;
                 match_sip(want, &m)
             }
+            Pattern::Any => Ok(()),
         }
     }
 }
@@ -128,7 +134,7 @@ impl Evidence {
         let after = self.last_taken.get(&key).copied().unwrap_or(0).max(self.connected.get(actor).copied().unwrap_or(0));
         let wanted = match pattern {
             Pattern::Xml(e) => e.local_name().to_string(),
-            Pattern::Sip(_) => String::new(),
+            Pattern::Sip(_) | Pattern::Any => String::new(),
         };
         for f in self.frames.iter().filter(|f| f.seq > after && delivered(f, wire) && !self.taken.contains(&f.seq)) {
             match self.cast.actor_of(f.conn) {

@@ -112,12 +112,14 @@ fn assign(exp: &[&Element], act: &[&Element], used: &mut [bool]) -> Result<(), S
         match match_xml_in(first, a, false) {
             Ok(()) => {
                 used[i] = true;
-                if assign(rest, act, used).is_ok() {
-                    return Ok(());
+                match assign(rest, act, used) {
+                    Ok(()) => return Ok(()),
+                    // This child fits; what is wrong is further on.
+                    Err(e) => last_err = e,
                 }
                 used[i] = false;
             }
-            Err(e) if a.local_name() == first.local_name() => last_err = e,
+            Err(e) if a.local_name() == first.local_name() && last_err.starts_with("no child") => last_err = e,
             Err(_) => {}
         }
     }
@@ -295,6 +297,9 @@ mod tests {
         assert!(match_xml(&el("<message><subject/></message>"), &got).is_err());
         assert!(match_xml(&el("<presence/>"), &got).is_err());
         assert!(match_xml(&el("<message><active xmlns='urn:other'/></message>"), &got).is_err());
+        // The error names what is missing, not a sibling that matched.
+        let two = el("<q><i c='a'/><i c='b'/><f v='1'/></q>");
+        assert_eq!(match_xml(&el("<q><i c='a'/><f v='2'/></q>"), &two).unwrap_err(), "in <q>: <f> attribute v: expected '2', got '1'");
     }
 
     #[test]

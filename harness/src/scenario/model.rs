@@ -180,6 +180,12 @@ pub struct Scenario {
     pub faults: Vec<crate::tap::FaultRule>,
     /// Server features the scenario depends on; a profile that lacks one gives `inconclusive`.
     pub needs: Vec<String>,
+    /// Compare the normalized trace with an expected one (`trace: none` judges by the steps
+    /// alone, as scansion does: imported scenarios have no expected traces).
+    pub compare_trace: bool,
+    /// What an importer could not convert (`file:line: what`): the scenario does not run and
+    /// is `inconclusive` with these as the reason.
+    pub unconverted: Vec<String>,
     pub profiles: Vec<String>,
     pub actors: Vec<ActorDecl>,
     pub steps: Vec<Step>,

@@ -242,6 +242,11 @@ struct RawScenario {
     tags: Vec<String>,
     #[serde(default)]
     needs: Vec<String>,
+    /// `compare` (the default) or `none`.
+    #[serde(default)]
+    trace: Option<Spanned<String>>,
+    #[serde(default)]
+    unconverted: Vec<String>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     /// How `receives` steps pick their frame unless a step says: `any` or `next`.
@@ -462,7 +467,7 @@ pub fn parse_scenario(
         let at = e.location().map(|l| At::of(&l)).unwrap_or(At { line: 1, column: 1, offset: None });
         let msg = in_our_words(&e.without_snippet().to_string());
         let help = msg.contains("unknown field").then(|| {
-            "top-level keys: title, requirements, tags, needs, faults, order, profiles, actors, steps".to_string()
+            "top-level keys: title, requirements, tags, needs, faults, order, trace, unconverted, profiles, actors, steps".to_string()
         });
         ctx.error(at, msg, help)
     })?;
@@ -563,6 +568,12 @@ pub fn parse_scenario(
         None => false,
         Some(o) => parse_order(&o.value).ok_or_else(|| ctx.error(At::of(&o.referenced), format!("`order: {}` is neither any nor next", o.value), Some(ORDER_HELP.into())))?,
     };
+    let compare_trace = match &raw.trace {
+        None => true,
+        Some(t) if t.value == "compare" => true,
+        Some(t) if t.value == "none" => false,
+        Some(t) => return Err(ctx.error(At::of(&t.referenced), format!("`trace: {}` is neither compare nor none", t.value), Some("compare: the normalized trace must equal the expected one beside the scenario (the default); none: the steps alone decide".into()))),
+    };
     let mut captured: Vec<String> = Vec::new();
     let mut steps = Vec::new();
     for entry in &raw.steps {
@@ -583,6 +594,8 @@ pub fn parse_scenario(
         requirements: raw.requirements.into_iter().map(|r| r.value).collect(),
         tags: raw.tags,
         needs: raw.needs,
+        compare_trace,
+        unconverted: raw.unconverted,
         faults,
         profiles: raw.profiles.into_iter().map(|p| p.value).collect(),
         actors,
@@ -689,6 +702,10 @@ fn parse_step(
     let action = match verb.as_str() {
         "" => parse_action(&body, actors).map_err(|m| ctx.error(vat, m, Some(format!("actions: {}", ACTIONS.join("; ")))))?,
         "sends xmpp" | "sends sip" => Action::Send { wire: wire_of(&verb), text: body },
+        // `{any}` alone: no XMPP stanza at all (scansion's `receives: nothing`).
+        "receives nothing" if body.trim() == crate::scenario::matching::ANY => {
+            Action::ReceiveNothing { wire: Wire::Xmpp, pattern: body, within: within.unwrap_or(DEFAULT_QUIET) }
+        }
         "receives nothing" => {
             let wire = if body.trim_start().starts_with('<') { Wire::Xmpp } else { Wire::Sip };
             check_pattern(ctx, vat, wire, &body)?;

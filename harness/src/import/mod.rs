@@ -1,0 +1,3 @@
+//! Importers: other tools' test scripts as sixpac scenarios.
+
+pub mod scansion;
