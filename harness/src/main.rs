@@ -215,6 +215,10 @@ enum ImportCmd {
         /// The profiles the scenarios name (repeatable; default: prosody+kamailio and ejabberd).
         #[arg(long = "profile")]
         profiles: Vec<String>,
+        /// The scenarios' arrival order: next (scansion's rule: the next stanza must match) or
+        /// any (any matching stanza that arrived).
+        #[arg(long, default_value = "next", value_parser = ["next", "any"])]
+        order: String,
     },
 }
 
@@ -777,7 +781,7 @@ fn show(scenario: &str, run: &Path, profile: Option<&str>, frames: bool, ascii: 
 
 /// `sixpac import scansion`: exit 0 when every script converted whole, 1 when some parts did
 /// not (those scenarios are written, marked `unconverted`), 2 on a file that cannot be read.
-fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>) -> u8 {
+fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>, order: &str) -> u8 {
     let profiles = if profiles.is_empty() { vec!["prosody+kamailio".to_string(), "ejabberd".to_string()] } else { profiles };
     if let Err(e) = std::fs::create_dir_all(out) {
         eprintln!("error: cannot create {}: {e}", out.display());
@@ -793,7 +797,7 @@ fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>) -> u8 {
             }
         };
         let name = f.display().to_string();
-        let c = sixpac::import::scansion::convert(&name, &text, &profiles);
+        let c = sixpac::import::scansion::convert(&name, &text, &profiles, order);
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into());
         let target = out.join(format!("{stem}.yaml"));
         if let Err(e) = std::fs::write(&target, &c.yaml) {
@@ -978,7 +982,7 @@ fn main() -> ExitCode {
         }
         Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
         Cmd::Report { dir } => rerender(&dir),
-        Cmd::Import { command: ImportCmd::Scansion { files, out, profiles } } => import_scansion(&files, &out, profiles),
+        Cmd::Import { command: ImportCmd::Scansion { files, out, profiles, order } } => import_scansion(&files, &out, profiles, &order),
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);
             match images::recipes(&fixtures) {

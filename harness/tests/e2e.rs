@@ -819,3 +819,40 @@ fn two_resources_of_one_account_are_told_apart_by_their_bound_jids() {
         assert!(phone.contains("<body>to the phone</body>") && !phone.contains("<body>to juliet</body>"), "{profile}: {phone}");
     }
 }
+
+#[test]
+fn scansion_scripts_import_whole_and_pass_on_both_servers_and_what_does_not_convert_is_named() {
+    let Some(_serial) = servers_ready() else { return };
+    let dir = scratch("scansion");
+    let out_dir = dir.join("imported");
+    let scripts: Vec<String> = std::fs::read_dir(root().join("harness/tests/scansion"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".scs"))
+        .collect();
+    assert!(scripts.len() >= 8, "{scripts:?}");
+    let mut args = vec!["import", "scansion", "--out", out_dir.to_str().unwrap()];
+    args.extend(scripts.iter().map(String::as_str));
+    let imported = sixpac(&args);
+    assert_eq!(imported.status.code(), Some(0), "{}", text(&imported));
+    assert!(text(&imported).contains(&format!("{} converted whole, 0 with parts not converted", scripts.len())), "{}", text(&imported));
+    let reports = dir.join("reports");
+    let run = sixpac(&["run", "--backend", "process", "--scenarios", out_dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let s = summary(&reports);
+    assert_eq!(s["totals"]["pass"].as_u64(), Some(2 * scripts.len() as u64), "every script on both profiles: {}", s["totals"]);
+    // A statement the importer does not know: named by file and line, the scenario marked.
+    let bad = dir.join("bad.scs");
+    std::fs::write(&bad, "# Bad\n[Client] Romeo\n\tjid: romeo@localhost\n\tpassword: p\n---\nRomeo connects\nRomeo dances\n").unwrap();
+    let partial = sixpac(&["import", "scansion", "--out", out_dir.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(partial.status.code(), Some(1), "{}", text(&partial));
+    assert!(text(&partial).contains(&format!("{}:7: `Romeo dances`: the statement `dances`", bad.display())), "{}", text(&partial));
+    let only_bad = dir.join("only-bad");
+    std::fs::create_dir_all(&only_bad).unwrap();
+    std::fs::copy(out_dir.join("bad.yaml"), only_bad.join("bad.yaml")).unwrap();
+    let r = sixpac(&["run", "--backend", "process", "--profile", "prosody+kamailio", "--scenarios", only_bad.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "inconclusive does not fail the run: {}", text(&r));
+    let result = &summary(&reports)["results"][0];
+    assert_eq!(result["verdict"], "inconclusive");
+    assert!(result["message"].as_str().unwrap().contains("bad.scs:7"), "{result}");
+}

@@ -186,8 +186,8 @@ fn take_block(lines: &[&str], from: usize) -> (String, usize) {
 }
 
 /// Convert one script. `file` names it in what is reported; `profiles` are the profiles the
-/// scenario names.
-pub fn convert(file: &str, text: &str, profiles: &[String]) -> Converted {
+/// scenario names; `order` is the scenario's `order:` (`next`, scansion's rule, or `any`).
+pub fn convert(file: &str, text: &str, profiles: &[String], order: &str) -> Converted {
     let lines: Vec<&str> = text.lines().collect();
     let mut unconverted: Vec<(usize, String)> = Vec::new();
     let mut title = String::new();
@@ -323,7 +323,7 @@ pub fn convert(file: &str, text: &str, profiles: &[String]) -> Converted {
     if !needs.is_empty() {
         yaml.push_str(&format!("needs: [{}]\n", needs.join(", ")));
     }
-    yaml.push_str("order: next\ntrace: none\n");
+    yaml.push_str(&format!("order: {order}\ntrace: none\n"));
     if !unconverted.is_empty() {
         yaml.push_str("unconverted:\n");
         for (line, what) in &unconverted {
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn clients_statements_interpolations_and_addresses_convert() {
-        let c = convert("t.scs", SCRIPT, &["prosody+kamailio".into()]);
+        let c = convert("t.scs", SCRIPT, &["prosody+kamailio".into()], "next");
         assert_eq!(c.title, "Two resources and a chat");
         let y = &c.yaml;
         assert!(y.contains("tags: [\"imported\", \"scansion\", \"chat\", \"resources\"]"), "{y}");
