@@ -14,7 +14,7 @@ use sixpac::servers::{container, images, missing_binaries, Backend, ServerSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Exit codes (documented in README.md).
+/// Exit codes (documented in docs/cli.md).
 const EXIT_PASS: u8 = 0;
 const EXIT_FAIL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -192,6 +192,8 @@ enum Cmd {
         #[command(subcommand)]
         command: ImagesCmd,
     },
+    /// Print the JSON Schema of scenario files (docs/scenario.schema.json), for editors.
+    Schema,
     /// Convert another tool's test scripts into sixpac scenarios.
     Import {
         #[command(subcommand)]
@@ -982,6 +984,10 @@ fn main() -> ExitCode {
         }
         Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
         Cmd::Report { dir } => rerender(&dir),
+        Cmd::Schema => {
+            print!("{}", sixpac::scenario::SCHEMA);
+            EXIT_PASS
+        }
         Cmd::Import { command: ImportCmd::Scansion { files, out, profiles, order } } => import_scansion(&files, &out, profiles, &order),
         Cmd::Images { command: ImagesCmd::Build { fixtures, force } } => {
             let fixtures = locate(fixtures);

@@ -19,7 +19,7 @@ pub enum RunResult {
 }
 
 impl RunResult {
-    /// The process exit code README.md documents: 0 passed, 1 a verdict failed, 3 broken.
+    /// The process exit code docs/cli.md documents: 0 passed, 1 a verdict failed, 3 broken.
     pub fn exit_code(self) -> u8 {
         match self {
             RunResult::Passed => 0,

@@ -182,10 +182,34 @@ pub fn lint_sip_pattern(text: &str) -> Result<(), String> {
     let text = text.replace("\r\n", "\n");
     let text = text.trim_start_matches('\n');
     let head = text.split_once("\n\n").map_or(text, |(h, _)| h);
+    let start = head.lines().next().unwrap_or("").trim();
+    let mut words = start.split_whitespace();
+    match (words.next(), words.next()) {
+        // A response: the status is three digits (RFC 3261 §7.2), or a wildcard.
+        (Some(v), Some(code)) if v.starts_with("SIP/") => {
+            if code != ANY && !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit() || b == b'{')) && !code.contains(ANY) {
+                return Err(format!("start line {start:?}: a status is three digits, so `{code}` can never match"));
+            }
+        }
+        // A request: the method is a token (RFC 3261 §25.1), compared as written.
+        (Some(m), _) if !m.contains('{') && !m.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)) => {
+            return Err(format!("start line {start:?}: `{m}` is no SIP method, so it can never match"));
+        }
+        _ => {}
+    }
+    let mut absent: Vec<String> = Vec::new();
+    let mut present: Vec<String> = Vec::new();
     for line in head.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()) {
-        if !line.contains(':') && !line.starts_with('!') {
+        if let Some(name) = line.strip_prefix('!') {
+            absent.push(crate::sip::message::expand_compact(name.trim()).to_ascii_lowercase());
+        } else if let Some((name, _)) = line.split_once(':') {
+            present.push(crate::sip::message::expand_compact(name.trim()).to_ascii_lowercase());
+        } else {
             return Err(format!("header line {line:?} has no `Name: value` colon (write `!{line}` for an absent header)"));
         }
+    }
+    if let Some(both) = absent.iter().find(|a| present.contains(a)) {
+        return Err(format!("the header {both} must be both absent and present, so the pattern can never match"));
     }
     Ok(())
 }
@@ -319,6 +343,17 @@ mod tests {
         let extra = el("<message type='chat'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>");
         assert!(match_xml(&el("<message type='chat'><body>hi</body></message>"), &extra).is_ok());
         assert!(match_xml(&el("<message type='chat' sixpac:strict='true'><body>hi</body></message>"), &extra).is_err());
+    }
+
+    #[test]
+    fn sip_patterns_that_can_never_match_are_refused() {
+        assert!(lint_sip_pattern("SIP/2.0 200 OK").is_ok() && lint_sip_pattern("SIP/2.0 {any}").is_ok() && lint_sip_pattern("SIP/2.0 4{any}").is_ok());
+        assert!(lint_sip_pattern("SIP/2.0 OK").unwrap_err().contains("three digits"));
+        assert!(lint_sip_pattern("SIP/2.0 2000 OK").unwrap_err().contains("three digits"));
+        assert!(lint_sip_pattern("INVITE {any} SIP/2.0").is_ok() && lint_sip_pattern("{any} {any} SIP/2.0").is_ok());
+        assert!(lint_sip_pattern("INV:ITE sip:x SIP/2.0").unwrap_err().contains("no SIP method"));
+        assert!(lint_sip_pattern("MESSAGE {any} SIP/2.0\nContact: {any}\n!m").unwrap_err().contains("both absent and present"), "compact m: is Contact");
+        assert!(lint_sip_pattern("MESSAGE {any} SIP/2.0\nTo {any}").unwrap_err().contains("no `Name: value` colon"));
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub mod parse;
 pub use model::{Action, ActorKind, Capture, Scenario, Step, Wire};
 pub use parse::{parse_scenario, ScenarioError};
 
+/// The JSON Schema of scenario files (`sixpac schema`; docs/scenario.schema.json).
+pub const SCHEMA: &str = include_str!("../../../docs/scenario.schema.json");
+
 use std::path::{Path, PathBuf};
 
 /// Every `*.yaml` file below `root`, sorted, with its id (relative path without extension).

@@ -358,8 +358,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-const VERBS: &[&str] = &["sends xmpp", "sends sip", "receives xmpp", "receives sip", "receives nothing"];
-const ACTIONS: &[&str] = &[
+/// The raw step verbs (`alice sends xmpp`).
+pub const VERBS: &[&str] = &["sends xmpp", "sends sip", "receives xmpp", "receives sip", "receives nothing"];
+/// The actions (`alice: call bob`), as the error messages and docs/scenarios.md name them.
+pub const ACTIONS: &[&str] = &[
     "connect",
     "disconnect",
     "wait <duration>",
@@ -603,6 +605,12 @@ pub fn parse_scenario(
     })
 }
 
+/// The options of a `receives` step's mapping (`receives nothing` takes the first two).
+pub const RECEIVE_OPTIONS: &[&str] = &["match", "within", "order", "capture"];
+
+/// The keys of an actor's mapping form.
+pub const ACTOR_KEYS: &[&str] = &["kind", "account", "resource", "presence", "roster", "priority", "caps", "answers"];
+
 /// What `order:` takes.
 const ORDER_HELP: &str = "any: a `receives` takes any matching frame that arrived (the default); next: the next frame on the actor's connection must match";
 
@@ -668,8 +676,8 @@ fn parse_step(
         }
     };
     let allowed: &[&str] = match verb.as_str() {
-        "receives nothing" => &["match", "within"],
-        v if v.starts_with("receives") => &["match", "within", "order", "capture"],
+        "receives nothing" => &RECEIVE_OPTIONS[..2],
+        v if v.starts_with("receives") => RECEIVE_OPTIONS,
         _ => &[],
     };
     if let Some(bad) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -746,6 +754,22 @@ mod tests {
 
     fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(Path::new("t.yaml"), "t", src, &["p".to_string()], Some(&["R-1".to_string()]))
+    }
+
+    #[test]
+    fn patterns_that_can_never_match_are_refused_where_written() {
+        let sc = |step: &str| format!("title: T\nprofiles: [p]\nactors:\n  a: dual\nsteps:\n  - a: connect\n{step}");
+        for (step, want) in [
+            ("  - a receives sip: SIP/2.0 OK\n", "three digits"),
+            ("  - a receives sip: |\n      MESSAGE {any} SIP/2.0\n      Contact: x\n      !Contact\n", "both absent and present"),
+            ("  - a receives xmpp: <{any}/>\n", "cannot stand for one"),
+            ("  - a receives xmpp: <iq><q foo:bar='1'/></iq>\n", "not bound"),
+            ("  - a receives xmpp: <iq sixpac:strikt='true'/>\n", "unknown directive"),
+        ] {
+            let e = parse_scenario(Path::new("t.yaml"), "t", &sc(step), &["p".to_string()], None).unwrap_err();
+            assert!(e.message.contains(want), "{want}: got {}", e.message);
+            assert!(e.line == 7 || e.line == 8, "{}: at the step, line {}", e.message, e.line);
+        }
     }
 
     #[test]
