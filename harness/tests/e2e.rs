@@ -735,9 +735,8 @@ fn arrival_order_strict_matching_and_captures_decide_verdicts_on_both_servers() 
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = summary(&reports);
     for profile in ["prosody+kamailio", "ejabberd"] {
-        let result = |id: &str| summary["results"].as_array().unwrap().iter().find(|r| r["scenario"] == id && r["profile"] == profile).unwrap_or_else(|| panic!("no {id} on {profile}")).clone();
-        let verdict = |id: &str| result(id)["verdict"].as_str().unwrap().to_string();
-        let message = |id: &str| result(id)["message"].as_str().unwrap().to_string();
+        let verdict = |id: &str| cli::result_of(&summary, id, profile)["verdict"].as_str().unwrap().to_string();
+        let message = |id: &str| cli::result_of(&summary, id, profile)["message"].as_str().unwrap().to_string();
         // Two replies in the other order: any matching frame passes, the next frame fails.
         assert_eq!(verdict("order-any"), "pass", "{}", message("order-any"));
         assert_eq!(verdict("order-next"), "pass", "{}", message("order-next"));
@@ -762,14 +761,13 @@ fn server_features_pass_where_the_profile_serves_them_and_are_inconclusive_where
     let out = run_test_scenarios("features", &reports);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let summary = summary(&reports);
-    let results = summary["results"].as_array().unwrap();
     for feature in ["ping", "version", "last", "offline", "blocking", "muc", "carbons", "mam"] {
         for profile in ["prosody+kamailio", "ejabberd"] {
-            let r = results.iter().find(|r| r["scenario"] == feature && r["profile"] == profile).unwrap_or_else(|| panic!("{feature} on {profile}"));
+            let r = cli::result_of(&summary, feature, profile);
             assert_eq!(r["verdict"], "pass", "{feature} on {profile}: {}", r["message"]);
         }
     }
-    let lacking = results.iter().find(|r| r["scenario"] == "lacking").unwrap();
+    let lacking = cli::result_of(&summary, "lacking", "ejabberd");
     assert_eq!(lacking["verdict"], "inconclusive");
     assert!(lacking["message"].as_str().unwrap().contains("profile ejabberd lacks `sip-presence`"), "{lacking}");
     assert_eq!(lacking["frames"], 0, "a scenario a profile cannot serve does not run");

@@ -40,6 +40,16 @@ pub fn summary(reports: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(reports.join("latest/summary.json")).unwrap()).unwrap()
 }
 
+/// The result of `scenario` on `profile` in a summary.json.
+pub fn result_of<'a>(summary: &'a serde_json::Value, scenario: &str, profile: &str) -> &'a serde_json::Value {
+    summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scenario"] == scenario && r["profile"] == profile)
+        .unwrap_or_else(|| panic!("no result for {scenario} on {profile}"))
+}
+
 /// Start a run of the `slow` scenario (its last step waits 60 s) on `backend`; return once it
 /// is waiting, with the prefix its run directories and container names carry.
 pub fn start_waiting_run(backend: &str, dir: &Path) -> (Child, String) {
