@@ -92,6 +92,10 @@ enum Cmd {
         /// (CAP_SYS_ADMIN) and the process backend.
         #[arg(long)]
         isolate: bool,
+        /// Run only shard I of N of the (scenario, profile) cases (`--shard 2/3`), a
+        /// deterministic slice, for a CI job matrix; `sixpac merge` puts the shards together.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
@@ -194,6 +198,16 @@ enum Cmd {
     },
     /// Print the JSON Schema of scenario files (docs/scenario.schema.json), for editors.
     Schema,
+    /// Merge run directories of one suite (CI shards from `run --shard`) into one report:
+    /// summary.json, JUnit, the matrix and index.html. Exits with the merged run's code.
+    Merge {
+        /// The run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged report (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Convert another tool's test scripts into sixpac scenarios.
     Import {
         #[command(subcommand)]
@@ -396,6 +410,7 @@ async fn run(
     misbehave: Option<String>,
     clients: Vec<String>,
     redact_raw: bool,
+    shard: Option<(usize, usize)>,
     report_dir: PathBuf,
 ) -> u8 {
     let Ok(misbehave) = parse_misbehave(misbehave) else { return EXIT_USAGE };
@@ -460,7 +475,10 @@ async fn run(
             return EXIT_USAGE;
         }
     }
-    let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients } };
+    let all_cases = sixpac::runner::suite::cases(&profiles, &scenarios);
+    let only = shard.map(|(i, n)| sixpac::runner::suite::shard(&all_cases, i, n));
+    report.suite = Some(sixpac::report::SuiteId::of(&all_cases, &scenarios, shard));
+    let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients }, only: only.as_ref() };
     let logs_root = report.dir.join("logs");
     let mut terminal = Terminal::new(&catalog);
     let (_, result) = run_suite(suite, &mut [&mut terminal, &mut report], |profile| logs_root.join(profile)).await;
@@ -572,6 +590,17 @@ fn locate(p: PathBuf) -> PathBuf {
         }
     }
     p
+}
+
+/// `--shard I/N`: 1 ≤ I ≤ N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{s}` is not I/N with 1 <= I <= N (e.g. 2/3)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn parse_for(s: &str) -> Result<std::time::Duration, String> {
@@ -841,8 +870,8 @@ fn rerender(dir: &Path) -> u8 {
             return EXIT_INFRA;
         }
     };
-    if let Err(e) = std::fs::write(dir.join("index.html"), sixpac::report::html::render(&run)) {
-        eprintln!("error: writing {}: {e}", dir.join("index.html").display());
+    if let Err(e) = sixpac::report::write_pages(dir) {
+        eprintln!("error: writing junit.xml and index.html in {}: {e}", dir.display());
         return EXIT_INFRA;
     }
     println!("{} results, {pcaps} pcapng files, {}", run.results.len(), dir.join("index.html").display());
@@ -921,11 +950,11 @@ fn main() -> ExitCode {
             Ok(m) => rt.block_on(sixpac::runner::drive::serve_stdio(m)),
             Err(()) => EXIT_USAGE,
         },
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, isolate: _, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, isolate: _, shard, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, shard, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.
@@ -984,6 +1013,16 @@ fn main() -> ExitCode {
         }
         Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
         Cmd::Report { dir } => rerender(&dir),
+        Cmd::Merge { dirs, out } => match sixpac::report::merge::merge(&dirs, &out) {
+            Ok(m) => {
+                println!("{} results from {} runs in {}", m.results, dirs.len(), out.display());
+                m.exit_code as u8
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        },
         Cmd::Schema => {
             print!("{}", sixpac::scenario::SCHEMA);
             EXIT_PASS

@@ -856,3 +856,58 @@ fn scansion_scripts_import_whole_and_pass_on_both_servers_and_what_does_not_conv
     assert_eq!(result["verdict"], "inconclusive");
     assert!(result["message"].as_str().unwrap().contains("bad.scs:7"), "{result}");
 }
+
+#[test]
+fn three_shards_of_the_default_suite_merge_into_the_unsharded_report() {
+    let Some(_serial) = servers_ready() else { return };
+    let dir = scratch("shards");
+    let run = |args: &[&str], reports: &std::path::Path| {
+        let mut a = vec!["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let out = sixpac(&a);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        reports.join("latest").canonicalize().unwrap()
+    };
+    let whole = run(&[], &dir.join("whole"));
+    let shards: Vec<std::path::PathBuf> = (1..=3).map(|i| run(&["--shard", &format!("{i}/3")], &dir.join(format!("s{i}")))).collect();
+    let sizes: Vec<usize> = shards.iter().map(|s| summary(s.parent().unwrap())["results"].as_array().unwrap().len()).collect();
+    assert!(sizes.iter().all(|&n| n > 0) && sizes.iter().sum::<usize>() == cli::default_suite_outcomes(), "{sizes:?}");
+    let merged = dir.join("merged");
+    let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
+    args.extend(shards.iter().map(|s| s.to_str().unwrap()));
+    let out = sixpac(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let read = |d: &std::path::Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap() };
+    let (w, m) = (read(&whole), read(&merged));
+    // Equal apart from times (and what is drawn from them).
+    let timeless = |r: &serde_json::Value| {
+        let mut r = r.clone();
+        for k in ["duration_ms", "started_unix_ms", "ended_unix_ms", "clock_unix_ms", "steps", "cast", "tshark", "normalized_seqs", "frames"] {
+            r.as_object_mut().unwrap().remove(k);
+        }
+        r
+    };
+    let (wr, mr): (Vec<_>, Vec<_>) = (w["results"].as_array().unwrap().iter().map(timeless).collect(), m["results"].as_array().unwrap().iter().map(timeless).collect());
+    assert_eq!(wr, mr, "results, in the suite's order");
+    for k in ["totals", "requirements", "exit_code", "sixpac_version"] {
+        assert_eq!(w[k], m[k], "{k}");
+    }
+    assert_eq!(w["suite"]["id"], m["suite"]["id"]);
+    let junit = std::fs::read_to_string(merged.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), cli::default_suite_outcomes());
+    assert!(merged.join("index.html").exists() && merged.join("traces/cusax.escalation.ejabberd.raw").exists());
+    // Refused: a run of another suite, a run of another version, a shard given twice.
+    let other = run(&["--filter", "basics"], &dir.join("other"));
+    let refused = sixpac(&["merge", "--out", dir.join("x").to_str().unwrap(), shards[0].to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("runs of different suites"), "{}", text(&refused));
+    let old = dir.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    let mut s = read(&shards[1]);
+    s["sixpac_version"] = "0.0.1".into();
+    std::fs::write(old.join("summary.json"), s.to_string()).unwrap();
+    let refused = sixpac(&["merge", "--out", dir.join("y").to_str().unwrap(), shards[0].to_str().unwrap(), old.to_str().unwrap()]);
+    assert!(text(&refused).contains("of sixpac 0.0.1") && text(&refused).contains("different versions"), "{}", text(&refused));
+    let twice = sixpac(&["merge", "--out", dir.join("z").to_str().unwrap(), shards[0].to_str().unwrap(), shards[0].to_str().unwrap()]);
+    assert!(text(&twice).contains("ran twice"), "{}", text(&twice));
+}

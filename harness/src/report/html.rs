@@ -14,7 +14,6 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use std::fmt::Write as _;
-use std::path::Path;
 
 const STYLE: &str = r#"
 body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 3em;color:#222}
@@ -304,12 +303,6 @@ pub fn render(run: &RunDir) -> String {
         escape(&title, false),
         script_json(&json!({ "results": data }))
     )
-}
-
-/// Write `dir/index.html` from the run directory's files.
-pub fn write_for_dir(dir: &Path) -> std::io::Result<()> {
-    let run = RunDir::load(dir).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("index.html"), render(&run))
 }
 
 #[cfg(test)]

@@ -1,41 +1,42 @@
-//! JUnit XML: one testcase per scenario × profile, requirements as properties.
+//! JUnit XML: one testcase per scenario × profile, requirements as properties. Made from the
+//! run directory (`RunDir`), so a live run and a merge of shards write it alike.
 
-use crate::runner::{Outcome, Verdict};
+use super::run_dir::ResultView;
 use crate::xml::escape;
 
 /// Render the whole report.
-pub fn render(outcomes: &[Outcome]) -> String {
-    let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
-    let total: f64 = outcomes.iter().map(|o| o.duration.as_secs_f64()).sum();
+pub fn render(outcomes: &[ResultView]) -> String {
+    let count = |v: &str| outcomes.iter().filter(|o| o.verdict == v).count();
+    let total: f64 = outcomes.iter().map(|o| o.duration_ms as f64 / 1000.0).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
         "<testsuites name=\"sixpac\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total:.3}\">\n",
         outcomes.len(),
-        count(Verdict::Fail),
-        count(Verdict::Error),
-        count(Verdict::Inconclusive)
+        count("fail"),
+        count("error"),
+        count("inconclusive")
     ));
     let mut profiles: Vec<&str> = outcomes.iter().map(|o| o.profile.as_str()).collect();
     profiles.sort();
     profiles.dedup();
     for p in profiles {
-        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.profile == p).collect();
-        let c = |v: Verdict| mine.iter().filter(|o| o.verdict == v).count();
-        let t: f64 = mine.iter().map(|o| o.duration.as_secs_f64()).sum();
+        let mine: Vec<&ResultView> = outcomes.iter().filter(|o| o.profile == p).collect();
+        let c = |v: &str| mine.iter().filter(|o| o.verdict == v).count();
+        let t: f64 = mine.iter().map(|o| o.duration_ms as f64 / 1000.0).sum();
         out.push_str(&format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{t:.3}\">\n",
             escape(p, true),
             mine.len(),
-            c(Verdict::Fail),
-            c(Verdict::Error),
-            c(Verdict::Inconclusive)
+            c("fail"),
+            c("error"),
+            c("inconclusive")
         ));
         for o in mine {
             out.push_str(&format!(
                 "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">\n",
                 escape(&o.scenario, true),
                 escape(&o.profile, true),
-                o.duration.as_secs_f64()
+                o.duration_ms as f64 / 1000.0
             ));
             if !o.requirements.is_empty() || !o.clients.is_empty() {
                 out.push_str("      <properties>\n");
@@ -51,11 +52,11 @@ pub fn render(outcomes: &[Outcome]) -> String {
                 Some(d) => format!("{}\n\n{d}", o.message),
                 None => o.message.clone(),
             };
-            let tag = match o.verdict {
-                Verdict::Pass => None,
-                Verdict::Fail => Some("failure"),
-                Verdict::Error => Some("error"),
-                Verdict::Inconclusive => Some("skipped"),
+            let tag = match o.verdict.as_str() {
+                "fail" => Some("failure"),
+                "error" => Some("error"),
+                "inconclusive" => Some("skipped"),
+                _ => None,
             };
             if let Some(tag) = tag {
                 out.push_str(&format!(
@@ -65,7 +66,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
                 ));
             }
             // CI pages show a failing case's output: the ladder of what crossed the wire.
-            if matches!(o.verdict, Verdict::Fail | Verdict::Error) && !o.frames.is_empty() {
+            if matches!(o.verdict.as_str(), "fail" | "error") && !o.frames.is_empty() {
                 let ladder = super::ladder::build(&o.frames, &o.cast, &o.steps);
                 let text = super::ladder_text::render(&ladder, &format!("# {} on {}", o.scenario, o.column()), &super::ladder_text::TextOptions { width: 100, ..Default::default() });
                 out.push_str(&format!("      <system-out>{}</system-out>\n", escape(&text, false)));

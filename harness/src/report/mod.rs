@@ -5,6 +5,7 @@ pub mod junit;
 pub mod ladder;
 pub mod ladder_text;
 pub mod matrix;
+pub mod merge;
 pub mod pcapng;
 pub mod run_dir;
 pub mod terminal;
@@ -73,6 +74,43 @@ pub struct RunReport {
     pending: Option<std::io::Result<TraceFiles>>,
     /// A file of the run could not be written: the run cannot be trusted to CI (exit 3).
     pub write_failed: bool,
+    /// Which suite this run is of, and which shard.
+    pub suite: Option<SuiteId>,
+}
+
+/// What a merge checks runs against: the suite's cases and scenario files, by hash, and the
+/// shard a run is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SuiteId {
+    /// SHA-256 of every case (scenario and profile) and every scenario file's bytes.
+    pub id: String,
+    /// The suite's (scenario, profile) cases, in run order.
+    pub cases: Vec<(String, String)>,
+    /// `i/n`, for a shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+}
+
+impl SuiteId {
+    /// The identity of the suite made of `cases` from `scenarios`, and the shard taken of it.
+    pub fn of(cases: &[(String, String)], scenarios: &[crate::scenario::Scenario], shard: Option<(usize, usize)>) -> SuiteId {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for (s, p) in cases {
+            h.update(format!("{s}\t{p}\n"));
+        }
+        for sc in scenarios {
+            h.update(sc.id.as_bytes());
+            h.update(std::fs::read(&sc.path).unwrap_or_default());
+        }
+        let id = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        SuiteId { id, cases: cases.to_vec(), shard: shard.map(|(i, n)| format!("{i}/{n}")) }
+    }
+
+    /// A case's place in the suite.
+    pub fn index(&self, scenario: &str, profile: &str) -> Option<usize> {
+        self.cases.iter().position(|(s, p)| s == scenario && p == profile)
+    }
 }
 
 impl Reporter for RunReport {
@@ -97,7 +135,7 @@ impl RunReport {
             }
             Event::RunFinished { outcomes, servers, backend, result, wall } => {
                 self.finish(outcomes, servers, backend, result.exit_code().into(), wall.as_secs_f64())?;
-                html::write_for_dir(&self.dir)?;
+                write_pages(&self.dir)?;
             }
             _ => {}
         }
@@ -116,7 +154,7 @@ impl RunReport {
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&id, &latest)?;
-        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None, write_failed: false })
+        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None, write_failed: false, suite: None })
     }
 
     /// Directory for a profile's server logs.
@@ -164,7 +202,7 @@ impl RunReport {
         std::fs::write(self.dir.join("traces").join(format!("{base}.pcapng")), pcapng::render(frames, clock_unix_us))
     }
 
-    /// Write junit.xml and summary.json.
+    /// Write summary.json (`write_pages` makes the rest from it).
     pub fn finish(
         &self,
         outcomes: &[Outcome],
@@ -174,7 +212,6 @@ impl RunReport {
         wall: f64,
     ) -> std::io::Result<()> {
         let catalog = &self.catalog;
-        std::fs::write(self.dir.join("junit.xml"), junit::render(outcomes))?;
         let count = |v: Verdict| outcomes.iter().filter(|o| o.verdict == v).count();
         let results: Vec<serde_json::Value> = outcomes
             .iter()
@@ -204,6 +241,7 @@ impl RunReport {
                     "trace_compared": o.trace_compared && o.verdict == Verdict::Pass || o.diff.is_some(),
                     "clients": o.clients,
                     "client_logs": o.client_logs.keys().map(|a| format!("clients/{}.{a}.log", o.file_base())).collect::<Vec<_>>(),
+                    "case": self.suite.as_ref().and_then(|s| s.index(&o.scenario, &o.profile)),
                 })
             })
             .collect();
@@ -222,6 +260,7 @@ impl RunReport {
             "servers": servers,
             "clients": outcomes.iter().flat_map(|o| o.clients.clone()).collect::<std::collections::BTreeMap<_, _>>(),
             "requirements": matrix::to_json(catalog, outcomes),
+            "suite": self.suite,
             "results": results,
         });
         let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
@@ -282,8 +321,15 @@ impl RunReport {
         let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
         std::fs::write(self.dir.join("summary.json"), text)?;
         self.write_pcapng(s.base, s.frames, s.clock_unix_us)?;
-        html::write_for_dir(&self.dir)
+        write_pages(&self.dir)
     }
+}
+
+/// Write what a run directory's summary.json and traces give: junit.xml and index.html.
+pub fn write_pages(dir: &Path) -> std::io::Result<()> {
+    let run = run_dir::RunDir::load(dir).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("junit.xml"), junit::render(&run.results))?;
+    std::fs::write(dir.join("index.html"), html::render(&run))
 }
 
 /// How to open a pcapng file of these frames with tshark, decode-as options included.

@@ -36,6 +36,20 @@ pub struct Suite<'a> {
     pub fixtures: &'a Path,
     pub backend: &'a Backend,
     pub options: RunOptions<'a>,
+    /// Only these (scenario, profile) cases, for a shard; None: all.
+    pub only: Option<&'a std::collections::HashSet<(String, String)>>,
+}
+
+/// Every (scenario, profile) case of a suite in the order the run takes them: profile by
+/// profile, scenarios in file order. A shard is a slice of this list, and a merge puts the
+/// results back in its order.
+pub fn cases(profiles: &[&Profile], scenarios: &[Scenario]) -> Vec<(String, String)> {
+    profiles.iter().flat_map(|p| scenarios.iter().filter(|s| s.profiles.contains(&p.name)).map(|s| (s.id.clone(), p.name.clone()))).collect()
+}
+
+/// Shard `i` of `n` (from 1): every n-th case, starting at the i-th.
+pub fn shard(cases: &[(String, String)], i: usize, n: usize) -> std::collections::HashSet<(String, String)> {
+    cases.iter().enumerate().filter(|(k, _)| k % n == i - 1).map(|(_, c)| c.clone()).collect()
 }
 
 /// Run the suite; `reporters` hear every event, the last one `RunFinished`. The servers'
@@ -45,7 +59,13 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut facts: Vec<ServerFacts> = Vec::new();
     let mut infra_failed = false;
-    let mine = |p: &Profile| suite.scenarios.iter().filter(|s| s.profiles.contains(&p.name)).collect::<Vec<_>>();
+    let mine = |p: &Profile| {
+        suite
+            .scenarios
+            .iter()
+            .filter(|s| s.profiles.contains(&p.name) && suite.only.is_none_or(|o| o.contains(&(s.id.clone(), p.name.clone()))))
+            .collect::<Vec<_>>()
+    };
     let total: usize = suite.profiles.iter().map(|p| mine(p).len()).sum();
     let mut n = 0;
     for profile in &suite.profiles {
