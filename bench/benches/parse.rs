@@ -4,7 +4,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sixpac::sip::SipMessage;
 use sixpac::trace::frame::{Direction, Frame, Proto, Transport};
-use sixpac::trace::normalize::{normalize, NormalizeContext};
+use sixpac::trace::normalize::{normalize, AddrName, NormalizeContext};
+use sixpac::wire::Carrier;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -31,9 +32,12 @@ fn frame(bytes: &[u8]) -> Frame {
         transport: Transport::Udp,
         conn: 1,
         client: "127.0.0.1:40001".parse().unwrap(),
+        tap: "127.0.0.1:5060".parse().unwrap(),
+        upstream: Some("127.0.0.1:40100".parse().unwrap()),
         dir: Direction::ToServer,
         kind: sixpac::tap::cut::datagram(bytes),
         bytes: bytes.to_vec(),
+        fault: None,
     }
 }
 
@@ -41,8 +45,9 @@ fn context() -> NormalizeContext {
     NormalizeContext {
         title: "bench".into(),
         actors: vec![("alice".into(), vec![("127.0.0.1:40001".parse().unwrap(), Proto::Sip)])],
-        addr_names: vec![("127.0.0.1:5060".parse().unwrap(), "kamailio".into())],
+        addr_names: vec![AddrName { addr: "127.0.0.1:5060".parse().unwrap(), proto: Proto::Sip, carrier: Carrier::Datagram, name: "kamailio".into() }],
         literals: vec![("alice_1a2b3c4d".into(), "alice".into()), ("bob_5e6f7a8b".into(), "bob".into())],
+        caps_node: None,
     }
 }
 
