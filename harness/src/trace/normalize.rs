@@ -45,19 +45,19 @@ pub struct NormalizedTrace {
 /// Volatile values seen so far, by class, numbered in order of first appearance.
 #[derive(Debug, Default)]
 struct Symbols {
-    seen: HashMap<(String, String), String>,
-    counts: HashMap<String, usize>,
+    /// class -> (value -> symbol)
+    seen: HashMap<String, HashMap<String, String>>,
 }
 
 impl Symbols {
     fn get(&mut self, class: &str, value: &str) -> String {
-        if let Some(s) = self.seen.get(&(class.to_string(), value.to_string())) {
-            return s.clone();
+        // Looked up by reference first: most values are seen again, and a miss is rare.
+        if let Some(sym) = self.seen.get(class).and_then(|m| m.get(value)) {
+            return sym.clone();
         }
-        let n = self.counts.entry(class.to_string()).or_insert(0);
-        *n += 1;
-        let sym = format!("{{{class}-{n}}}");
-        self.seen.insert((class.to_string(), value.to_string()), sym.clone());
+        let m = self.seen.entry(class.to_string()).or_default();
+        let sym = format!("{{{class}-{}}}", m.len() + 1);
+        m.insert(value.to_string(), sym.clone());
         sym
     }
 }
@@ -65,6 +65,16 @@ impl Symbols {
 struct Normalizer<'a> {
     ctx: &'a NormalizeContext,
     syms: Symbols,
+    /// The context's literals, longest first (a longer one may hold a shorter).
+    literals: Vec<&'a (String, String)>,
+}
+
+impl<'a> Normalizer<'a> {
+    fn new(ctx: &'a NormalizeContext) -> Normalizer<'a> {
+        let mut literals: Vec<&(String, String)> = ctx.literals.iter().filter(|(k, _)| !k.is_empty()).collect();
+        literals.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        Normalizer { ctx, syms: Symbols::default(), literals }
+    }
 }
 
 const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
@@ -86,6 +96,9 @@ impl Normalizer<'_> {
     /// Replace `127.0.0.1:port` anywhere in `text` by address names.
     fn addresses(&mut self, text: &str) -> String {
         const IP: &str = "127.0.0.1:";
+        if !text.contains(IP) {
+            return text.to_string();
+        }
         let mut out = String::new();
         let mut rest = text;
         while let Some(p) = rest.find(IP) {
@@ -106,11 +119,11 @@ impl Normalizer<'_> {
     }
 
     fn literals(&self, text: &str) -> String {
-        let mut lits: Vec<&(String, String)> = self.ctx.literals.iter().filter(|(k, _)| !k.is_empty()).collect();
-        lits.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
         let mut out = text.to_string();
-        for (k, v) in lits {
-            out = out.replace(k.as_str(), v);
+        for (k, v) in &self.literals {
+            if out.contains(k.as_str()) {
+                out = out.replace(k.as_str(), v);
+            }
         }
         out
     }
@@ -183,7 +196,9 @@ impl Normalizer<'_> {
     }
 
     fn sip_value(&mut self, name: &str, value: &str, register: Option<u32>, registrar_answer: bool) -> String {
-        let is = |n: &str| same_header(name, n);
+        // The long form once; every test below compares with a long form.
+        let long = crate::sip::message::expand_compact(name.trim());
+        let is = |n: &str| long.eq_ignore_ascii_case(n);
         if is("Call-ID") {
             return self.syms.get("call-id", value);
         }
@@ -262,6 +277,12 @@ impl Normalizer<'_> {
 
     /// Replace the value of every `name=value` parameter (`;`, `,` or space separated).
     fn param(&mut self, text: &str, name: &str, mut f: impl FnMut(&mut Self, &str) -> String) -> String {
+        // Most values hold no such parameter: say so without building a copy char by char.
+        let wanted = name.as_bytes();
+        let present = text.as_bytes().windows(wanted.len() + 1).any(|w| w[..wanted.len()].eq_ignore_ascii_case(wanted) && w[wanted.len()] == b'=');
+        if !present {
+            return text.to_string();
+        }
         let mut out = String::new();
         let bytes = text.as_bytes();
         let mut i = 0;
@@ -529,7 +550,7 @@ fn ordered<'a>(frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame
 /// Render frames as a normalized trace: one section per connection, frames in arrival order
 /// (but see [`ordered`]).
 pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
-    let mut n = Normalizer { ctx, syms: Symbols::default() };
+    let mut n = Normalizer::new(ctx);
     let actor_rank = |addr: SocketAddr, proto: Proto| {
         ctx.actors.iter().position(|(_, a)| a.contains(&(addr, proto))).unwrap_or(usize::MAX)
     };
@@ -688,7 +709,7 @@ mod tests {
             addr_names: vec![name(Carrier::Datagram, "alice.sip"), name(Carrier::Stream, "kamailio.tap")],
             ..Default::default()
         };
-        let mut n = Normalizer { ctx: &ctx, syms: Symbols::default() };
+        let mut n = Normalizer::new(&ctx);
         let text = "SIP/2.0/TCP 127.0.0.1:40000;branch=x, SIP/2.0/UDP 127.0.0.1:40000 <sip:127.0.0.1:40000;transport=TCP;lr> \
                     <sip:bob@127.0.0.1:40000> <sips:127.0.0.1:40000> sip:127.0.0.1:40000;transport=udp hello 127.0.0.1:40000";
         assert_eq!(
@@ -703,7 +724,7 @@ mod tests {
     #[test]
     fn parameters_are_found_in_any_text_without_slicing_a_character() {
         let ctx = NormalizeContext::default();
-        let mut n = Normalizer { ctx: &ctx, syms: Symbols::default() };
+        let mut n = Normalizer::new(&ctx);
         // Found by fuzzing: `branch`'s length from `b` ends inside U+FEFF.
         assert_eq!(n.param(";bran\u{feff}h=1", "branch", |_, _| "X".into()), ";bran\u{feff}h=1");
         assert_eq!(n.param("a;branch=\"q\u{e9}", "branch", |_, v| format!("<{v}>")), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
