@@ -337,6 +337,8 @@ impl Normalizer<'_> {
         let caps = el.ns.as_deref() == Some("http://jabber.org/protocol/caps");
         // Roster versions (RFC 6121 §2.6) count changes an account has seen, across runs.
         let roster = el.ns.as_deref() == Some("jabber:iq:roster");
+        // Last activity (XEP-0012) counts seconds: 0 or 1 by chance.
+        let last = el.ns.as_deref() == Some("jabber:iq:last");
         for (k, v) in el.attrs.iter_mut() {
             *v = match k.as_str() {
                 "id" if header => self.syms.get("stream-id", v),
@@ -345,6 +347,7 @@ impl Normalizer<'_> {
                 "stamp" => "{stamp}".into(),
                 "ver" if caps => self.syms.get("caps-ver", v),
                 "ver" if roster => "{roster-ver}".into(),
+                "seconds" if last => "{seconds}".into(),
                 _ => continue,
             };
         }
