@@ -129,17 +129,8 @@ fn verdict_class(v: &str) -> String {
 fn result_data(r: &ResultView) -> Value {
     let l = ladder::build(&r.frames, &r.cast, &r.steps);
     // Credentials are masked as `--redact-raw` masks them: the page is made to be shared.
-    let bytes: serde_json::Map<String, Value> = r
-        .frames
-        .iter()
-        .map(|f| {
-            let mut b = f.bytes.clone();
-            for span in crate::trace::raw::secret_spans(f) {
-                b[span].fill(b'*');
-            }
-            (f.seq.to_string(), Value::String(printable(&b)))
-        })
-        .collect();
+    let bytes: serde_json::Map<String, Value> =
+        r.frames.iter().map(|f| (f.seq.to_string(), Value::String(printable(&crate::trace::raw::redacted(f))))).collect();
     let normalized: serde_json::Map<String, Value> = r.normalized.iter().map(|(s, t)| (s.to_string(), Value::String(t.clone()))).collect();
     json!({ "lanes": l.lanes, "arrows": l.arrows, "marks": l.marks, "bytes": bytes, "normalized": normalized })
 }

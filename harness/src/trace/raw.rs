@@ -98,6 +98,15 @@ pub fn secret_spans(f: &Frame) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// A frame's bytes with every credential span masked by `*` of the same length.
+pub fn redacted(f: &Frame) -> Vec<u8> {
+    let mut bytes = f.bytes.clone();
+    for r in secret_spans(f) {
+        bytes[r].fill(b'*');
+    }
+    bytes
+}
+
 fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io::Result<()> {
     for f in frames {
         let dir = match f.dir {
@@ -121,11 +130,7 @@ fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io
             f.bytes.len()
         )?;
         if redact {
-            let mut bytes = f.bytes.clone();
-            for r in secret_spans(f) {
-                bytes[r].fill(b'*');
-            }
-            out.write_all(&bytes)?;
+            out.write_all(&redacted(f))?;
         } else {
             out.write_all(&f.bytes)?;
         }
