@@ -37,6 +37,12 @@ pub fn cell(outcomes: &[Outcome], requirement: &str, profile: &str) -> Cell {
         .filter(|o| o.column() == profile && o.requirements.iter().any(|r| r == requirement))
         .map(|o| o.verdict)
         .collect();
+    worst(&mine)
+}
+
+/// The cell of these verdicts: the worst wins (error, fail, inconclusive, pass), and none is
+/// `not covered`.
+pub fn worst(mine: &[Verdict]) -> Cell {
     if mine.is_empty() {
         return Cell::NotCovered;
     }

@@ -35,24 +35,6 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The worst verdict of those given, as a matrix cell (`not-covered` when there are none).
-fn worst<'a>(verdicts: impl Iterator<Item = &'a str>) -> &'static str {
-    let mut cell = "not-covered";
-    for v in verdicts {
-        let rank = |c: &str| ["not-covered", "pass", "inconclusive", "fail", "error"].iter().position(|x| *x == c).unwrap_or(0);
-        if rank(v) > rank(cell) {
-            cell = match v {
-                "pass" => "pass",
-                "inconclusive" => "inconclusive",
-                "fail" => "fail",
-                "error" => "error",
-                _ => cell,
-            };
-        }
-    }
-    cell
-}
-
 /// The matrix column of a result (`profile`, or `profile · alice=client`).
 fn column(r: &Value) -> String {
     let clients: std::collections::BTreeMap<String, String> = r.get("clients").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
@@ -117,8 +99,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
             let cells: serde_json::Map<String, Value> = columns
                 .iter()
                 .map(|c| {
-                    let cites = results.iter().filter(|r| &column(r) == c && r["requirements"].as_array().is_some_and(|q| q.iter().any(|x| x == &id)));
-                    (c.clone(), Value::String(worst(cites.filter_map(|r| r["verdict"].as_str())).to_string()))
+                    let cites: Vec<crate::runner::Verdict> = results
+                        .iter()
+                        .filter(|r| &column(r) == c && r["requirements"].as_array().is_some_and(|q| q.iter().any(|x| x == &id)))
+                        .filter_map(|r| serde_json::from_value(r["verdict"].clone()).ok())
+                        .collect();
+                    (c.clone(), serde_json::to_value(super::matrix::worst(&cites)).unwrap_or_default())
                 })
                 .collect();
             row["profiles"] = Value::Object(cells);
@@ -157,16 +143,4 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
     std::fs::write(out.join("summary.json"), text).map_err(|e| format!("{}: {e}", out.display()))?;
     super::write_pages(out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(Merged { results: results.len(), exit_code })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_worst_verdict_is_the_cell() {
-        assert_eq!(worst(["pass", "inconclusive"].into_iter()), "inconclusive");
-        assert_eq!(worst(["pass", "error", "fail"].into_iter()), "error");
-        assert_eq!(worst(std::iter::empty()), "not-covered");
-    }
 }
