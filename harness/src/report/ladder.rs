@@ -145,7 +145,8 @@ pub fn build(frames: &[Frame], cast: &[AddrName], steps: &[StepRecord]) -> Ladde
     let failed = steps.iter().find(|s| !matches!(s.status, StepStatus::Done | StepStatus::Skipped));
     let mut tls_conns: Vec<u64> = Vec::new();
     let mut seen_datagrams: std::collections::HashSet<(u64, bool, &[u8])> = Default::default();
-    let mut raw: Vec<(usize, usize, usize, Arrow)> = Vec::new();
+    // Lane indexes in order of creation here; renumbered into display order below.
+    let mut raw: Vec<Arrow> = Vec::new();
     for f in frames {
         let client = named(cast, f.client, f).unwrap_or_else(|| f.client.to_string());
         let c = lane(client, LaneKind::Leg, &mut lanes);
@@ -172,17 +173,17 @@ pub fn build(frames: &[Frame], cast: &[AddrName], steps: &[StepRecord]) -> Ladde
             Direction::ToServer => (c, s),
             Direction::ToClient => (s, c),
         };
-        raw.push((from, to, t, Arrow { seq: f.seq, at: f.at.as_secs_f64(), proto: f.proto, from, to, tap: t, label, style, note, tls, in_failed_step, matched_by }));
+        raw.push(Arrow { seq: f.seq, at: f.at.as_secs_f64(), proto: f.proto, from, to, tap: t, label, style, note, tls, in_failed_step, matched_by });
     }
     let first_actor = lanes.iter().find(|l| l.kind == LaneKind::Leg).map(|l| l.name.split('.').next().unwrap_or("").to_string());
     let order = lane_order(&lanes, first_actor.as_deref());
     let position = |i: usize| order.iter().position(|&o| o == i).expect("every lane is ordered");
     let arrows = raw
         .into_iter()
-        .map(|(from, to, t, mut a)| {
-            a.from = position(from);
-            a.to = position(to);
-            a.tap = position(t);
+        .map(|mut a| {
+            a.from = position(a.from);
+            a.to = position(a.to);
+            a.tap = position(a.tap);
             a
         })
         .collect();

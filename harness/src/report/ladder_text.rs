@@ -133,18 +133,20 @@ pub fn render(ladder: &Ladder, heading: &str, o: &TextOptions) -> String {
         }
         row
     };
+    // A step as a rule across the ladder, red when it ended the scenario.
+    let rule = |m: &super::ladder::Mark| {
+        let failed = !matches!(m.status, StepStatus::Done);
+        let text = if failed { format!(" step {} {} {}", m.label, g.cross, m.status_word()) } else { format!(" step {}", m.label) };
+        let mut row: String = std::iter::repeat_n(g.rule, 3).collect();
+        row.push_str(&clip(&text, o.width.saturating_sub(4), o.ascii));
+        let row = row.trim_end().to_string();
+        format!("{}\n", if failed { paint(row, "1;31") } else { paint(row, "2") })
+    };
     let mut marks = ladder.marks.iter().peekable();
     let bytes_of = |seq: u64| o.frames.as_ref().and_then(|f| f.iter().find(|(s, _)| *s == seq)).map(|(_, b)| b);
     for a in &ladder.arrows {
         while let Some(m) = marks.next_if(|m| m.at <= a.at) {
-            let text = format!(" step {} ", m.label);
-            let failed = !matches!(m.status, StepStatus::Done);
-            let text = if failed { format!("{text}{} {}", g.cross, m.status_word()) } else { text };
-            let mut row: String = std::iter::repeat_n(g.rule, 3).collect();
-            row.push_str(&clip(&text, o.width.saturating_sub(4), o.ascii));
-            let row = row.trim_end().to_string();
-            out.push_str(&if failed { paint(row, "1;31") } else { paint(row, "2") });
-            out.push('\n');
+            out.push_str(&rule(m));
         }
         // A dropped frame stops at the tap: with taps folded, halfway to the server.
         let (from, to) = match (col_of(a.from), col_of(a.to)) {
@@ -219,11 +221,7 @@ pub fn render(ladder: &Ladder, heading: &str, o: &TextOptions) -> String {
         }
     }
     for m in marks {
-        let failed = !matches!(m.status, StepStatus::Done);
-        let mut row: String = std::iter::repeat_n(g.rule, 3).collect();
-        row.push_str(&format!(" step {}{}", m.label, if failed { format!(" {} {}", g.cross, m.status_word()) } else { String::new() }));
-        out.push_str(&row);
-        out.push('\n');
+        out.push_str(&rule(m));
     }
     out
 }
