@@ -96,6 +96,10 @@ enum Cmd {
         /// deterministic slice, for a CI job matrix; `sixpac merge` puts the shards together.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<(usize, usize)>,
+        /// Run at most N scenarios at once, over all profiles (1: one after another). Some run
+        /// alone whatever N is: see docs/cli.md.
+        #[arg(long, short = 'j', value_name = "N", default_value_t = sixpac::runner::suite::DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
@@ -411,6 +415,7 @@ async fn run(
     clients: Vec<String>,
     redact_raw: bool,
     shard: Option<(usize, usize)>,
+    jobs: u16,
     report_dir: PathBuf,
 ) -> u8 {
     let Ok(misbehave) = parse_misbehave(misbehave) else { return EXIT_USAGE };
@@ -478,7 +483,7 @@ async fn run(
     let all_cases = sixpac::runner::suite::cases(&profiles, &scenarios);
     let only = shard.map(|(i, n)| sixpac::runner::suite::shard(&all_cases, i, n));
     report.suite = Some(sixpac::report::SuiteId::of(&all_cases, &scenarios, shard));
-    let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients }, only: only.as_ref() };
+    let suite = Suite { profiles, scenarios: &scenarios, fixtures: &paths.fixtures, backend: &backend, options: RunOptions { accept, misbehave, clients: &clients }, only: only.as_ref(), jobs: jobs.into() };
     let logs_root = report.dir.join("logs");
     let mut terminal = Terminal::new(&catalog);
     let (_, result) = run_suite(suite, &mut [&mut terminal, &mut report], |profile| logs_root.join(profile)).await;
@@ -950,11 +955,11 @@ fn main() -> ExitCode {
             Ok(m) => rt.block_on(sixpac::runner::drive::serve_stdio(m)),
             Err(()) => EXIT_USAGE,
         },
-        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, isolate: _, shard, report_dir } => {
+        Cmd::Run { paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, isolate: _, shard, jobs, report_dir } => {
             let paths = Paths { scenarios: locate(paths.scenarios), fixtures: locate(paths.fixtures) };
             rt.block_on(async {
                 tokio::select! {
-                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, shard, report_dir) => code,
+                    code = run(paths, backend, servers, profiles, filter, accept, misbehave, clients, redact_raw, shard, jobs, report_dir) => code,
                     _ = interrupted() => {
                         // Leaving select drops the run future, and with it every ServerSet:
                         // their Drop stops the servers before we exit.

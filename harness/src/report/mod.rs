@@ -70,8 +70,8 @@ pub struct RunReport {
     pub redact_raw: bool,
     /// The requirements the matrix lists.
     pub catalog: Vec<crate::catalog::Requirement>,
-    /// The running scenario's trace files, opened when it started.
-    pending: Option<std::io::Result<TraceFiles>>,
+    /// Each running scenario's trace files (by file base), opened when it started.
+    pending: std::collections::HashMap<String, std::io::Result<TraceFiles>>,
     /// A file of the run could not be written: the run cannot be trusted to CI (exit 3).
     pub write_failed: bool,
     /// Which suite this run is of, and which shard.
@@ -125,9 +125,12 @@ impl RunReport {
     /// What an event asks of the run directory.
     fn write_for(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
-            Event::ScenarioStarted { scenario, profile, .. } => self.pending = Some(self.reserve_traces(scenario, profile)),
+            Event::ScenarioStarted { scenario, profile, .. } => {
+                let reserved = self.reserve_traces(scenario, profile);
+                self.pending.insert(crate::runner::file_base(scenario, profile), reserved);
+            }
             Event::ScenarioFinished { outcome: o, .. } => {
-                if let Some(traces) = self.pending.take() {
+                if let Some(traces) = self.pending.remove(&o.file_base()) {
                     traces.and_then(|t| t.write(&o.frames, &o.normalized))?;
                     self.write_pcapng(&o.file_base(), &o.frames, o.clock_unix_us)?;
                 }
@@ -154,7 +157,7 @@ impl RunReport {
         let _ = std::fs::remove_file(&latest);
         #[cfg(unix)]
         std::os::unix::fs::symlink(&id, &latest)?;
-        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: None, write_failed: false, suite: None })
+        Ok(RunReport { id, dir, redact_raw: false, catalog: Vec::new(), pending: Default::default(), write_failed: false, suite: None })
     }
 
     /// Directory for a profile's server logs.

@@ -16,14 +16,16 @@ pub enum Event<'a> {
     /// A scenario begins on a profile (`index` of `total`, from 1).
     ScenarioStarted { scenario: &'a str, profile: &'a str, index: usize, total: usize },
     /// A step begins.
-    StepStarted { scenario: &'a str, index: usize, of: usize, label: &'a str },
+    StepStarted { scenario: &'a str, profile: &'a str, index: usize, of: usize, label: &'a str },
     /// A step ended, however it did.
-    StepFinished { scenario: &'a str, step: &'a StepRecord },
-    /// A tap recorded a frame during the scenario (delivered when the step that saw it ends).
-    FrameRecorded { scenario: &'a str, frame: &'a Frame },
+    StepFinished { scenario: &'a str, profile: &'a str, step: &'a StepRecord },
+    /// A tap recorded a frame of the scenario's actors (delivered when a step ends after the
+    /// wire showed whose it is).
+    FrameRecorded { scenario: &'a str, profile: &'a str, frame: &'a Frame },
     /// A client under test told its user something (a warning, a caution).
-    ToldUser { scenario: &'a str, actor: &'a str, notice: &'a str },
-    /// A scenario ended, with everything it recorded.
+    ToldUser { scenario: &'a str, profile: &'a str, actor: &'a str, notice: &'a str },
+    /// A scenario ended, with everything it recorded: `index` scenarios of `total` have ended
+    /// (scenarios running side by side end in any order).
     ScenarioFinished { index: usize, total: usize, outcome: &'a Outcome },
     /// The profile's servers were stopped; their logs are in `logs`.
     ServersStopped { profile: &'a str },

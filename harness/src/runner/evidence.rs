@@ -67,6 +67,8 @@ pub struct Evidence {
     last_taken: std::collections::HashMap<(String, bool), u64>,
     /// The last frame recorded when each actor's connect ended.
     connected: std::collections::HashMap<String, u64>,
+    /// Frames `newly_attributed` has handed out.
+    handed: HashSet<u64>,
 }
 
 /// How far one wait has looked: frames it already tested need no second test, since nothing
@@ -75,10 +77,11 @@ pub struct Evidence {
 pub struct Cursor(usize);
 
 impl Evidence {
-    /// Watch frames recorded from now on; `accounts` maps account users to actor names.
-    pub fn new(recorder: Arc<Recorder>, accounts: Vec<(String, String)>) -> Evidence {
+    /// Watch frames recorded from now on; `accounts` maps account users to actor names, and
+    /// `foreign` names the accounts of scenarios that may run beside this one.
+    pub fn new(recorder: Arc<Recorder>, accounts: Vec<(String, String)>, foreign: Vec<String>) -> Evidence {
         let first = recorder.len();
-        Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts), taken: HashSet::new(), taken_datagrams: HashSet::new(), last_taken: Default::default(), connected: Default::default() }
+        Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts).with_foreign(foreign), taken: HashSet::new(), taken_datagrams: HashSet::new(), last_taken: Default::default(), connected: Default::default(), handed: HashSet::new() }
     }
 
     /// Take in what the taps recorded since the last look.
@@ -98,6 +101,20 @@ impl Evidence {
         self.refresh();
         let cast = self.cast.attribution();
         (self.frames, cast)
+    }
+
+    /// The scenario's frames whose actor the wire has shown since the last call: each once,
+    /// and never another scenario's.
+    pub fn newly_attributed(&mut self) -> Vec<Frame> {
+        self.refresh();
+        let ours: Vec<Frame> = self
+            .frames
+            .iter()
+            .filter(|f| !self.handed.contains(&f.seq) && self.cast.actor_of(f.conn).is_some_and(|a| a != crate::trace::attribution::FOREIGN))
+            .cloned()
+            .collect();
+        self.handed.extend(ours.iter().map(|f| f.seq));
+        ours
     }
 
     /// Frames a tap forwarded to `actor` on `wire` that no `receives` took yet.
@@ -170,6 +187,34 @@ impl Evidence {
         self.refresh();
         let last = self.frames.last().map_or(0, |f| f.seq);
         self.connected.insert(actor.to_string(), last);
+    }
+
+    /// The actors of `still` that saw `gone`'s presence and have not yet been told it went
+    /// (its unavailable presence, which the server sends everyone it sent presence to), on
+    /// an XMPP stream still open. Teardown waits for them, so that who hears of a departure
+    /// before closing does not depend on how busy the server is.
+    pub fn not_told_of_departure(&mut self, gone: &str, still: &[&str]) -> Vec<String> {
+        self.refresh();
+        let mut out = Vec::new();
+        for &b in still {
+            let mut waiting = false;
+            for f in self.frames.iter().filter(|f| f.proto == Proto::Xmpp && self.cast.actor_of(f.conn) == Some(b)) {
+                match (&f.kind, f.dir) {
+                    (FrameKind::XmppClose | FrameKind::Closed(_), _) => waiting = false,
+                    (FrameKind::XmppElement, Direction::ToClient) => {
+                        let Ok(e) = xml::parse(&f.bytes, &xml::client_stream_scope(), true) else { continue };
+                        if e.local_name() == "presence" && e.attr("from").and_then(|j| self.cast.actor_of_jid(j)) == Some(gone) && e.attr("type").is_none_or(|t| t == "unavailable") {
+                            waiting = e.attr("type").is_none();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if waiting {
+                out.push(b.to_string());
+            }
+        }
+        out
     }
 
     /// Mark an arrival as taken by a `receives` step, and its retransmissions with it.
@@ -279,7 +324,7 @@ mod tests {
     #[test]
     fn a_receive_takes_an_arrival_once_with_its_retransmissions_and_only_for_its_actor() {
         let rec = Arc::new(Recorder::new());
-        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into()), ("bob_2".into(), "bob".into())]);
+        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into()), ("bob_2".into(), "bob".into())], Vec::new());
         let o = origin(1, Proto::Sip, Transport::Udp);
         rec.record(&o, Direction::ToServer, FrameKind::Sip, REG.as_bytes().to_vec());
         rec.record(&o, Direction::ToClient, FrameKind::Sip, MSG.as_bytes().to_vec());
@@ -297,7 +342,7 @@ mod tests {
     #[test]
     fn xmpp_arrivals_match_as_stanzas_of_the_client_stream() {
         let rec = Arc::new(Recorder::new());
-        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into())]);
+        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into())], Vec::new());
         let o = origin(2, Proto::Xmpp, Transport::Tcp);
         rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice_1@d/r</jid></bind></iq>".to_vec());
         rec.record(&o, Direction::ToClient, FrameKind::XmppElement, b"<message from='bob_2@d/x' type='chat'><body>hi</body></message>".to_vec());

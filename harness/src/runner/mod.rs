@@ -190,18 +190,20 @@ fn account_keys(sc: &Scenario, accounts: &[Account]) -> Vec<(String, String)> {
     keys
 }
 
-/// Run one scenario against a started server set, with the accounts planned for it.
+/// Run one scenario against a started server set, with the accounts planned for it;
+/// `foreign` names the accounts of scenarios that may run beside it on the same servers.
 pub async fn run_scenario(
     sc: &Scenario,
     accounts: &[Account],
-    set: &mut ServerSet,
+    foreign: &[String],
+    set: &ServerSet,
     opts: RunOptions<'_>,
     mut emit: impl FnMut(&Event),
 ) -> Outcome {
     let started = Instant::now();
-    let mut outcome = Outcome::new(sc, &set.profile.name);
+    let profile = set.profile.name.as_str();
+    let mut outcome = Outcome::new(sc, profile);
     outcome.clock_unix_us = set.recorder.epoch_unix_us();
-    let mut reported_frames = set.recorder.len();
     if let Some(why) = set.profile.cannot_serve(&sc.needs) {
         outcome.verdict = Verdict::Inconclusive;
         outcome.message = why;
@@ -260,14 +262,17 @@ pub async fn run_scenario(
     }
     outcome.expected_path = expected_path(sc, &set.profile.name, &opts);
     outcome.trace_owner = sc.actors.iter().find_map(|a| opts.client_for(&a.name).filter(|c| c.traces.is_some())).map(|c| c.name.clone());
-    set.set_faults(&sc.faults);
+    // Faults are the taps', so a scenario with faults runs alone on its profile (see suite).
+    if !sc.faults.is_empty() {
+        set.set_faults(&sc.faults);
+    }
     let users = account_keys(sc, accounts);
-    let mut evidence = Evidence::new(set.recorder.clone(), users);
+    let mut evidence = Evidence::new(set.recorder.clone(), users, foreign.to_vec());
     let mut failure: Option<(usize, StepError)> = None;
     // What `capture:` took, as `actor.name` for `${…}`.
     let mut captures: HashMap<String, String> = HashMap::new();
     for (i, step) in sc.steps.iter().enumerate() {
-        emit(&Event::StepStarted { scenario: &sc.id, index: i + 1, of: sc.steps.len(), label: &step.label });
+        emit(&Event::StepStarted { scenario: &sc.id, profile, index: i + 1, of: sc.steps.len(), label: &step.label });
         let step_start = set.recorder.elapsed();
         let mut judged: Vec<u64> = Vec::new();
         // Only raw text and patterns hold `${…}`; the wire is read for them alone.
@@ -311,7 +316,7 @@ pub async fn run_scenario(
             },
         };
         for notice in binding.take_notices() {
-            emit(&Event::ToldUser { scenario: &sc.id, actor: &step.actor, notice: &notice });
+            emit(&Event::ToldUser { scenario: &sc.id, profile, actor: &step.actor, notice: &notice });
         }
         let record = &mut outcome.steps[i];
         record.start = step_start.as_secs_f64();
@@ -326,11 +331,10 @@ pub async fn run_scenario(
             Err(StepError::Error(_)) => StepStatus::Error,
             Err(StepError::Inconclusive(_)) => StepStatus::Inconclusive,
         };
-        emit(&Event::StepFinished { scenario: &sc.id, step: record });
-        for frame in set.recorder.frames_from(reported_frames) {
-            emit(&Event::FrameRecorded { scenario: &sc.id, frame: &frame });
+        emit(&Event::StepFinished { scenario: &sc.id, profile, step: record });
+        for frame in evidence.newly_attributed() {
+            emit(&Event::FrameRecorded { scenario: &sc.id, profile, frame: &frame });
         }
-        reported_frames = set.recorder.len().max(reported_frames);
         match &result {
             Ok(()) => tracing::debug!(scenario = %sc.id, step = i + 1, "step done"),
             Err(e) => tracing::info!(scenario = %sc.id, step = i + 1, error = %redact(&step_message(e.clone()), accounts), "step did not succeed"),
@@ -340,7 +344,9 @@ pub async fn run_scenario(
             break;
         }
     }
-    set.set_faults(&[]);
+    if !sc.faults.is_empty() {
+        set.set_faults(&[]);
+    }
     // A step that failed may be the servers' doing: one that died or hangs is an error that
     // names it, not a failure of the client. Asked before the actors log out, which a hung
     // server would only make wait; the probe goes to the servers' own ports, in no trace.
@@ -350,9 +356,13 @@ pub async fn run_scenario(
         Ok(()) if matches!(failure, Some((_, StepError::Fail(_) | StepError::Error(_)))) => set.check_answering(LIVENESS_DEADLINE).await.err(),
         Ok(()) => None,
     };
-    for (b, setup) in bindings.iter_mut().zip(&setups) {
+    for (i, (b, setup)) in bindings.iter_mut().zip(&setups).enumerate() {
         match crashed {
-            None => b.finish(setup).await,
+            None => {
+                b.finish(setup).await;
+                let still: Vec<&str> = sc.actors[i + 1..].iter().map(|a| a.name.as_str()).collect();
+                await_departure_told(&mut evidence, &sc.actors[i].name, &still).await;
+            }
             Some(_) => b.abandon().await,
         }
     }
@@ -370,10 +380,11 @@ pub async fn run_scenario(
         ..Default::default()
     };
     drop(bindings);
-    set.forget_clients();
     // Whose each connection is comes from the wire (the account it authenticated as), not
     // from what the client says about itself: the same evidence for every client.
     let (recorded, cast) = evidence.finish();
+    let udp_clients: Vec<std::net::SocketAddr> = cast.legs.iter().filter(|l| l.transport == Transport::Udp).map(|l| l.client).collect();
+    set.forget_clients(&udp_clients);
     let mut names = set.addr_names();
     for (decl, account) in sc.actors.iter().zip(accounts) {
         let legs: Vec<&attribution::Leg> = cast.legs.iter().filter(|l| l.actor == decl.name).collect();
@@ -574,6 +585,26 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, ho
             )));
         }
         client.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
+    }
+}
+
+/// How long teardown waits for the others to hear that an actor went.
+const DEPARTURE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// After `gone` logged out: wait (a while at most) until every actor of `still` that saw its
+/// presence has its unavailable presence, before the next one logs out.
+async fn await_departure_told(ev: &mut Evidence, gone: &str, still: &[&str]) {
+    let deadline = Instant::now() + DEPARTURE_DEADLINE;
+    loop {
+        let waiting = ev.not_told_of_departure(gone, still);
+        if waiting.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::debug!(gone, ?waiting, "teardown: not told of the departure in time; going on");
+            return;
+        }
+        tokio::time::sleep(WIRE_POLL).await;
     }
 }
 

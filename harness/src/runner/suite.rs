@@ -1,12 +1,24 @@
-//! A whole run: for each profile, start its servers, run its scenarios one after another,
-//! stop them; every step of it told to the reporters as events.
+//! A whole run: every profile's servers started side by side, each profile's scenarios run
+//! side by side against them (at most `jobs` at a time in all), the servers stopped; every
+//! step of it told to the reporters as events.
+//!
+//! Scenarios share a profile's servers and taps, not accounts: each has its own, and the
+//! taps' frames are told apart by the account a connection authenticates as (see
+//! `trace::attribution`). What the servers and taps cannot keep apart runs alone: scenarios
+//! with faults (the taps inject them for every connection), the ones a profile names as
+//! `serial`, scenarios played by a client under test, and runs on external servers (whose
+//! accounts are reused).
 
 use super::event::{emit, Event, Reporter};
 use super::{plan_accounts, run_scenario, Outcome, RunOptions, Verdict};
 use crate::scenario::Scenario;
 use crate::servers::profile::Profile;
 use crate::servers::{Account, Backend, ServerFacts, ServerSet};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 /// How a run ended, for the exit code: the worst that happened.
@@ -29,6 +41,10 @@ impl RunResult {
     }
 }
 
+/// How many scenarios run at once by default: they mostly wait on the wire, so more than
+/// the cores; measured on 2 cores (docs/cli.md gives the figures).
+pub const DEFAULT_JOBS: usize = 8;
+
 /// What a run needs: the profiles it may use (each with the scenarios that name it), and how.
 pub struct Suite<'a> {
     pub profiles: Vec<&'a Profile>,
@@ -38,6 +54,8 @@ pub struct Suite<'a> {
     pub options: RunOptions<'a>,
     /// Only these (scenario, profile) cases, for a shard; None: all.
     pub only: Option<&'a std::collections::HashSet<(String, String)>>,
+    /// At most this many scenarios at once, over all profiles (1: one after another).
+    pub jobs: usize,
 }
 
 /// Every (scenario, profile) case of a suite in the order the run takes them: profile by
@@ -52,90 +70,67 @@ pub fn shard(cases: &[(String, String)], i: usize, n: usize) -> std::collections
     cases.iter().enumerate().filter(|(k, _)| k % n == i - 1).map(|(_, c)| c.clone()).collect()
 }
 
+/// What every profile's run shares: the reporters, the job limit, the count of ended scenarios.
+struct Shared<'r, 'e> {
+    reporters: RefCell<&'r mut [&'e mut dyn Reporter]>,
+    jobs: tokio::sync::Semaphore,
+    ended: Cell<usize>,
+    total: usize,
+}
+
+impl Shared<'_, '_> {
+    fn tell(&self, e: &Event) {
+        emit(&mut self.reporters.borrow_mut(), e);
+    }
+
+    /// Tell that a scenario ended, counted among the ended ones.
+    fn ended(&self, o: &Outcome) {
+        self.ended.set(self.ended.get() + 1);
+        self.tell(&Event::ScenarioFinished { index: self.ended.get(), total: self.total, outcome: o });
+    }
+}
+
+/// What one profile's part of the run gave: each outcome with its place in the run's order,
+/// its servers' facts, and whether its servers could not be had.
+struct ProfileRun {
+    outcomes: Vec<(usize, Outcome)>,
+    facts: Vec<ServerFacts>,
+    infra_failed: bool,
+}
+
 /// Run the suite; `reporters` hear every event, the last one `RunFinished`. The servers'
-/// logs go under `logs(profile)` before each profile's servers stop.
+/// logs go under `logs(profile)` before each profile's servers stop. The outcomes come in
+/// the order of `cases`, whatever order the scenarios ended in.
 pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], logs: impl Fn(&str) -> std::path::PathBuf) -> (Vec<Outcome>, RunResult) {
     let wall = Instant::now();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut facts: Vec<ServerFacts> = Vec::new();
-    let mut infra_failed = false;
-    let mine = |p: &Profile| {
-        suite
+    let mut order = 0;
+    let mut plan: Vec<(&Profile, Vec<(usize, &Scenario)>)> = Vec::new();
+    for profile in &suite.profiles {
+        let mine: Vec<(usize, &Scenario)> = suite
             .scenarios
             .iter()
-            .filter(|s| s.profiles.contains(&p.name) && suite.only.is_none_or(|o| o.contains(&(s.id.clone(), p.name.clone()))))
-            .collect::<Vec<_>>()
-    };
-    let total: usize = suite.profiles.iter().map(|p| mine(p).len()).sum();
-    let mut n = 0;
-    for profile in &suite.profiles {
-        let mine = mine(profile);
-        if mine.is_empty() {
-            continue;
+            .filter(|s| s.profiles.contains(&profile.name) && suite.only.is_none_or(|o| o.contains(&(s.id.clone(), profile.name.clone()))))
+            .map(|s| {
+                order += 1;
+                (order, s)
+            })
+            .collect();
+        if !mine.is_empty() {
+            plan.push((profile, mine));
         }
-        let tag = profile.name.clone();
-        let accounts: Result<Vec<Vec<Account>>, String> = match suite.backend {
-            Backend::External(f) => mine.iter().map(|s| f.accounts_for(s.actors.len()).map(|a| super::share_accounts(s, a))).collect(),
-            _ => Ok(mine.iter().map(|s| plan_accounts(s, &profile.domain)).collect()),
-        };
-        let failed_all = |why: String, n: &mut usize, outcomes: &mut Vec<Outcome>, reporters: &mut [&mut dyn Reporter]| {
-            for s in &mine {
-                *n += 1;
-                let mut o = Outcome::new(s, &profile.name);
-                o.verdict = Verdict::Error;
-                o.message = why.clone();
-                emit(reporters, &Event::ScenarioFinished { index: *n, total, outcome: &o });
-                outcomes.push(o);
-            }
-        };
-        let accounts = match accounts {
-            Ok(a) => a,
-            Err(e) => {
-                infra_failed = true;
-                failed_all(format!("[{tag}] {e}"), &mut n, &mut outcomes, reporters);
-                continue;
-            }
-        };
-        // A shared account is made once.
-        let mut seen = std::collections::HashSet::new();
-        let flat: Vec<Account> = accounts.iter().flatten().filter(|a| seen.insert(a.user.clone())).cloned().collect();
-        let started = ServerSet::start(profile, suite.fixtures, &flat, suite.backend, |m| emit(reporters, &Event::Note(&format!("[{tag}] {m}")))).await;
-        let mut set = match started {
-            Ok(s) => s,
-            Err(e) => {
-                emit(reporters, &Event::Note(&format!("error: [{tag}] {e}")));
-                infra_failed = true;
-                failed_all(e.to_string(), &mut n, &mut outcomes, reporters);
-                continue;
-            }
-        };
-        let these = set.facts();
-        emit(reporters, &Event::ServersReady { profile: &profile.name, servers: &these });
-        facts.extend(these);
-        let mut gone: Option<String> = None;
-        for (sc, acc) in mine.into_iter().zip(&accounts) {
-            n += 1;
-            emit(reporters, &Event::ScenarioStarted { scenario: &sc.id, profile: &profile.name, index: n, total });
-            // A dead or hung server ends the profile's remaining scenarios at once.
-            let o = match &gone {
-                Some(why) => {
-                    let mut o = Outcome::new(sc, &profile.name);
-                    o.verdict = Verdict::Error;
-                    o.message = format!("not run: {why}");
-                    o
-                }
-                None => run_scenario(sc, acc, &mut set, suite.options, |e| emit(reporters, e)).await,
-            };
-            if o.servers_gone {
-                gone = Some(o.message.lines().next().unwrap_or_default().to_string());
-            }
-            emit(reporters, &Event::ScenarioFinished { index: n, total, outcome: &o });
-            outcomes.push(o);
-        }
-        set.save_logs(&logs(&profile.name));
-        set.stop();
-        emit(reporters, &Event::ServersStopped { profile: &profile.name });
     }
+    let shared = Shared { reporters: RefCell::new(reporters), jobs: tokio::sync::Semaphore::new(suite.jobs.max(1)), ended: Cell::new(0), total: order };
+    let runs = join_all(plan.into_iter().map(|(p, mine)| run_profile(&suite, p, mine, &shared, &logs)).collect()).await;
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    let mut facts: Vec<ServerFacts> = Vec::new();
+    let mut infra_failed = false;
+    for r in runs {
+        outcomes.extend(r.outcomes);
+        facts.extend(r.facts);
+        infra_failed |= r.infra_failed;
+    }
+    outcomes.sort_by_key(|(k, _)| *k);
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
     let any = |v: Verdict| outcomes.iter().any(|o| o.verdict == v);
     let result = if infra_failed || any(Verdict::Error) {
         RunResult::Broken
@@ -144,6 +139,134 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
     } else {
         RunResult::Passed
     };
-    emit(reporters, &Event::RunFinished { outcomes: &outcomes, servers: &facts, backend: suite.backend.name(), result, wall: wall.elapsed() });
+    shared.tell(&Event::RunFinished { outcomes: &outcomes, servers: &facts, backend: suite.backend.name(), result, wall: wall.elapsed() });
     (outcomes, result)
+}
+
+/// One profile's part: its servers, then its scenarios side by side, then teardown.
+async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Scenario)>, shared: &Shared<'_, '_>, logs: &impl Fn(&str) -> std::path::PathBuf) -> ProfileRun {
+    let tag = profile.name.clone();
+    let mut run = ProfileRun { outcomes: Vec::new(), facts: Vec::new(), infra_failed: false };
+    let accounts: Result<Vec<Vec<Account>>, String> = match suite.backend {
+        Backend::External(f) => mine.iter().map(|(_, s)| f.accounts_for(s.actors.len()).map(|a| super::share_accounts(s, a))).collect(),
+        _ => Ok(mine.iter().map(|(_, s)| plan_accounts(s, &profile.domain)).collect()),
+    };
+    let failed_all = |why: String, run: &mut ProfileRun| {
+        run.infra_failed = true;
+        for (k, s) in &mine {
+            let mut o = Outcome::new(s, &profile.name);
+            o.verdict = Verdict::Error;
+            o.message = why.clone();
+            shared.ended(&o);
+            run.outcomes.push((*k, o));
+        }
+    };
+    let accounts = match accounts {
+        Ok(a) => a,
+        Err(e) => {
+            failed_all(format!("[{tag}] {e}"), &mut run);
+            return run;
+        }
+    };
+    // A shared account is made once.
+    let mut seen = std::collections::HashSet::new();
+    let flat: Vec<Account> = accounts.iter().flatten().filter(|a| seen.insert(a.user.clone())).cloned().collect();
+    let started = ServerSet::start(profile, suite.fixtures, &flat, suite.backend, |m| shared.tell(&Event::Note(&format!("[{tag}] {m}")))).await;
+    let servers = match started {
+        Ok(s) => s,
+        Err(e) => {
+            shared.tell(&Event::Note(&format!("error: [{tag}] {e}")));
+            failed_all(e.to_string(), &mut run);
+            return run;
+        }
+    };
+    run.facts = servers.facts();
+    shared.tell(&Event::ServersReady { profile: &profile.name, servers: &run.facts });
+    // Alone: faults, a profile's say-so, a real client's program, reused external accounts.
+    let everything_alone = !suite.options.clients.is_empty() || matches!(suite.backend, Backend::External(_));
+    let alone = |s: &Scenario| everything_alone || !s.faults.is_empty() || profile.serial.contains_key(&s.id);
+    let lane = tokio::sync::RwLock::new(());
+    let gone: RefCell<Option<String>> = RefCell::new(None);
+    let set = &servers;
+    let scenarios = mine.iter().zip(&accounts).map(|((k, sc), acc)| {
+        let foreign: Vec<String> = flat.iter().filter(|a| !acc.iter().any(|b| b.user == a.user)).map(|a| a.user.clone()).collect();
+        let (lane, gone, alone) = (&lane, &gone, alone(sc));
+        async move {
+            let _job = shared.jobs.acquire().await.expect("the semaphore is never closed");
+            let (_read, _write) = match alone {
+                true => (None, Some(lane.write().await)),
+                false => (Some(lane.read().await), None),
+            };
+            // A dead or hung server ends the profile's remaining scenarios at once.
+            let why = gone.borrow().clone();
+            let o = match why {
+                Some(why) => {
+                    let mut o = Outcome::new(sc, &profile.name);
+                    o.verdict = Verdict::Error;
+                    o.message = format!("not run: {why}");
+                    o
+                }
+                None => {
+                    let index = shared.ended.get() + 1;
+                    shared.tell(&Event::ScenarioStarted { scenario: &sc.id, profile: &profile.name, index, total: shared.total });
+                    run_scenario(sc, acc, &foreign, set, suite.options, |e| shared.tell(e)).await
+                }
+            };
+            if o.servers_gone {
+                *gone.borrow_mut() = Some(o.message.lines().next().unwrap_or_default().to_string());
+            }
+            shared.ended(&o);
+            (*k, o)
+        }
+    });
+    run.outcomes = join_all(scenarios.collect()).await;
+    servers.save_logs(&logs(&profile.name));
+    servers.stop();
+    shared.tell(&Event::ServersStopped { profile: &profile.name });
+    run
+}
+
+/// Drive every future to its end on this task, side by side; their outputs in their order.
+/// (The futures borrow the suite and the server set, so they are not spawned.)
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("every future ended")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_all_keeps_the_order_of_its_futures_whatever_order_they_end_in() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let got = rt.block_on(join_all(
+            [30u64, 10, 20]
+                .into_iter()
+                .map(|ms| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    ms
+                })
+                .collect(),
+        ));
+        assert_eq!(got, [30, 10, 20]);
+    }
 }

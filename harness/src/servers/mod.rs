@@ -364,10 +364,10 @@ impl ServerSet {
         }
     }
 
-    /// Make every tap forget its UDP clients (between scenarios).
-    pub fn forget_clients(&self) {
-        for t in &self.taps {
-            t.forget_clients();
+    /// Make every UDP tap forget these clients (a scenario's, when it ends).
+    pub fn forget_clients(&self, clients: &[SocketAddr]) {
+        for t in self.taps.iter().filter(|t| t.spec.transport == Transport::Udp) {
+            t.forget_clients(clients);
         }
     }
 
@@ -377,9 +377,9 @@ impl ServerSet {
     }
 
     /// The first server that has died, as an error naming it.
-    pub fn check_alive(&mut self) -> Result<(), InfraError> {
-        for s in &mut self.servers {
-            if let Some(p) = &mut s.process {
+    pub fn check_alive(&self) -> Result<(), InfraError> {
+        for s in &self.servers {
+            if let Some(p) = &s.process {
                 if let Some(status) = p.exited() {
                     return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
                 }
@@ -391,9 +391,9 @@ impl ServerSet {
     /// The first server that has died, or that does not answer its protocols within `within`
     /// (a stream's features for XMPP, an OPTIONS for SIP: the readiness probes), as an error
     /// naming it.
-    pub async fn check_answering(&mut self, within: Duration) -> Result<(), InfraError> {
+    pub async fn check_answering(&self, within: Duration) -> Result<(), InfraError> {
         let domain = self.profile.domain.clone();
-        for s in &mut self.servers {
+        for s in &self.servers {
             // The readiness probes, with longer attempts: a busy server is not a hung one.
             match wait_ready(s, &domain, Instant::now(), within, Duration::from_millis(500)).await {
                 Ok(_) => {}
@@ -522,7 +522,7 @@ pub const EXTERNAL_DEADLINE: Duration = Duration::from_secs(10);
 /// Probe until the server answers every protocol it serves: start-to-ready time, and the
 /// SIP `Server:` header when it serves SIP.
 async fn wait_ready(
-    s: &mut RunningServer,
+    s: &RunningServer,
     domain: &str,
     started: Instant,
     within: Duration,
@@ -532,7 +532,7 @@ async fn wait_ready(
     let log_tail = |s: &RunningServer| s.process.as_ref().map(|p| p.log_tail(15)).unwrap_or_default();
     let (mut xmpp_ok, mut sip_header) = (s.xmpp.is_none(), if s.sip.is_none() { Some(String::new()) } else { None });
     loop {
-        if let Some(p) = &mut s.process {
+        if let Some(p) = &s.process {
             if let Some(status) = p.exited() {
                 return Err(InfraError::Crashed { server: s.name.clone(), status, log: p.log_tail(15) });
             }

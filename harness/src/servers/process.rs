@@ -19,7 +19,8 @@ pub struct ProcessServer {
     pub prepared: Prepared,
     /// The container behind the child, when there is one.
     pub container: Option<String>,
-    child: Option<Child>,
+    /// Locked so that scenarios running side by side can each ask whether it still runs.
+    child: std::sync::Mutex<Option<Child>>,
 }
 
 /// Where a prepared server runs.
@@ -118,17 +119,18 @@ impl ProcessServer {
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| setup(&format!("start {}", cmd.get_program().to_string_lossy()), e))?;
         tracing::debug!(server = %prep.name, pid = child.id(), argv = ?prep.argv, dir = %prep.dir.display(), log = %prep.log.display(), container = ?container, "server started");
-        Ok(ProcessServer { prepared: prep.clone(), container, child: Some(child) })
+        Ok(ProcessServer { prepared: prep.clone(), container, child: std::sync::Mutex::new(Some(child)) })
     }
 
     /// The main PID, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.id())
     }
 
     /// Exit status if the process has ended.
-    pub fn exited(&mut self) -> Option<String> {
-        let c = self.child.as_mut()?;
+    pub fn exited(&self) -> Option<String> {
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let c = guard.as_mut()?;
         match c.try_wait() {
             Ok(Some(st)) => Some(st.to_string()),
             _ => None,
@@ -144,7 +146,7 @@ impl ProcessServer {
 
     /// SIGTERM the process group, wait up to `grace`, then SIGKILL what is left.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.get_mut().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let pgid = child.id() as i32;
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
         // A stopped (hung) server would keep its SIGTERM pending until the grace ran out.

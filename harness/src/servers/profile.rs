@@ -83,6 +83,10 @@ pub struct Profile {
     /// need one are `inconclusive` here, never `pass`).
     #[serde(default)]
     pub lacks: std::collections::BTreeMap<String, String>,
+    /// Scenarios (by id) whose verdict or trace the servers' shared state makes depend on
+    /// what runs beside them, each with the reason: they run alone on this profile.
+    #[serde(default)]
+    pub serial: std::collections::BTreeMap<String, String>,
 }
 
 impl Profile {

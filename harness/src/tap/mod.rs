@@ -40,14 +40,17 @@ const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often a UDP tap expires idle clients and releases held datagrams.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// UDP clients to forget, shared between a tap and its relay task.
+type Forget = Arc<std::sync::Mutex<Vec<SocketAddr>>>;
+
 /// A running tap; dropping it stops every relay task.
 pub struct Tap {
     pub spec: TapSpec,
     pub listen: SocketAddr,
     /// Faults to inject.
     pub faults: Faults,
-    /// Bumped to make a UDP tap forget its clients (see [`Tap::forget_clients`]).
-    generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Clients a UDP tap is to forget before its next datagram (see [`Tap::forget_clients`]).
+    forget: Forget,
     tasks: JoinSet<()>,
 }
 
@@ -92,7 +95,7 @@ impl Tap {
     pub fn start_on(bound: BoundTap, spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
         let mut tasks = JoinSet::new();
         let faults: Faults = Default::default();
-        let generation: Arc<std::sync::atomic::AtomicU64> = Default::default();
+        let forget: Forget = Default::default();
         let listen = bound.local_addr()?;
         match (bound, spec.transport) {
             (BoundTap::Stream(l), Transport::Tcp | Transport::Tls) => {
@@ -108,18 +111,19 @@ impl Tap {
                     client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
                 };
                 tasks.spawn(loss::watch(recorder.clone(), loss_origin, dropped, LOSS_CHECK));
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), generation.clone()));
+                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), forget.clone()));
             }
             _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
         }
-        Ok(Tap { spec, listen, faults, generation, tasks })
+        Ok(Tap { spec, listen, faults, forget, tasks })
     }
 
-    /// Drop every UDP client's upstream socket before the next datagram. Between scenarios:
-    /// a new client may get a port an earlier one had, and must not inherit its upstream
-    /// socket, where a server may still retransmit requests of the earlier scenario.
-    pub fn forget_clients(&self) {
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Drop these UDP clients' upstream sockets before the next datagram. After a scenario,
+    /// for its clients: a later client may get a port one of them had, and must not inherit
+    /// its upstream socket, where a server may still retransmit the earlier scenario's
+    /// requests. Only the scenario's own: others may be running beside it.
+    pub fn forget_clients(&self, clients: &[SocketAddr]) {
+        self.forget.lock().expect("forget lock").extend_from_slice(clients);
     }
 
     /// Stop relaying.
@@ -315,12 +319,11 @@ async fn udp_relay(
     spec: TapSpec,
     rec: Arc<Recorder>,
     faults: Faults,
-    generation: Arc<std::sync::atomic::AtomicU64>,
+    forget: Forget,
 ) {
     let mut upstreams: HashMap<SocketAddr, UdpClient> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
-    let mut seen_generation = 0;
     let Ok(listen) = socket.local_addr() else { return };
     let started = std::time::Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
@@ -352,11 +355,9 @@ async fn udp_relay(
             }
         };
         let bytes = buf[..n].to_vec();
-        let now_generation = generation.load(std::sync::atomic::Ordering::SeqCst);
-        if now_generation != seen_generation {
-            seen_generation = now_generation;
-            upstreams.clear();
-            tasks.abort_all();
+        for gone in std::mem::take(&mut *forget.lock().expect("forget lock")) {
+            // Dropping the client aborts the task relaying its answers.
+            upstreams.remove(&gone);
         }
         if !upstreams.contains_key(&peer) {
             if upstreams.len() >= MAX_UDP_CLIENTS {

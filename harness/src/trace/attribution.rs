@@ -38,6 +38,9 @@ pub struct Leg {
     pub upstream: Option<SocketAddr>,
 }
 
+/// The actor name of a connection that belongs to another scenario (no actor has an empty name).
+pub const FOREIGN: &str = "";
+
 /// Connections attributed to actors.
 #[derive(Debug, Default)]
 pub struct Attribution {
@@ -63,6 +66,9 @@ impl Attribution {
 #[derive(Debug, Default)]
 pub struct Attributor {
     accounts: Vec<(String, String)>,
+    /// Accounts of scenarios running beside this one: their connections are not ours, even
+    /// before anything of ours shows.
+    foreign: Vec<String>,
     best: HashMap<u64, (Strength, String)>,
     /// Connections in order of first frame, with that frame's leg facts.
     first: Vec<(u64, Proto, Transport, SocketAddr, Option<SocketAddr>)>,
@@ -75,6 +81,12 @@ impl Attributor {
         Attributor { accounts, ..Default::default() }
     }
 
+    /// Connections that authenticate as one of `users` belong to another scenario.
+    pub fn with_foreign(mut self, users: Vec<String>) -> Attributor {
+        self.foreign = users;
+        self
+    }
+
     /// Take in more frames, in recorded order.
     pub fn feed(&mut self, frames: &[Frame]) {
         for f in frames {
@@ -82,16 +94,20 @@ impl Attributor {
                 self.first.push((f.conn, f.proto, f.transport, f.client, f.upstream));
             }
             for (strength, user) in evidence(f) {
-                let Some((_, actor)) = self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(&user)) else { continue };
-                let slot = self.best.entry(f.conn).or_insert((strength, actor.clone()));
+                let actor = match self.accounts.iter().find(|(u, _)| u.eq_ignore_ascii_case(&user)) {
+                    Some((_, actor)) => actor,
+                    None if self.foreign.iter().any(|u| u.eq_ignore_ascii_case(&user)) => FOREIGN,
+                    None => continue,
+                };
+                let slot = self.best.entry(f.conn).or_insert((strength, actor.to_string()));
                 if strength > slot.0 {
-                    *slot = (strength, actor.clone());
+                    *slot = (strength, actor.to_string());
                 }
             }
         }
     }
 
-    /// The actor a connection belongs to, so far.
+    /// The actor a connection belongs to, so far (`FOREIGN`: another scenario's).
     pub fn actor_of(&self, conn: u64) -> Option<&str> {
         self.best.get(&conn).map(|(_, a)| a.as_str())
     }
@@ -109,7 +125,7 @@ impl Attributor {
     pub fn attribution(&self) -> Attribution {
         let mut out = Attribution::default();
         for (conn, proto, transport, client, upstream) in &self.first {
-            if let Some((_, actor)) = self.best.get(conn) {
+            if let Some((_, actor)) = self.best.get(conn).filter(|(_, a)| a != FOREIGN) {
                 let leg = Leg { actor: actor.clone(), proto: *proto, transport: *transport, client: *client, upstream: *upstream };
                 if !out.legs.contains(&leg) {
                     out.legs.push(leg);
