@@ -436,6 +436,16 @@ pub async fn run_scenario(
     }
     if sc.compare_trace {
         compare_with_expected(&mut outcome, opts);
+        // A trace cut short can be a server that hung while the actors logged out (a
+        // scenario beside this one may have seen it first): that is the server's, not the
+        // client's.
+        if outcome.verdict == Verdict::Fail {
+            if let Err(e) = set.check_answering(LIVENESS_DEADLINE).await {
+                outcome.verdict = Verdict::Error;
+                outcome.message = format!("{e} (and the trace differs: {})", outcome.message);
+                outcome.servers_gone = true;
+            }
+        }
     } else {
         outcome.trace_compared = false;
         outcome.message = "trace not compared (trace: none): the steps decided".into();

@@ -74,6 +74,7 @@ pub fn shard(cases: &[(String, String)], i: usize, n: usize) -> std::collections
 struct Shared<'r, 'e> {
     reporters: RefCell<&'r mut [&'e mut dyn Reporter]>,
     jobs: tokio::sync::Semaphore,
+    started: Cell<usize>,
     ended: Cell<usize>,
     total: usize,
 }
@@ -119,7 +120,7 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
             plan.push((profile, mine));
         }
     }
-    let shared = Shared { reporters: RefCell::new(reporters), jobs: tokio::sync::Semaphore::new(suite.jobs.max(1)), ended: Cell::new(0), total: order };
+    let shared = Shared { reporters: RefCell::new(reporters), jobs: tokio::sync::Semaphore::new(suite.jobs.max(1)), started: Cell::new(0), ended: Cell::new(0), total: order };
     let runs = join_all(plan.into_iter().map(|(p, mine)| run_profile(&suite, p, mine, &shared, &logs)).collect()).await;
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     let mut facts: Vec<ServerFacts> = Vec::new();
@@ -207,7 +208,8 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
                     o
                 }
                 None => {
-                    let index = shared.ended.get() + 1;
+                    shared.started.set(shared.started.get() + 1);
+                    let index = shared.started.get();
                     shared.tell(&Event::ScenarioStarted { scenario: &sc.id, profile: &profile.name, index, total: shared.total });
                     run_scenario(sc, acc, &foreign, set, suite.options, |e| shared.tell(e)).await
                 }
