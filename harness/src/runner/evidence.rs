@@ -189,6 +189,12 @@ impl Evidence {
         self.connected.insert(actor.to_string(), last);
     }
 
+    /// When (on the frames' clock) the latest frame of the scenario's actors was recorded.
+    pub fn last_ours_at(&mut self) -> Option<std::time::Duration> {
+        self.refresh();
+        self.frames.iter().rev().find(|f| self.cast.actor_of(f.conn).is_some_and(|a| a != crate::trace::attribution::FOREIGN)).map(|f| f.at)
+    }
+
     /// The actors of `still` that saw `gone`'s presence and have not yet been told it went
     /// (its unavailable presence, which the server sends everyone it sent presence to), on
     /// an XMPP stream still open. Teardown waits for them, so that who hears of a departure

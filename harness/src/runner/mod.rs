@@ -356,6 +356,9 @@ pub async fn run_scenario(
         Ok(()) if matches!(failure, Some((_, StepError::Fail(_) | StepError::Error(_)))) => set.check_answering(LIVENESS_DEADLINE).await.err(),
         Ok(()) => None,
     };
+    if crashed.is_none() {
+        await_quiet(&mut evidence, &set.recorder).await;
+    }
     for (i, (b, setup)) in bindings.iter_mut().zip(&setups).enumerate() {
         match crashed {
             None => {
@@ -595,6 +598,26 @@ async fn expect_arrival(ev: &mut Evidence, client: &mut Binding, actor: &str, ho
             )));
         }
         client.pump(deadline.min(Instant::now() + WIRE_POLL)).await?;
+    }
+}
+
+/// How long the scenario's connections must have been silent before teardown begins, and
+/// how long that wait may take at most.
+const QUIET: Duration = Duration::from_millis(50);
+const QUIET_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Before teardown: wait until nothing has come or gone on the actors' connections for a
+/// moment, so that what the servers still had in flight after the last step (a presence
+/// broadcast, the subject after a room join) is in the trace whether or not they are busy,
+/// rather than crossing the actors' logout.
+async fn await_quiet(ev: &mut Evidence, recorder: &crate::trace::frame::Recorder) {
+    let deadline = Instant::now() + QUIET_DEADLINE;
+    while Instant::now() < deadline {
+        let last = ev.last_ours_at().unwrap_or_default();
+        if recorder.elapsed().saturating_sub(last) >= QUIET {
+            return;
+        }
+        tokio::time::sleep(WIRE_POLL).await;
     }
 }
 
