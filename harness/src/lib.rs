@@ -10,6 +10,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod servers;
+pub mod side_by_side;
 pub mod sip;
 pub mod tap;
 pub mod tls;

@@ -15,10 +15,7 @@ use crate::scenario::Scenario;
 use crate::servers::profile::Profile;
 use crate::servers::{Account, Backend, ServerFacts, ServerSet};
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Instant;
 
 /// How a run ended, for the exit code: the worst that happened.
@@ -121,7 +118,7 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
         }
     }
     let shared = Shared { reporters: RefCell::new(reporters), jobs: tokio::sync::Semaphore::new(suite.jobs.max(1)), started: Cell::new(0), ended: Cell::new(0), total: order };
-    let runs = join_all(plan.into_iter().map(|(p, mine)| run_profile(&suite, p, mine, &shared, &logs)).collect()).await;
+    let runs = crate::side_by_side::join_all(plan.into_iter().map(|(p, mine)| run_profile(&suite, p, mine, &shared, &logs)).collect()).await;
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     let mut facts: Vec<ServerFacts> = Vec::new();
     let mut infra_failed = false;
@@ -221,54 +218,9 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
             (*k, o)
         }
     });
-    run.outcomes = join_all(scenarios.collect()).await;
+    run.outcomes = crate::side_by_side::join_all(scenarios.collect()).await;
     servers.save_logs(&logs(&profile.name));
     servers.stop();
     shared.tell(&Event::ServersStopped { profile: &profile.name });
     run
-}
-
-/// Drive every future to its end on this task, side by side; their outputs in their order.
-/// (The futures borrow the suite and the server set, so they are not spawned.)
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *slot = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("every future ended")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_all_keeps_the_order_of_its_futures_whatever_order_they_end_in() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let got = rt.block_on(join_all(
-            [30u64, 10, 20]
-                .into_iter()
-                .map(|ms| async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                    ms
-                })
-                .collect(),
-        ));
-        assert_eq!(got, [30, 10, 20]);
-    }
 }

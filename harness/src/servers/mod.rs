@@ -17,7 +17,7 @@ use crate::wire::Carrier;
 use container::ContainerSpec;
 use external::ServersFile;
 use process::{Launcher, ProcessServer};
-use profile::{Profile, ServerKind};
+use profile::{Profile, ServerDecl, ServerKind};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -258,65 +258,25 @@ impl ServerSet {
                 set.pki = Some(pki.clone());
                 let mut all = accounts.to_vec();
                 all.push(probe_account.clone());
-                for decl in &profile.servers {
-                    let bound = BoundTaps::bind(&decl.name, &tap_kinds(decl.kind, true), &prepare::TapPorts::default()).await?;
-                    // A port picked free can be taken by someone else before a slow server
-                    // (ejabberd) binds it; then start again on new ports.
-                    let mut attempt = 0;
-                    let header = loop {
-                        attempt += 1;
-                        let prep = prepare::prepare(decl, fixtures, &root, &pki, &all, &bound.ports)?;
-                        let (launcher, image) = match backend {
-                            Backend::Container => {
-                                let tag = images::tag_for(decl.kind.name());
-                                let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing {
-                                    what: format!("image {tag}"),
-                                    install: "sixpac images build".into(),
-                                })?;
-                                (Launcher::Container(ContainerSpec { image: tag, run_id: run_id.clone(), mount: root.clone() }), Some(id))
-                            }
-                            _ => (Launcher::Host, None),
-                        };
-                        let how = if image.is_some() { "container" } else { "process" };
-                        progress(&format!("starting {} ({how})", decl.name));
-                        let proc = ProcessServer::start(&prep, &launcher)?;
-                        // From the server's start, after its accounts were made.
-                        let started = Instant::now();
-                        let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-                        // Owned by the set before waiting, so teardown reaches it on every path.
-                        set.servers.push(RunningServer {
-                            name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
-                            sips: loopback(prep.ports.sips),
-                            ready_in: Duration::ZERO, version: None, image, process: Some(proc),
-                        });
-                        let rs = set.servers.last_mut().expect("just pushed");
-                        match wait_ready(rs, &profile.domain, started, READY_DEADLINE, READY_ATTEMPT).await {
-                            Ok((ready_in, header)) => {
-                                rs.ready_in = ready_in;
-                                break header;
-                            }
-                            Err(InfraError::Crashed { log, .. }) if attempt < 3 && port_taken(&log) => {
-                                progress(&format!("{}: a port was taken before it could bind; starting again", decl.name));
-                                if let Some(mut gone) = set.servers.pop() {
-                                    if let Some(p) = &mut gone.process {
-                                        p.stop(Duration::from_secs(3));
-                                    }
-                                }
-                                let _ = std::fs::remove_dir_all(root.join(&decl.name));
-                            }
-                            Err(e) => return Err(e),
+                let how = ServerStart { profile, fixtures, root: &root, run_id: &run_id, pki: &pki, all: &all, accounts, probe: &probe_account, backend };
+                // A profile's servers start side by side, each saying how it goes.
+                let progress = std::cell::RefCell::new(&mut progress);
+                let say = |m: &str| (progress.borrow_mut())(m);
+                let started = crate::side_by_side::join_all(profile.servers.iter().map(|decl| start_one(decl, &how, &set.recorder, &say)).collect()).await;
+                let mut first_error = None;
+                for r in started {
+                    match r {
+                        Ok((rs, taps)) => {
+                            set.servers.push(rs);
+                            set.taps.extend(taps);
                         }
-                    };
-                    let rs = set.servers.last_mut().expect("started above");
-                    after_ready(rs, accounts, &probe_account, header).await?;
-                    let taps = bound.start(rs, &set.pki, &set.recorder)?;
-                    progress(&format!(
-                        "{} ready in {} ms ({})",
-                        decl.name,
-                        rs.ready_in.as_millis(),
-                        rs.version.as_deref().unwrap_or("version not reported")
-                    ));
-                    set.taps.extend(taps);
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
                 }
             }
         }
@@ -442,6 +402,69 @@ impl ServerSet {
 
     /// Stop everything now (the same as dropping, spelled out for the normal path).
     pub fn stop(self) {}
+}
+
+/// What starting one server of a profile needs.
+struct ServerStart<'a> {
+    profile: &'a Profile,
+    fixtures: &'a Path,
+    root: &'a Path,
+    run_id: &'a str,
+    pki: &'a Arc<crate::tls::Pki>,
+    /// Every account the setup script makes, the probe's too.
+    all: &'a [Account],
+    /// The scenarios' accounts, which a server that registers in band gets once it runs.
+    accounts: &'a [Account],
+    probe: &'a Account,
+    backend: &'a Backend,
+}
+
+/// Start one server behind its taps and wait until it answers, saying how it goes. Whatever
+/// fails, the server is stopped (a `RunningServer`'s process stops when dropped).
+async fn start_one(decl: &ServerDecl, how: &ServerStart<'_>, recorder: &Arc<Recorder>, say: &dyn Fn(&str)) -> Result<(RunningServer, Vec<Tap>), InfraError> {
+    let bound = BoundTaps::bind(&decl.name, &tap_kinds(decl.kind, true), &prepare::TapPorts::default()).await?;
+    // A port picked free can be taken by someone else before a slow server (ejabberd)
+    // binds it; then start again on new ports.
+    let mut attempt = 0;
+    let (mut rs, header) = loop {
+        attempt += 1;
+        let prep = prepare::prepare(decl, how.fixtures, how.root, how.pki, how.all, &bound.ports)?;
+        let (launcher, image) = match how.backend {
+            Backend::Container => {
+                let tag = images::tag_for(decl.kind.name());
+                let id = container::image_id(&tag).ok_or_else(|| InfraError::Missing { what: format!("image {tag}"), install: "sixpac images build".into() })?;
+                (Launcher::Container(ContainerSpec { image: tag, run_id: how.run_id.to_string(), mount: how.root.to_path_buf() }), Some(id))
+            }
+            _ => (Launcher::Host, None),
+        };
+        let kind = if image.is_some() { "container" } else { "process" };
+        say(&format!("starting {} ({kind})", decl.name));
+        let proc = ProcessServer::start(&prep, &launcher)?;
+        // From the server's start, after its accounts were made.
+        let started = Instant::now();
+        let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        // Owned here before waiting, so that every way out stops it.
+        let mut rs = RunningServer {
+            name: decl.name.clone(), kind: decl.kind, xmpp: loopback(prep.ports.xmpp), sip: loopback(prep.ports.sip),
+            sips: loopback(prep.ports.sips), ready_in: Duration::ZERO, version: None, image, process: Some(proc),
+        };
+        match wait_ready(&rs, &how.profile.domain, started, READY_DEADLINE, READY_ATTEMPT).await {
+            Ok((ready_in, header)) => {
+                rs.ready_in = ready_in;
+                break (rs, header);
+            }
+            Err(InfraError::Crashed { log, .. }) if attempt < 3 && port_taken(&log) => {
+                say(&format!("{}: a port was taken before it could bind; starting again", decl.name));
+                drop(rs);
+                let _ = std::fs::remove_dir_all(how.root.join(&decl.name));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    after_ready(&mut rs, how.accounts, how.probe, header).await?;
+    let taps = bound.start(&rs, &Some(how.pki.clone()), recorder)?;
+    say(&format!("{} ready in {} ms ({})", decl.name, rs.ready_in.as_millis(), rs.version.as_deref().unwrap_or("version not reported")));
+    Ok((rs, taps))
 }
 
 /// The taps a server gets: XMPP c2s, SIP over UDP and TCP, and SIP over TLS where there is a PKI.
