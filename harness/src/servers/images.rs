@@ -73,6 +73,15 @@ pub fn is_current(r: &Recipe) -> bool {
     image_label(&r.tag, RECIPE_LABEL).as_deref() == Some(r.hash.as_str())
 }
 
+/// The id of this recipe's image when the engine has it built from the current Dockerfile:
+/// one question to the engine where `is_current` and `image_id` ask two.
+fn current_id(r: &Recipe) -> Option<String> {
+    let fmt = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
+    let out = docker(&["image", "inspect", "--format", &fmt, &r.tag]).ok()?;
+    let (id, label) = out.trim().split_once(' ')?;
+    (label == r.hash && !id.is_empty()).then(|| id.to_string())
+}
+
 /// Run a long command, its output to `log`, with a progress line for each milestone and a
 /// heartbeat at most every 10 s otherwise.
 fn run_logged(
@@ -261,21 +270,23 @@ pub fn ensure(
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, String)>, ImageError> {
-    let todo: Vec<&Recipe> = recipes.iter().filter(|r| force || !is_current(r)).collect();
-    if !todo.is_empty() {
+    let current: Vec<Option<String>> = recipes.iter().map(|r| if force { None } else { current_id(r) }).collect();
+    if current.iter().any(Option::is_none) {
         ensure_base(progress)?;
     }
     let mut ids = Vec::new();
-    for (i, r) in recipes.iter().enumerate() {
-        if todo.iter().any(|t| t.name == r.name) {
-            progress(&format!("building {} ({}/{})", r.tag, i + 1, recipes.len()));
-            let started = Instant::now();
-            let id = build(r, progress)?;
-            progress(&format!("built {} in {:.0} s", r.tag, started.elapsed().as_secs_f64()));
-            ids.push((r.name.clone(), id));
-        } else if let Some(id) = image_id(&r.tag) {
-            ids.push((r.name.clone(), id));
-        }
+    for (i, (r, id)) in recipes.iter().zip(current).enumerate() {
+        let id = match id {
+            Some(id) => id,
+            None => {
+                progress(&format!("building {} ({}/{})", r.tag, i + 1, recipes.len()));
+                let started = Instant::now();
+                let id = build(r, progress)?;
+                progress(&format!("built {} in {:.0} s", r.tag, started.elapsed().as_secs_f64()));
+                id
+            }
+        };
+        ids.push((r.name.clone(), id));
     }
     Ok(ids)
 }

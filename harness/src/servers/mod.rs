@@ -439,7 +439,7 @@ async fn start_one(decl: &ServerDecl, how: &ServerStart<'_>, recorder: &Arc<Reco
         };
         let kind = if image.is_some() { "container" } else { "process" };
         say(&format!("starting {} ({kind})", decl.name));
-        let proc = ProcessServer::start(&prep, &launcher)?;
+        let proc = ProcessServer::start(&prep, &launcher).await?;
         // From the server's start, after its accounts were made.
         let started = Instant::now();
         let loopback = |p: Option<u16>| p.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));

@@ -59,8 +59,10 @@ const GROUP_LEADER: &str =
     r#"trap 'trap "" TERM; kill -TERM 0 2>/dev/null; (sleep 2; kill -KILL 0) & wait $server; kill -KILL 0' TERM; "$@" & server=$!; wait $server"#;
 
 impl ProcessServer {
-    /// Run the setup script, then start the server; does not wait for readiness.
-    pub fn start(prep: &Prepared, launcher: &Launcher) -> Result<ProcessServer, InfraError> {
+    /// Run the setup script, then start the server; does not wait for readiness. The script
+    /// is awaited (a container's takes a few hundred ms, in which the profile's other servers
+    /// start); the server is spawned from the calling thread, which its PDEATHSIG is tied to.
+    pub async fn start(prep: &Prepared, launcher: &Launcher) -> Result<ProcessServer, InfraError> {
         let setup = |what: &str, e: std::io::Error| InfraError::Setup { server: prep.name.clone(), message: format!("{what}: {e}") };
         let script = prep.setup.display().to_string();
         let mut provision = match launcher {
@@ -75,7 +77,8 @@ impl ProcessServer {
             }
             Launcher::Container(spec) => spec.setup_command(&prep.name, &script),
         };
-        let out = provision.stdin(Stdio::null()).output().map_err(|e| setup("run the setup script", e))?;
+        provision.stdin(Stdio::null());
+        let out = tokio::process::Command::from(provision).kill_on_drop(true).output().await.map_err(|e| setup("run the setup script", e))?;
         if !out.status.success() {
             return Err(InfraError::Setup {
                 server: prep.name.clone(),
