@@ -1,5 +1,7 @@
-//! Parse + normalize of three typical messages (REGISTER, INVITE with SDP, NOTIFY with PIDF),
-//! and, for the XML body the project reads with quick-xml, quick-xml alone on the same bytes.
+//! Parse + normalize of three typical messages (REGISTER, INVITE with SDP, NOTIFY with PIDF);
+//! the same parse by the SIP crates a Rust user would otherwise pick (rsip, ezk-sip-types), on
+//! the same bytes, in the same run; for the XML body the project reads with quick-xml,
+//! quick-xml alone; and XMPP stream framing of 10,000 stanzas against quick-xml's reader alone.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sixpac::sip::SipMessage;
@@ -64,6 +66,40 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // The same bytes through the other crates: each parses the start line and cuts the
+    // headers into a list, keeping values as text (typed on access), as sixpac does.
+    let mut p = c.benchmark_group("sip_parse");
+    p.throughput(Throughput::Elements(1));
+    for (name, text) in &messages {
+        let bytes = text.as_bytes();
+        p.bench_function(format!("sixpac/{name}"), |b| b.iter(|| SipMessage::parse(black_box(bytes)).unwrap()));
+        p.bench_function(format!("rsip/{name}"), |b| b.iter(|| rsip::SipMessage::try_from(black_box(bytes)).unwrap()));
+        p.bench_function(format!("ezk-sip-types/{name}"), |b| b.iter(|| ezk_parse(black_box(bytes))));
+    }
+    p.finish();
+
+    // An XMPP stream of 10,000 stanzas, cut into frames by sixpac's framer (what every tap
+    // does), against quick-xml's reader alone walking the same bytes.
+    let stream = xmpp_stream(10_000);
+    let mut f = c.benchmark_group("xmpp_framing");
+    f.throughput(Throughput::Bytes(stream.len() as u64));
+    f.bench_function("sixpac::xmpp::framing", |b| {
+        b.iter(|| {
+            let mut framer = sixpac::xmpp::framing::XmppFramer::new();
+            framer.push(black_box(&stream));
+            let mut n = 0usize;
+            while framer.next_frame().is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 10_002);
+            n
+        })
+    });
+    f.bench_function("quick-xml reader alone", |b| {
+        b.iter(|| quick_xml_events(black_box(&stream[..])))
+    });
+    f.finish();
+
     // The PIDF body: sixpac's element tree (on quick-xml) against quick-xml's reader alone.
     let mut x = c.benchmark_group("pidf_body");
     x.throughput(Throughput::Elements(1));
@@ -72,21 +108,54 @@ fn bench(c: &mut Criterion) {
         b.iter(|| sixpac::xml::parse(black_box(body), &sixpac::xml::Scope::new(), false).unwrap())
     });
     x.bench_function("quick-xml reader alone", |b| {
-        b.iter(|| {
-            let mut r = quick_xml::Reader::from_reader(black_box(body));
-            let mut buf = Vec::new();
-            let mut n = 0usize;
-            loop {
-                match r.read_event_into(&mut buf).unwrap() {
-                    quick_xml::events::Event::Eof => break,
-                    _ => n += 1,
-                }
-                buf.clear();
-            }
-            n
-        })
+        b.iter(|| quick_xml_events(black_box(body)))
     });
     x.finish();
+}
+
+/// quick-xml's reader alone over `bytes`: how many events.
+fn quick_xml_events(bytes: &[u8]) -> usize {
+    let mut r = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        match r.read_event_into(&mut buf).unwrap() {
+            quick_xml::events::Event::Eof => break,
+            _ => n += 1,
+        }
+        buf.clear();
+    }
+    n
+}
+
+/// A whole message through ezk-sip-types, as its own transport layer does it: the start line,
+/// then every header line into `Headers`, then the body.
+fn ezk_parse(bytes: &[u8]) -> (ezk_sip_types::msg::MessageLine, ezk_sip_types::Headers, bytes::Bytes) {
+    use ezk_sip_types::msg::{Line, MessageLine, PullParser};
+    use ezk_sip_types::parse::Parse;
+    let src = bytes::Bytes::copy_from_slice(bytes);
+    let mut lines = PullParser::new(&src, 0);
+    let first = std::str::from_utf8(lines.next().unwrap().unwrap()).unwrap();
+    let (_, start) = MessageLine::parse(&src)(first).unwrap();
+    let mut headers = ezk_sip_types::Headers::new();
+    for line in lines.by_ref() {
+        let (_, l) = Line::parse(&src, std::str::from_utf8(line.unwrap()).unwrap()).unwrap();
+        headers.insert(l.name, l.value);
+    }
+    let body = src.slice(lines.head_end()..);
+    (start, headers, body)
+}
+
+/// A client stream: the stream header, `n` chat messages, the close.
+fn xmpp_stream(n: usize) -> Vec<u8> {
+    let mut s = String::from("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>");
+    for i in 0..n {
+        s.push_str(&format!(
+            "<message from='alice_1a2b3c4d@example.test/r1' to='bob_5e6f7a8b@example.test' type='chat' id='m{i}'><body>message number {i} &amp; more</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        ));
+    }
+    s.push_str("</stream:stream>");
+    s.into_bytes()
 }
 
 criterion_group!(benches, bench);

@@ -35,6 +35,9 @@ pub const MAX_FRAME: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct XmppFramer {
     buf: Vec<u8>,
+    /// Where the bytes not yet framed begin in `buf`: frames are taken from the front without
+    /// moving the rest, which is compacted only when more bytes come.
+    start: usize,
     in_stream: bool,
     opaque: bool,
 }
@@ -45,7 +48,15 @@ enum Scan {
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    let (first, rest) = needle.split_first()?;
+    let mut at = from;
+    loop {
+        let p = at + hay.get(at..)?.iter().position(|b| b == first)?;
+        if hay[p + 1..].starts_with(rest) {
+            return Some(p);
+        }
+        at = p + 1;
+    }
 }
 
 /// End of a start or end tag beginning at `lt`: index of its `>`, honouring quoted values.
@@ -71,7 +82,19 @@ impl XmppFramer {
 
     /// Add received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Everything buffered and not yet framed, handed out whole.
+    fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        rest
     }
 
     /// After `<proceed/>` the rest is TLS: pass it through as opaque frames.
@@ -86,22 +109,23 @@ impl XmppFramer {
 
     /// The next complete frame, if any.
     pub fn next_frame(&mut self) -> Option<XmppRawFrame> {
-        if self.buf.is_empty() {
+        if self.start == self.buf.len() {
             return None;
         }
         if self.opaque {
-            let bytes = std::mem::take(&mut self.buf);
+            let bytes = self.take_rest();
             return Some(XmppRawFrame { kind: XmppFrameKind::Opaque, bytes });
         }
         match self.scan() {
-            Scan::Incomplete if self.buf.len() > MAX_FRAME => {
-                let bytes = std::mem::take(&mut self.buf);
+            Scan::Incomplete if self.buf.len() - self.start > MAX_FRAME => {
+                let bytes = self.take_rest();
                 let reason = format!("no complete frame within {MAX_FRAME} bytes");
                 Some(XmppRawFrame { kind: XmppFrameKind::Unparsed(reason), bytes })
             }
             Scan::Incomplete => None,
             Scan::Frame(kind, len) => {
-                let bytes: Vec<u8> = self.buf.drain(..len).collect();
+                let bytes = self.buf[self.start..self.start + len].to_vec();
+                self.start += len;
                 match kind {
                     XmppFrameKind::StreamHeader => self.in_stream = true,
                     XmppFrameKind::StreamClose => self.in_stream = false,
@@ -114,10 +138,10 @@ impl XmppFramer {
 
     /// The connection closed: whatever is buffered becomes a last frame.
     pub fn finish(&mut self) -> Option<XmppRawFrame> {
-        if self.buf.is_empty() {
+        if self.start == self.buf.len() {
             return None;
         }
-        let bytes = std::mem::take(&mut self.buf);
+        let bytes = self.take_rest();
         let kind = if bytes.iter().all(u8::is_ascii_whitespace) {
             XmppFrameKind::Whitespace
         } else {
@@ -127,7 +151,7 @@ impl XmppFramer {
     }
 
     fn scan(&self) -> Scan {
-        let buf = &self.buf;
+        let buf = &self.buf[self.start..];
         let mut i = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
         if i == buf.len() {
             return Scan::Incomplete;
