@@ -1067,10 +1067,10 @@ fn main() -> ExitCode {
             }
             Ok(recipes) => {
                 for r in recipes {
-                    let state = match container::image_id(&r.tag) {
+                    let state = match images::installed(&r) {
                         None => "missing".to_string(),
-                        Some(id) if images::is_current(&r) => id,
-                        Some(id) => format!("{id} (stale: Dockerfile changed)"),
+                        Some((id, true)) => id,
+                        Some((id, false)) => format!("{id} (stale: Dockerfile changed)"),
                     };
                     let pkgs: Vec<String> = images::package_labels(&r.tag).into_iter().map(|(p, v)| format!("{p}={v}")).collect();
                     println!("{:<28} {state}  {}", r.tag, pkgs.join(" "));

@@ -75,12 +75,6 @@ pub fn image_id(image: &str) -> Option<String> {
     docker(&["image", "inspect", "--format", "{{.Id}}", image]).ok().filter(|s| !s.is_empty())
 }
 
-/// One label of an image, when set.
-pub fn image_label(image: &str, key: &str) -> Option<String> {
-    let fmt = format!("{{{{index .Config.Labels \"{key}\"}}}}");
-    docker(&["image", "inspect", "--format", &fmt, image]).ok().filter(|s| !s.is_empty() && s != "<no value>")
-}
-
 /// Force-remove one container; quiet when it is already gone.
 pub fn remove(name: &str) {
     let _ = docker(&["rm", "-f", name]);

@@ -2,7 +2,7 @@
 //! `debian:bookworm-slim`. Where that base cannot be pulled (no registry), it is made with
 //! `debootstrap --variant=minbase` and `docker import`, and the engine keeps it for later runs.
 
-use super::container::{docker, image_id, image_label, output_within};
+use super::container::{docker, image_id, output_within};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,18 +68,14 @@ pub fn recipes(fixtures: &Path) -> Result<Vec<Recipe>, ImageError> {
     Ok(out)
 }
 
-/// True when the engine has this recipe's image, built from the current Dockerfile.
-pub fn is_current(r: &Recipe) -> bool {
-    image_label(&r.tag, RECIPE_LABEL).as_deref() == Some(r.hash.as_str())
-}
-
-/// The id of this recipe's image when the engine has it built from the current Dockerfile:
-/// one question to the engine where `is_current` and `image_id` ask two.
-fn current_id(r: &Recipe) -> Option<String> {
+/// The id of this recipe's image if the engine has one, and whether it was built from the
+/// current Dockerfile (its recipe label is the Dockerfile's hash): one question to the engine.
+pub fn installed(r: &Recipe) -> Option<(String, bool)> {
     let fmt = format!("{{{{.Id}}}} {{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
     let out = docker(&["image", "inspect", "--format", &fmt, &r.tag]).ok()?;
-    let (id, label) = out.trim().split_once(' ')?;
-    (label == r.hash && !id.is_empty()).then(|| id.to_string())
+    let out = out.trim();
+    let (id, label) = out.split_once(' ').unwrap_or((out, ""));
+    (!id.is_empty()).then(|| (id.to_string(), label == r.hash))
 }
 
 /// Run a long command, its output to `log`, with a progress line for each milestone and a
@@ -270,7 +266,7 @@ pub fn ensure(
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, String)>, ImageError> {
-    let current: Vec<Option<String>> = recipes.iter().map(|r| if force { None } else { current_id(r) }).collect();
+    let current: Vec<Option<String>> = recipes.iter().map(|r| if force { None } else { installed(r).filter(|(_, current)| *current).map(|(id, _)| id) }).collect();
     if current.iter().any(Option::is_none) {
         ensure_base(progress)?;
     }
