@@ -78,7 +78,8 @@ pub struct Cursor(usize);
 
 impl Evidence {
     /// Watch frames recorded from now on; `accounts` maps account users to actor names, and
-    /// `foreign` names the accounts of scenarios that may run beside this one.
+    /// `foreign` names the accounts of scenarios that may run beside this one (this one's
+    /// own among them do no harm: they are its own).
     pub fn new(recorder: Arc<Recorder>, accounts: Vec<(String, String)>, foreign: Vec<String>) -> Evidence {
         let first = recorder.len();
         Evidence { recorder, first, frames: Vec::new(), cast: Attributor::new(accounts).with_foreign(foreign), taken: HashSet::new(), taken_datagrams: HashSet::new(), last_taken: Default::default(), connected: Default::default(), handed: HashSet::new() }
@@ -110,7 +111,7 @@ impl Evidence {
         let ours: Vec<Frame> = self
             .frames
             .iter()
-            .filter(|f| !self.handed.contains(&f.seq) && self.cast.actor_of(f.conn).is_some_and(|a| a != crate::trace::attribution::FOREIGN))
+            .filter(|f| !self.handed.contains(&f.seq) && self.cast.is_ours(f.conn))
             .cloned()
             .collect();
         self.handed.extend(ours.iter().map(|f| f.seq));
@@ -192,7 +193,7 @@ impl Evidence {
     /// When (on the frames' clock) the latest frame of the scenario's actors was recorded.
     pub fn last_ours_at(&mut self) -> Option<std::time::Duration> {
         self.refresh();
-        self.frames.iter().rev().find(|f| self.cast.actor_of(f.conn).is_some_and(|a| a != crate::trace::attribution::FOREIGN)).map(|f| f.at)
+        self.frames.iter().rev().find(|f| self.cast.is_ours(f.conn)).map(|f| f.at)
     }
 
     /// The actors of `still` that saw `gone`'s presence and have not yet been told it went
@@ -343,6 +344,27 @@ mod tests {
         assert!(ev.near_misses("alice", Wire::Sip, &p).contains("Nothing else arrived"));
         // What the client sent is not an arrival.
         assert!(ev.find("alice", Wire::Sip, &Pattern::new(Wire::Sip, "REGISTER {any} SIP/2.0").unwrap(), &mut Cursor::default()).is_none());
+    }
+
+    #[test]
+    fn another_scenarios_connection_is_neither_awaited_nor_ours() {
+        let rec = Arc::new(Recorder::new());
+        // carol_3 is another scenario's account; alice_1 is this one's (and in both lists).
+        let mut ev = Evidence::new(rec.clone(), vec![("alice_1".into(), "alice".into())], vec!["alice_1".into(), "carol_3".into()]);
+        let bind = |user: &str| format!("<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{user}@d/r</jid></bind></iq>").into_bytes();
+        let (theirs, ours) = (origin(1, Proto::Xmpp, Transport::Tcp), origin(2, Proto::Xmpp, Transport::Tcp));
+        rec.record(&theirs, Direction::ToClient, FrameKind::XmppElement, bind("carol_3"));
+        rec.record(&theirs, Direction::ToClient, FrameKind::XmppElement, b"<message type='chat'><body>not yours</body></message>".to_vec());
+        rec.record(&ours, Direction::ToClient, FrameKind::XmppElement, bind("alice_1"));
+        rec.record(&ours, Direction::ToClient, FrameKind::XmppElement, b"<message type='chat'><body>yours</body></message>".to_vec());
+        let any_chat = Pattern::new(Wire::Xmpp, "<message type='chat'/>").unwrap();
+        // The other scenario's frames come first and do not hold up `order: next`.
+        let next = ev.next_arrival("alice", Wire::Xmpp, &any_chat).expect("alice's own chat");
+        assert!(String::from_utf8_lossy(&next.bytes).contains("yours") && !String::from_utf8_lossy(&next.bytes).contains("not yours"));
+        let handed: Vec<u64> = ev.newly_attributed().iter().map(|f| f.conn).collect();
+        assert_eq!(handed, [2, 2], "only this scenario's frames are told");
+        let (_, cast) = ev.finish();
+        assert_eq!(cast.legs.iter().map(|l| l.actor.as_str()).collect::<Vec<_>>(), ["alice"]);
     }
 
     #[test]

@@ -191,7 +191,8 @@ fn account_keys(sc: &Scenario, accounts: &[Account]) -> Vec<(String, String)> {
 }
 
 /// Run one scenario against a started server set, with the accounts planned for it;
-/// `foreign` names the accounts of scenarios that may run beside it on the same servers.
+/// `foreign` names the accounts of scenarios that may run beside it on the same servers (its
+/// own may be among them).
 pub async fn run_scenario(
     sc: &Scenario,
     accounts: &[Account],

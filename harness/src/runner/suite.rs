@@ -186,9 +186,10 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
     let lane = tokio::sync::RwLock::new(());
     let gone: RefCell<Option<String>> = RefCell::new(None);
     let set = &servers;
+    // Every account of the profile: to a scenario the others' are foreign, its own are its own.
+    let users: Vec<String> = flat.iter().map(|a| a.user.clone()).collect();
     let scenarios = mine.iter().zip(&accounts).map(|((k, sc), acc)| {
-        let foreign: Vec<String> = flat.iter().filter(|a| !acc.iter().any(|b| b.user == a.user)).map(|a| a.user.clone()).collect();
-        let (lane, gone, alone) = (&lane, &gone, alone(sc));
+        let (lane, gone, alone, foreign) = (&lane, &gone, alone(sc), &users);
         async move {
             let _job = shared.jobs.acquire().await.expect("the semaphore is never closed");
             let (_read, _write) = match alone {
@@ -208,7 +209,7 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
                     shared.started.set(shared.started.get() + 1);
                     let index = shared.started.get();
                     shared.tell(&Event::ScenarioStarted { scenario: &sc.id, profile: &profile.name, index, total: shared.total });
-                    run_scenario(sc, acc, &foreign, set, suite.options, |e| shared.tell(e)).await
+                    run_scenario(sc, acc, foreign, set, suite.options, |e| shared.tell(e)).await
                 }
             };
             if o.servers_gone {

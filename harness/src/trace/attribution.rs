@@ -81,7 +81,8 @@ impl Attributor {
         Attributor { accounts, ..Default::default() }
     }
 
-    /// Connections that authenticate as one of `users` belong to another scenario.
+    /// Connections that authenticate as one of `users` belong to another scenario, unless
+    /// the user is one of this scenario's own accounts (those are looked up first).
     pub fn with_foreign(mut self, users: Vec<String>) -> Attributor {
         self.foreign = users;
         self
@@ -112,6 +113,11 @@ impl Attributor {
         self.best.get(&conn).map(|(_, a)| a.as_str())
     }
 
+    /// Whether the wire has shown a connection to be one of this scenario's actors'.
+    pub fn is_ours(&self, conn: u64) -> bool {
+        self.actor_of(conn).is_some_and(|a| a != FOREIGN)
+    }
+
     /// The actor a JID names: by `user/resource`, else by the account's user (compared
     /// without case).
     pub fn actor_of_jid(&self, jid: &str) -> Option<&str> {
@@ -125,12 +131,12 @@ impl Attributor {
     pub fn attribution(&self) -> Attribution {
         let mut out = Attribution::default();
         for (conn, proto, transport, client, upstream) in &self.first {
-            if let Some((_, actor)) = self.best.get(conn).filter(|(_, a)| a != FOREIGN) {
+            if let Some(actor) = self.actor_of(*conn).filter(|_| self.is_ours(*conn)).map(str::to_string) {
                 let leg = Leg { actor: actor.clone(), proto: *proto, transport: *transport, client: *client, upstream: *upstream };
                 if !out.legs.contains(&leg) {
                     out.legs.push(leg);
                 }
-                out.by_conn.insert(*conn, actor.clone());
+                out.by_conn.insert(*conn, actor);
             }
         }
         out
