@@ -141,6 +141,13 @@ pub async fn run_suite(suite: Suite<'_>, reporters: &mut [&mut dyn Reporter], lo
     (outcomes, result)
 }
 
+/// Whether a scenario runs alone on its profile: it has faults (the taps inject them for
+/// every connection), the profile lists it under `serial:`, or `everything` (a client under
+/// test plays, or the servers are external and their accounts reused).
+fn runs_alone(sc: &Scenario, profile: &Profile, everything: bool) -> bool {
+    everything || !sc.faults.is_empty() || profile.serial.contains_key(&sc.id)
+}
+
 /// One profile's part: its servers, then its scenarios side by side, then teardown.
 async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Scenario)>, shared: &Shared<'_, '_>, logs: &impl Fn(&str) -> std::path::PathBuf) -> ProfileRun {
     let tag = profile.name.clone();
@@ -180,9 +187,8 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
     };
     run.facts = servers.facts();
     shared.tell(&Event::ServersReady { profile: &profile.name, servers: &run.facts });
-    // Alone: faults, a profile's say-so, a real client's program, reused external accounts.
     let everything_alone = !suite.options.clients.is_empty() || matches!(suite.backend, Backend::External(_));
-    let alone = |s: &Scenario| everything_alone || !s.faults.is_empty() || profile.serial.contains_key(&s.id);
+    let alone = |s: &Scenario| runs_alone(s, profile, everything_alone);
     let lane = tokio::sync::RwLock::new(());
     let gone: RefCell<Option<String>> = RefCell::new(None);
     let set = &servers;
@@ -224,4 +230,24 @@ async fn run_profile(suite: &Suite<'_>, profile: &Profile, mine: Vec<(usize, &Sc
     servers.stop();
     shared.tell(&Event::ServersStopped { profile: &profile.name });
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_a_profiles_serial_list_or_a_whole_run_make_a_scenario_run_alone() {
+        let scenario = |id: &str, extra: &str| {
+            let src = format!("title: T\nprofiles: [p]\nactors:\n  alice: sip\n{extra}steps:\n  - alice: register\n");
+            crate::scenario::parse_scenario(Path::new("t.yaml"), id, &src, &["p".to_string()], None).unwrap()
+        };
+        let profile: Profile = serde_saphyr::from_str("name: p\ndomain: d\nservers: []\nserial:\n  listed: the agent's state leaks\n").unwrap();
+        let plain = scenario("plain", "");
+        let faulted = scenario("faulted", "faults:\n  - { duplicate: MESSAGE, skip: 1 }\n");
+        assert!(!runs_alone(&plain, &profile, false));
+        assert!(runs_alone(&scenario("listed", ""), &profile, false));
+        assert!(runs_alone(&faulted, &profile, false), "{:?}", faulted.faults);
+        assert!(runs_alone(&plain, &profile, true));
+    }
 }

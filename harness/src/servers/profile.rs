@@ -162,4 +162,11 @@ mod tests {
         assert!(p.cannot_serve(&["muc".into(), "carbons".into()]).unwrap().contains("does not serve `carbons` (it serves: muc, offline)"));
         assert_eq!(known_features(&[p]), ["mam", "muc", "offline"]);
     }
+
+    #[test]
+    fn a_profile_names_the_scenarios_that_run_alone_with_the_reason() {
+        let p: Profile = serde_saphyr::from_str("name: p\ndomain: d\nservers: []\nserial:\n  sip/x: one notifier timer for all\n").unwrap();
+        assert_eq!(p.serial.get("sip/x").map(String::as_str), Some("one notifier timer for all"));
+        assert!(serde_saphyr::from_str::<Profile>("name: p\ndomain: d\nservers: []\nserial: [sip/x]\n").is_err(), "a reason is required");
+    }
 }
