@@ -214,7 +214,7 @@ pub fn render(frames: &[Frame], clock_unix_us: u64) -> Vec<u8> {
             }
         }
         // Rounded as the raw trace prints it, so a pcapng made again from that file is the same.
-        let ts = clock_unix_us + (f.at.as_secs_f64() * 1e6).round() as u64;
+        let ts = clock_unix_us + crate::trace::raw::micros(f.at);
         for (interface, p) in packets {
             let mut epb = Vec::new();
             epb.extend_from_slice(&interface.to_le_bytes());

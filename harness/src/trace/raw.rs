@@ -115,9 +115,10 @@ fn write_frames(frames: &[Frame], out: &mut impl Write, redact: bool) -> std::io
         };
         writeln!(
             out,
-            "#frame seq={} t={:.6} server={} proto={} transport={} conn={} client={} tap={} up={} dir={dir} kind={}{} len={}",
+            "#frame seq={} t={}.{:06} server={} proto={} transport={} conn={} client={} tap={} up={} dir={dir} kind={}{} len={}",
             f.seq,
-            f.at.as_secs_f64(),
+            micros(f.at) / 1_000_000,
+            micros(f.at) % 1_000_000,
             f.server,
             f.proto.name(),
             f.transport.name(),
@@ -256,7 +257,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, ReadError> {
         let kind = get("kind")?;
         frames.push(Frame {
             seq: num("seq")?,
-            at: get("t")?.parse::<f64>().ok().and_then(|t| std::time::Duration::try_from_secs_f64(t).ok()).ok_or_else(|| err("`t=` is not a time in seconds".into()))?,
+            at: seconds(&get("t")?).ok_or_else(|| err("`t=` is not a time in seconds".into()))?,
             server: get("server")?,
             proto,
             transport,
@@ -282,6 +283,28 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, ReadError> {
         at = end + 1;
     }
     Ok(frames)
+}
+
+/// A frame's time as the raw trace writes it, in whole microseconds (rounded): what the
+/// pcapng written during a run uses too, so that one rendered again from the raw trace is the
+/// same byte for byte.
+pub fn micros(at: std::time::Duration) -> u64 {
+    ((at.as_nanos() + 500) / 1000) as u64
+}
+
+/// `SECONDS[.FRACTION]` read exactly, in decimal (no float on the way): None if it is not one.
+fn seconds(t: &str) -> Option<std::time::Duration> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (whole, frac) = match t.split_once('.') {
+        Some((w, f)) if digits(f) => (w, f),
+        Some(_) => return None,
+        None => (t, ""),
+    };
+    if !digits(whole) {
+        return None;
+    }
+    let nanos: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(std::time::Duration::new(whole.parse().ok()?, nanos.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -317,6 +340,20 @@ mod tests {
         let masked: usize = frames.iter().flat_map(secret_spans).map(|r| r.len()).sum();
         assert_eq!(changed, masked);
         assert!(plain_out.iter().zip(&red).all(|(a, b)| a == b || *b == b'*'));
+    }
+
+    #[test]
+    fn a_time_reads_back_to_the_microsecond_it_was_written_as() {
+        // Half a microsecond: a float's rounding and the writer's could disagree here.
+        for ns in [1_234_567_500u64, 999_999_999, 0, 5_000_000_499] {
+            let at = std::time::Duration::from_nanos(ns);
+            let t = format!("{}.{:06}", micros(at) / 1_000_000, micros(at) % 1_000_000);
+            assert_eq!(micros(seconds(&t).unwrap()), micros(at), "{t}");
+        }
+        assert_eq!(seconds("12"), Some(std::time::Duration::from_secs(12)));
+        for bad in ["-0.5", "1.", ".5", "1.2.3", "x", ""] {
+            assert_eq!(seconds(bad), None, "{bad}");
+        }
     }
 
     #[test]
