@@ -27,8 +27,10 @@ impl Binding {
                     return verdict;
                 }
                 let r = d.perform(intent, setup, within).await;
-                d.take_events()?;
-                r
+                // The command's own failure is the one to tell: a driver it broke (and killed)
+                // also closes its output, which the events would report as an exit.
+                let events = d.take_events();
+                r.and(events)
             }
         }
     }

@@ -307,7 +307,11 @@ impl Driver {
                     return Err(self.break_with(format!("wrote {} unasked", serde_json::to_string(&other).unwrap_or_default())))
                 }
                 Ok(Line::Garbage(l)) => return Err(self.break_with(format!("wrote something that is not the driver protocol: {l:?}"))),
-                Ok(Line::Closed) => return Err(self.exited_now("while idle")),
+                // Once broken (and killed), its output closing is that, not news.
+                Ok(Line::Closed) => return Err(match &self.broken {
+                    Some(why) => StepError::Error(why.clone()),
+                    None => self.exited_now("while idle"),
+                }),
                 Err(_) => return Ok(()),
             }
         }
