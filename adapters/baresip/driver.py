@@ -31,10 +31,21 @@ STEP = 10.0
 
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports():
+    """A control port (TCP) and a SIP port free for both TCP and UDP, distinct: all held
+    open together while chosen, so the two cannot be the same number."""
+    while True:
+        ctrl, sip, sip_udp = socket.socket(), socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            ctrl.bind(("127.0.0.1", 0))
+            sip.bind(("127.0.0.1", 0))
+            sip_udp.bind(("127.0.0.1", sip.getsockname()[1]))
+            return ctrl.getsockname()[1], sip.getsockname()[1]
+        except OSError:
+            continue  # that SIP port is taken for UDP: pick again
+        finally:
+            for s in (ctrl, sip, sip_udp):
+                s.close()
 
 
 def version():
@@ -58,8 +69,7 @@ class Baresip:
         tap = setup["taps"]["sip_" + transport] if transport != "tls" else None
         if not tap:
             raise Failed("inconclusive", f"baresip driver: no tap for SIP over {transport}")
-        ctrl = free_port()
-        sip = free_port()
+        ctrl, sip = free_ports()
         wav = os.path.join(self.dir, "silence-8k.wav")
         with wave.open(wav, "wb") as w:
             w.setnchannels(1)
