@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod client;
 pub mod ids;
 pub mod import;
+pub mod load;
 pub mod logging;
 pub mod report;
 pub mod runner;

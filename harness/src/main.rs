@@ -21,6 +21,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INFRA: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// The most accounts `serve` makes (as many as `load` may use, so a load can reuse them).
+const MAX_SERVE_ACCOUNTS: usize = sixpac::load::plan::MAX_USERS;
+
 #[derive(Parser)]
 #[command(name = "sixpac", version, about = "Interop test harness for SIP+XMPP dual-stack clients, against real servers")]
 struct Cli {
@@ -155,12 +158,62 @@ enum Cmd {
         /// Directory holding profiles and server config templates.
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
-        /// How many accounts to make (user01, user02, ... with fresh passwords).
+        /// How many accounts to make (user01, user02, ... with fresh passwords; at most 2000).
         #[arg(long, default_value_t = 4)]
         accounts: usize,
         /// Stop after this long (e.g. 90s, 10m) instead of at Ctrl-C.
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
         duration: Option<std::time::Duration>,
+        /// Parent directory of run reports.
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+    },
+    /// Many dual-stack users at once: start a profile's servers (or use --backend external),
+    /// join N users (REGISTER and XMPP login, ramped), run the mix at a rate for a duration,
+    /// leave, and report per operation: attempts, failures by reason, latency p50/p90/p99/max
+    /// and a series per second (summary.json, index.html, a terminal line each second).
+    Load {
+        /// The profile to start.
+        #[arg(long, default_value = "prosody+kamailio")]
+        profile: String,
+        /// How the servers are had (external: a servers file naming loopback servers).
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendChoice,
+        /// Servers file for --backend external; it must list at least --users accounts.
+        #[arg(long)]
+        servers: Option<PathBuf>,
+        /// Directory holding profiles and server config templates.
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
+        /// Users, each with a SIP leg (UDP) and an XMPP leg (1 to 2000).
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        /// Operations per second over the whole mix, in the steady phase (1 to 20000).
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// How long the steady phase lasts (at most 10m).
+        #[arg(long, default_value = "10s", value_parser = parse_for)]
+        duration: std::time::Duration,
+        /// The operations, taken in turn: register, message (SIP MESSAGE), chat (XMPP) and
+        /// call (INVITE, answer, BYE); a name given twice weighs twice.
+        #[arg(long, default_value = "register,message,chat,call")]
+        mix: String,
+        /// Users joined per second while ramping up.
+        #[arg(long, default_value_t = 50)]
+        ramp: u32,
+        /// How long one operation may take before it counts as failed.
+        #[arg(long, default_value = "5s", value_parser = parse_for)]
+        timeout: std::time::Duration,
+        /// Connect straight to the servers instead of through the recording taps: nothing is
+        /// recorded, so comparing with a recorded run measures what the taps cost.
+        #[arg(long)]
+        no_record: bool,
+        /// Exit 1 when any operation's success is below this percentage.
+        #[arg(long, default_value_t = 99.9)]
+        min_success: f64,
+        /// Exit 1 when any operation's p99 latency is above this many milliseconds.
+        #[arg(long, value_name = "MS")]
+        max_p99: Option<f64>,
         /// Parent directory of run reports.
         #[arg(long, default_value = "reports")]
         report_dir: PathBuf,
@@ -621,15 +674,7 @@ struct Served {
 }
 
 /// `serve`'s first phase: check the arguments, settle the backend, start the servers.
-async fn start_serving(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, report_dir: &Path) -> Result<Served, u8> {
-    if choice == BackendChoice::External {
-        eprintln!("error: serve starts servers; use --backend auto, process or container");
-        return Err(EXIT_USAGE);
-    }
-    if accounts == 0 || accounts > 99 {
-        eprintln!("error: --accounts takes 1 to 99");
-        return Err(EXIT_USAGE);
-    }
+async fn start_serving(name: &str, choice: BackendChoice, servers: Option<PathBuf>, fixtures: &Path, accounts: usize, report_dir: &Path) -> Result<Served, u8> {
     let profiles = load_profiles(fixtures).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
@@ -638,18 +683,20 @@ async fn start_serving(name: &str, choice: BackendChoice, fixtures: &Path, accou
         eprintln!("error: unknown profile `{name}` (see fixtures/profiles)");
         return Err(EXIT_USAGE);
     };
-    let backend = choose_backend(choice, None, fixtures, &[&profile]).await?;
+    let backend = choose_backend(choice, servers, fixtures, &[&profile]).await?;
+    let users: Vec<Account> = match &backend {
+        Backend::External(f) => f.accounts_for(accounts).map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        })?,
+        _ => (1..=accounts)
+            .map(|i| Account { user: format!("user{i:02}"), password: sixpac::ids::token(12), domain: profile.domain.clone() })
+            .collect(),
+    };
     let report = RunReport::create(report_dir).map_err(|e| {
         eprintln!("error: cannot create report in {}: {e}", report_dir.display());
         EXIT_INFRA
     })?;
-    let users: Vec<Account> = (1..=accounts)
-        .map(|i| Account {
-            user: format!("user{i:02}"),
-            password: sixpac::ids::token(12),
-            domain: profile.domain.clone(),
-        })
-        .collect();
     let set = ServerSet::start(&profile, fixtures, &users, &backend, |m| note(&format!("[{name}] {m}"))).await.map_err(|e| {
         eprintln!("error: [{name}] {e}");
         EXIT_INFRA
@@ -665,7 +712,17 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     let stop_signal = interrupted();
     tokio::pin!(stop_signal);
     let started = tokio::select! {
-        r = start_serving(name, choice, fixtures, accounts, report_dir) => r,
+        r = async {
+            if choice == BackendChoice::External {
+                eprintln!("error: serve starts servers; use --backend auto, process or container");
+                return Err(EXIT_USAGE);
+            }
+            if accounts == 0 || accounts > MAX_SERVE_ACCOUNTS {
+                eprintln!("error: --accounts takes 1 to {MAX_SERVE_ACCOUNTS}");
+                return Err(EXIT_USAGE);
+            }
+            start_serving(name, choice, None, fixtures, accounts, report_dir).await
+        } => r,
         _ = &mut stop_signal => {
             note("interrupted: stopping servers");
             return EXIT_INTERRUPTED;
@@ -752,6 +809,146 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     println!("{} frames recorded", frames.len());
     println!("report: {}", report.dir.display());
     EXIT_PASS
+}
+
+/// `sixpac load`: the servers (or a servers file's), the users, the run, the report.
+async fn load(
+    name: &str,
+    choice: BackendChoice,
+    servers: Option<PathBuf>,
+    fixtures: &Path,
+    plan: sixpac::load::LoadPlan,
+    goals: sixpac::load::summary::Goals,
+    report_dir: &Path,
+) -> u8 {
+    use sixpac::load::drive::{run, Target, Tick};
+    use sixpac::load::summary::{achieved_rate, missed_goals, LoadSummary};
+    use sixpac::trace::frame::Proto;
+    use sixpac::wire::Transport;
+    if let Err(e) = plan.check() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    if !(0.0..=100.0).contains(&goals.min_success_pct) {
+        eprintln!("error: --min-success takes a percentage, 0 to 100");
+        return EXIT_USAGE;
+    }
+    let stop_signal = interrupted();
+    tokio::pin!(stop_signal);
+    let started = tokio::select! {
+        r = start_serving(name, choice, servers, fixtures, plan.users, report_dir) => r,
+        _ = &mut stop_signal => {
+            note("interrupted: stopping servers");
+            return EXIT_INTERRUPTED;
+        }
+    };
+    let Served { set, report, users, profile } = match started {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Load goes to loopback only, whatever a servers file says.
+    let direct = |proto: Proto| set.servers.iter().find_map(|s| if proto == Proto::Xmpp { s.xmpp } else { s.sip });
+    let addr = |proto: Proto| if plan.record { set.endpoint(proto, if proto == Proto::Xmpp { Transport::Tcp } else { Transport::Udp }) } else { direct(proto) };
+    let (Some(xmpp), Some(sip)) = (addr(Proto::Xmpp), addr(Proto::Sip)) else {
+        eprintln!("error: profile {} serves no XMPP or no SIP over UDP; load needs both", profile.name);
+        return EXIT_USAGE;
+    };
+    let outside: Vec<String> = set.servers.iter().flat_map(|s| [s.xmpp, s.sip]).flatten().filter(|a| !a.ip().is_loopback()).map(|a| a.to_string()).collect();
+    if !outside.is_empty() || !xmpp.ip().is_loopback() || !sip.ip().is_loopback() {
+        eprintln!("error: load goes to loopback only, and these servers are elsewhere: {}", outside.join(", "));
+        return EXIT_USAGE;
+    }
+    let target = Target { xmpp, sip, domain: profile.domain.clone() };
+    let through = if plan.record { "taps" } else { "servers" };
+    note(&format!(
+        "[load] {} users at {}/s, then {} operations/s of {} for {} s, through the {through} (XMPP {xmpp}, SIP/UDP {sip})",
+        plan.users,
+        plan.ramp,
+        plan.rate,
+        plan.mix.iter().map(|o| o.name()).collect::<Vec<_>>().join(","),
+        plan.duration.as_secs_f64()
+    ));
+    let line = |t: &Tick| {
+        let ops: Vec<String> = t
+            .stats
+            .second(t.second)
+            .into_iter()
+            .map(|(op, ok, failed, p99)| {
+                let p99 = p99.map(|v| format!(" p99 {v:.1} ms")).unwrap_or_default();
+                let failed = if failed > 0 { format!(" {failed} failed") } else { String::new() };
+                format!("{} {ok} ok{failed}{p99}", op.name())
+            })
+            .collect();
+        let ops = if ops.is_empty() { "nothing ended".to_string() } else { ops.join(" · ") };
+        note(&format!("[load] {:>3} s {:<8} joined {} · issued {} · {ops} · {} pending", t.second + 1, t.phase.name(), t.joined, t.issued, t.stats.outstanding()));
+    };
+    let result = run(&plan, &target, &users, &mut stop_signal, line).await;
+    let frames = set.recorder.frames_for_all();
+    let base = format!("load.{}", profile.name);
+    if plan.record {
+        let written = std::fs::File::create(report.dir.join("traces").join(format!("{base}.raw"))).and_then(|f| {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(f);
+            sixpac::trace::raw::write(&frames, &mut w)?;
+            w.flush()
+        });
+        if let Err(e) = written.and_then(|_| report.write_pcapng(&base, &frames, set.recorder.epoch_unix_us())) {
+            eprintln!("error: cannot write the traces in {}: {e}", report.dir.join("traces").display());
+            return EXIT_INFRA;
+        }
+    }
+    let operations = result.stats.summaries();
+    let missed = missed_goals(&operations, &goals, result.interrupted);
+    let exit_code = if result.interrupted { EXIT_INTERRUPTED } else if missed.is_empty() { EXIT_PASS } else { EXIT_FAIL };
+    let summary = LoadSummary {
+        kind: "load",
+        sixpac_version: env!("CARGO_PKG_VERSION"),
+        run_id: report.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        profile: profile.name.clone(),
+        backend: set.backend.to_string(),
+        servers: set.facts(),
+        through,
+        xmpp: xmpp.to_string(),
+        sip: sip.to_string(),
+        joined: result.joined,
+        issued: result.issued,
+        interrupted: result.interrupted,
+        wall_seconds: result.wall.as_secs_f64(),
+        steady_seconds: result.steady,
+        achieved_rate: achieved_rate(&operations, result.steady),
+        frames_recorded: frames.len(),
+        operations,
+        goals,
+        missed,
+        exit_code,
+        plan,
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    let written = std::fs::write(report.dir.join("summary.json"), json + "\n")
+        .and_then(|_| std::fs::write(report.dir.join("index.html"), sixpac::load::page::render(&summary)));
+    if let Err(e) = written {
+        eprintln!("error: cannot write the report in {}: {e}", report.dir.display());
+        return EXIT_INFRA;
+    }
+    set.save_logs(&report.logs_dir(name));
+    set.stop();
+    println!("{:<10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}", "operation", "attempts", "ok", "failed", "p50 ms", "p90 ms", "p99 ms", "max ms");
+    for o in &summary.operations {
+        let l = |f: fn(&sixpac::load::stats::Latency) -> f64| o.latency.as_ref().map(|l| format!("{:.2}", f(l))).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            o.op.name(), o.attempts, o.successes, o.failures, l(|l| l.p50_ms), l(|l| l.p90_ms), l(|l| l.p99_ms), l(|l| l.max_ms)
+        );
+        for (why, n) in &o.failures_by_reason {
+            println!("    {n} × {why}");
+        }
+    }
+    println!("steady phase: {:.1} operations ended per second; {} frames recorded", summary.achieved_rate, summary.frames_recorded);
+    for m in &summary.missed {
+        println!("missed: {m}");
+    }
+    println!("report: {}", report.dir.display());
+    exit_code
 }
 
 /// The terminal's width: COLUMNS, else the window size of stdout, else 80.
@@ -1015,6 +1212,19 @@ fn main() -> ExitCode {
         Cmd::Serve { profile, backend, fixtures, accounts, duration, report_dir } => {
             let fixtures = locate(fixtures);
             rt.block_on(serve(&profile, backend, &fixtures, accounts, duration, &report_dir))
+        }
+        Cmd::Load { profile, backend, servers, fixtures, users, rate, duration, mix, ramp, timeout, no_record, min_success, max_p99, report_dir } => {
+            let mix = match sixpac::load::plan::parse_mix(&mix) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: --mix: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let plan = sixpac::load::LoadPlan { users, rate, duration, mix, ramp, record: !no_record, timeout };
+            let goals = sixpac::load::summary::Goals { min_success_pct: min_success, max_p99_ms: max_p99 };
+            let fixtures = locate(fixtures);
+            rt.block_on(load(&profile, backend, servers, &fixtures, plan, goals, &report_dir))
         }
         Cmd::Show { scenario, run, profile, frames, ascii, taps, width } => show(&scenario, &run, profile.as_deref(), frames, ascii, taps, width),
         Cmd::Report { dir } => rerender(&dir),
