@@ -917,6 +917,7 @@ async fn load(
         steady_seconds: result.steady,
         achieved_rate: achieved_rate(&operations, result.steady),
         frames_recorded: frames.len(),
+        peak_rss_kib: sixpac::load::summary::peak_rss_kib(),
         operations,
         goals,
         missed,
@@ -943,7 +944,12 @@ async fn load(
             println!("    {n} × {why}");
         }
     }
-    println!("steady phase: {:.1} operations ended per second; {} frames recorded", summary.achieved_rate, summary.frames_recorded);
+    println!(
+        "steady phase: {:.1} operations ended per second; {} frames recorded; sixpac's peak RSS {} MiB",
+        summary.achieved_rate,
+        summary.frames_recorded,
+        summary.peak_rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "?".into())
+    );
     for m in &summary.missed {
         println!("missed: {m}");
     }

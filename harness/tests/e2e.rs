@@ -920,3 +920,57 @@ fn three_shards_of_the_default_suite_merge_into_the_unsharded_report() {
     let twice = sixpac(&["merge", "--out", dir.join("z").to_str().unwrap(), shards[0].to_str().unwrap(), shards[0].to_str().unwrap()]);
     assert!(text(&twice).contains("ran twice"), "{}", text(&twice));
 }
+
+#[test]
+fn load_runs_every_operation_against_real_servers_and_reports_each_second() {
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("load");
+    let r = reports.to_str().unwrap();
+    let out = sixpac(&["load", "--backend", "process", "--users", "6", "--rate", "40", "--duration", "3s", "--report-dir", r]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&reports);
+    assert_eq!(s["kind"], "load");
+    assert_eq!((s["joined"].as_u64(), s["issued"].as_u64()), (Some(6), Some(120)));
+    let ops = s["operations"].as_array().unwrap();
+    let names: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(names, ["join", "register", "message", "chat", "call", "leave"]);
+    for o in ops {
+        assert_eq!(o["attempts"], o["successes"], "{o}");
+        assert!(o["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{o}");
+        assert!(!o["series"].as_array().unwrap().is_empty(), "{o}");
+    }
+    // The steady phase's operations are paced: about 10 of each per second.
+    let chat = &ops[3]["series"];
+    let busiest = chat.as_array().unwrap().iter().map(|s| s["attempts"].as_u64().unwrap()).max().unwrap();
+    assert!((9..=12).contains(&busiest), "{chat}");
+    // Each second told on stderr; the frames went through the taps and are in the raw trace.
+    assert!(text(&out).matches("[load]").count() >= 4, "{}", text(&out));
+    let raw = std::fs::read_to_string(reports.join("latest/traces/load.prosody+kamailio.raw")).unwrap();
+    assert!(raw.contains("MESSAGE sip:user0") && raw.contains("INVITE sip:user0") && raw.contains("<body>load "), "the raw trace");
+    let page = std::fs::read_to_string(reports.join("latest/index.html")).unwrap();
+    assert!(page.matches("<svg").count() >= 12 && page.contains("every goal met"), "index.html");
+    // Straight at the servers: nothing recorded; an impossible goal exits 1 and says which.
+    let out = sixpac(&["load", "--backend", "process", "--users", "2", "--rate", "10", "--duration", "1s", "--mix", "register", "--no-record", "--max-p99", "0.001", "--report-dir", r]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("missed: register: p99"), "{}", text(&out));
+    let s = summary(&reports);
+    assert_eq!((s["through"].as_str(), s["frames_recorded"].as_u64()), (Some("servers"), Some(0)));
+}
+
+#[test]
+fn load_bounds_are_refused_before_any_server_starts() {
+    for (args, says) in [
+        (&["--users", "5000"][..], "--users takes 1 to 2000"),
+        (&["--rate", "0"][..], "--rate takes 1 to 20000"),
+        (&["--duration", "11m"][..], "--duration takes"),
+        (&["--mix", "register,dance"][..], "`dance` is not an operation"),
+        (&["--rate", "10000", "--duration", "60s"][..], "add --no-record"),
+    ] {
+        let mut argv = vec!["load", "--backend", "process"];
+        argv.extend_from_slice(args);
+        let out = sixpac(&argv);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("starting"), "{args:?}: {}", text(&out));
+    }
+}

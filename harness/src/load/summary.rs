@@ -35,11 +35,19 @@ pub struct LoadSummary {
     /// Steady-phase operations ended per second (successes and failures).
     pub achieved_rate: f64,
     pub frames_recorded: usize,
+    /// sixpac's own peak resident memory (VmHWM), servers not included.
+    pub peak_rss_kib: Option<u64>,
     pub operations: Vec<OpSummary>,
     pub goals: Goals,
     /// Each goal missed, in words; empty when the run passed.
     pub missed: Vec<String>,
     pub exit_code: u8,
+}
+
+/// This process's peak resident memory in KiB, from /proc/self/status.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// The goals each operation missed, in words.
@@ -101,5 +109,6 @@ mod tests {
         assert!(missed_goals(&ops, &Goals { min_success_pct: 99.0, max_p99_ms: None }, false).is_empty());
         assert_eq!(missed_goals(&ops, &Goals { min_success_pct: 0.0, max_p99_ms: None }, true), vec!["the run was interrupted"]);
         assert!((achieved_rate(&ops, (1.0, 3.0)) - 500.5).abs() < 1e-9);
+        assert!(peak_rss_kib().is_some_and(|k| k > 0));
     }
 }
