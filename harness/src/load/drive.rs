@@ -15,6 +15,7 @@ use crate::sip::message::StartLine;
 use crate::wire::Transport;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -47,20 +48,25 @@ struct Done {
     outcome: Outcome,
 }
 
-/// Settle `key` if it is still pending (a late answer to what was swept is dropped).
-fn settle(pending: &Pending, done: &mpsc::UnboundedSender<Done>, key: &Key, ok: Result<(), String>) {
-    let Some((op, started)) = pending.lock().expect("pending lock").remove(key) else { return };
+/// Settle `key` if it is still pending (a late answer to what was swept is dropped); the
+/// operation it was, if it was.
+fn settle(pending: &Pending, done: &mpsc::UnboundedSender<Done>, key: &Key, ok: Result<(), String>) -> Option<Op> {
+    let (op, started) = pending.lock().expect("pending lock").remove(key)?;
     let at = Instant::now();
     let outcome = match ok {
         Ok(()) => Outcome::Ok(at - started),
         Err(why) => Outcome::Failed(why),
     };
     let _ = done.send(Done { op, at, outcome });
+    Some(op)
 }
 
 /// One user's two legs, shared by its task and the loop that issues operations.
 struct Legs {
     idx: usize,
+    /// A REGISTER is in flight: RFC 3261 §10.2 allows one at a time per binding, and Kamailio
+    /// answers an overlapping one 400 ("invalid cseq").
+    registering: std::sync::atomic::AtomicBool,
     account: Account,
     sip: SipEndpoint,
     xmpp: XmppConnection,
@@ -170,7 +176,11 @@ pub async fn run(
                 .collect();
             let why = format!("no answer within {} s", plan.timeout.as_secs_f64());
             for k in expired {
-                settle(&pending, &done_tx, &k, Err(why.clone()));
+                if let (Some(Op::Register), Key::Tx(idx, _)) = (settle(&pending, &done_tx, &k, Err(why.clone())), &k) {
+                    if let Ok(i) = joined.binary_search_by_key(idx, |l| l.idx) {
+                        joined[i].registering.store(false, Ordering::Release);
+                    }
+                }
             }
         }
         match phase {
@@ -196,7 +206,12 @@ pub async fn run(
             Phase::Steady => {
                 let want = due(now - steady_began, plan.rate, total);
                 while issued < want {
-                    let (op, from, to) = pick(issued, joined.len(), &plan.mix);
+                    let (op, mut from, to) = pick(issued, joined.len(), &plan.mix);
+                    if op == Op::Register {
+                        // The next user without a REGISTER in flight takes it.
+                        let n = joined.len();
+                        from = (0..n).map(|d| (from + d) % n).find(|&i| !joined[i].registering.load(Ordering::Acquire)).unwrap_or(from);
+                    }
                     stats.attempt(op, second_of(now));
                     issue(issued, op, &joined[from], &joined[to], &target.domain, &pending, &done_tx, now);
                     issued += 1;
@@ -254,6 +269,9 @@ fn issue(k: u64, op: Op, from: &Arc<Legs>, to: &Legs, domain: &str, pending: &Pe
         let _ = done.send(Done { op, at: Instant::now(), outcome: Outcome::Failed("the sender's SIP leg is gone".into()) });
     };
     match op {
+        Op::Register if from.registering.swap(true, Ordering::AcqRel) => {
+            let _ = done.send(Done { op, at, outcome: Outcome::Failed("every user had a REGISTER in flight".into()) });
+        }
         Op::Register | Op::Message | Op::Call => {
             let (legs, p, done) = (from.clone(), pending.clone(), done.clone());
             tokio::spawn(async move {
@@ -342,7 +360,7 @@ async fn user(
     };
     let mut sip_events = std::mem::replace(&mut sip.events, mpsc::unbounded_channel().1);
     let mut xmpp_events = std::mem::replace(&mut xmpp.events, mpsc::unbounded_channel().1);
-    let legs = Arc::new(Legs { idx, account, sip, xmpp });
+    let legs = Arc::new(Legs { idx, registering: false.into(), account, sip, xmpp });
     let Some(reg) = legs.sip.with(|ua, now| ua.register(now, 3600)).await else { return fail(Op::Join, "SIP leg ended".into()) };
     let deadline = tokio::time::Instant::from_std(began + timeout);
     let (mut registered, mut online) = (false, false);
@@ -380,9 +398,15 @@ async fn user(
             r = leave.changed() => if r.is_err() || *leave.borrow() { break },
             e = sip_events.recv() => match e {
                 Some(SipEvent::Final { tx, response }) => {
-                    settle(&pending, &done, &Key::Tx(idx, tx), final_ok(&response));
+                    if settle(&pending, &done, &Key::Tx(idx, tx), final_ok(&response)) == Some(Op::Register) {
+                        legs.registering.store(false, Ordering::Release);
+                    }
                 }
-                Some(SipEvent::TimedOut { tx }) => settle(&pending, &done, &Key::Tx(idx, tx), Err("no final response (timer F)".into())),
+                Some(SipEvent::TimedOut { tx }) => {
+                    if settle(&pending, &done, &Key::Tx(idx, tx), Err("no final response (timer F)".into())) == Some(Op::Register) {
+                        legs.registering.store(false, Ordering::Release);
+                    }
+                }
                 Some(SipEvent::IncomingCall { call_id, .. }) => {
                     let l = legs.clone();
                     tokio::spawn(async move { l.sip.with(move |ua, now| ua.answer(now, &call_id)).await });
@@ -395,7 +419,7 @@ async fn user(
                         tokio::spawn(async move { l.sip.with(move |ua, now| ua.bye(now, &call_id)).await });
                     }
                 }
-                Some(SipEvent::CallEnded { call_id, reason }) => settle(&pending, &done, &Key::Call(idx, call_id), Err(reason.to_string())),
+                Some(SipEvent::CallEnded { call_id, reason }) => drop(settle(&pending, &done, &Key::Call(idx, call_id), Err(reason.to_string()))),
                 Some(_) => {}
                 None => break,
             },

@@ -228,7 +228,7 @@ pub fn prepare(
         ServerKind::Prosody => vec!["prosody".into(), "-F".into(), "--config".into(), cfg],
         ServerKind::Kamailio => [
             "kamailio", "-f", &cfg, "-DD", "-E", "-Y", &format!("{d}/run"), "-P", &format!("{d}/run/kamailio.pid"),
-            "-w", &d, "-m", "64", "-M", "8",
+            "-w", &d, "-m", "1024", "-M", "8",
         ]
         .iter()
         .map(|s| s.to_string())
