@@ -354,7 +354,7 @@ async fn udp_relay(
                 continue;
             }
         };
-        let bytes = buf[..n].to_vec();
+        let datagram = &buf[..n];
         for gone in std::mem::take(&mut *forget.lock().expect("forget lock")) {
             // Dropping the client aborts the task relaying its answers.
             upstreams.remove(&gone);
@@ -378,7 +378,7 @@ async fn udp_relay(
                 Err(_) => {
                     // Recorded all the same, and marked: the tap could not forward it.
                     let origin = register_client(&spec, &rec, listen, peer, None);
-                    rec.record_with(&origin, Direction::ToServer, cut::datagram(&bytes), bytes, Some(crate::trace::frame::Fault::NoUpstream));
+                    rec.record_with(&origin, Direction::ToServer, cut::datagram(datagram), datagram.to_vec(), Some(crate::trace::frame::Fault::NoUpstream));
                     continue;
                 }
             };
@@ -391,32 +391,36 @@ async fn udp_relay(
         let Some(client) = upstreams.get_mut(&peer) else { continue };
         client.last.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         // Recorded either way (the client did send it), and marked with what the tap did.
-        let struck = fault::for_datagram(&faults, &bytes);
+        let struck = fault::for_datagram(&faults, datagram);
         if let Some(f) = struck {
             tracing::info!(server = %spec.server, conn = client.origin.conn, "fault: {} a datagram from {peer}", f.mark().name());
         }
-        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(&bytes), bytes.clone(), struck.map(|f| f.mark()));
+        // Recorded before it is forwarded, so that the server's answer cannot be recorded
+        // first; the recorder takes the one copy, and what is sent comes from the buffer.
+        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(datagram), datagram.to_vec(), struck.map(|f| f.mark()));
+        let bytes = &buf[..n];
         match struck {
             None => {
-                let _ = client.up.send(&bytes).await;
+                let _ = client.up.send(bytes).await;
                 if let Some((held, _)) = client.held.take() {
                     let _ = client.up.send(&held).await;
                 }
             }
             Some(DatagramFault::Drop) => {}
             Some(DatagramFault::Duplicate) => {
-                let _ = client.up.send(&bytes).await;
-                let _ = client.up.send(&bytes).await;
+                let _ = client.up.send(bytes).await;
+                let _ = client.up.send(bytes).await;
             }
             Some(DatagramFault::Delay(by)) => {
                 let up = client.up.clone();
+                let bytes = bytes.to_vec();
                 tasks.spawn(async move {
                     tokio::time::sleep(by).await;
                     let _ = up.send(&bytes).await;
                 });
             }
             Some(DatagramFault::Reorder) => {
-                if let Some((earlier, _)) = client.held.replace((bytes, tokio::time::Instant::now() + fault::REORDER_HOLD)) {
+                if let Some((earlier, _)) = client.held.replace((bytes.to_vec(), tokio::time::Instant::now() + fault::REORDER_HOLD)) {
                     let _ = client.up.send(&earlier).await;
                 }
             }
@@ -441,22 +445,34 @@ async fn udp_return(
     last: Arc<std::sync::atomic::AtomicU64>,
     started: std::time::Instant,
 ) {
+    thread_local! {
+        // One receive buffer per runtime thread, not per client: 4,096 idle clients must not
+        // hold 64 KiB each, and a datagram must not cost a 64 KiB allocation.
+        static RECEIVE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
+    }
     loop {
-        // The buffer exists only while a datagram is there: 4,096 idle clients must not hold
-        // 64 KiB each.
         if up.readable().await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         }
-        let mut buf = vec![0u8; 65536];
-        match up.try_recv(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        // Received, recorded and (nearly always) sent with the buffer borrowed and no await
+        // in between; a send the socket cannot take at once waits below with its own copy.
+        let unsent = RECEIVE.with_borrow_mut(|buf| match up.try_recv(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Ok(n) => {
                 last.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-                let bytes = buf[..n].to_vec();
-                rec.record(&origin, Direction::ToClient, cut::datagram(&bytes), bytes.clone());
-                let _ = tap.send_to(&bytes, client).await;
+                let datagram = &buf[..n];
+                rec.record(&origin, Direction::ToClient, cut::datagram(datagram), datagram.to_vec());
+                match tap.try_send_to(datagram, client) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(datagram.to_vec())),
+                    _ => Ok(None),
+                }
             }
+            Err(e) => Err(e),
+        });
+        match unsent {
+            Ok(None) => {}
+            Ok(Some(bytes)) => drop(tap.send_to(&bytes, client).await),
             // ICMP unreachable from a not-yet-listening server: keep the relay alive.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
