@@ -245,9 +245,18 @@ impl SipMessage {
 
     /// The value of a header line, with folding collapsed to single spaces.
     pub fn value_of(&self, h: &HeaderLine) -> String {
+        self.value_text(h).into_owned()
+    }
+
+    /// [`Self::value_of`], borrowed from the message where nothing had to change (no
+    /// folding, valid UTF-8): most values.
+    pub fn value_text(&self, h: &HeaderLine) -> std::borrow::Cow<'_, str> {
         let text = String::from_utf8_lossy(&self.raw[h.value.clone()]);
         if !text.contains('\n') {
-            return text.trim_end().to_string();
+            return match text {
+                std::borrow::Cow::Borrowed(t) => std::borrow::Cow::Borrowed(t.trim_end()),
+                std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(t.trim_end().to_string()),
+            };
         }
         let mut out = String::new();
         for (i, part) in text.split('\n').enumerate() {
@@ -259,7 +268,7 @@ impl SipMessage {
                 out.push_str(part.trim());
             }
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// Every value of a header (by either form of its name), in order, one per header line.

@@ -1,6 +1,7 @@
 //! The normalized trace: frames as text, volatile values replaced by stable symbols numbered by
 //! first appearance, credentials redacted. This is what is diffed and stored as expected.
 
+use std::borrow::Cow;
 use super::frame::{Direction, Frame, FrameKind, Proto};
 use crate::sip::message::{same_header, SipMessage};
 use crate::wire::Carrier;
@@ -46,16 +47,16 @@ pub struct NormalizedTrace {
 #[derive(Debug, Default)]
 struct Symbols {
     /// class -> (value -> symbol)
-    seen: HashMap<String, HashMap<String, String>>,
+    seen: HashMap<&'static str, HashMap<String, String>>,
 }
 
 impl Symbols {
-    fn get(&mut self, class: &str, value: &str) -> String {
+    fn get(&mut self, class: &'static str, value: &str) -> String {
         // Looked up by reference first: most values are seen again, and a miss is rare.
         if let Some(sym) = self.seen.get(class).and_then(|m| m.get(value)) {
             return sym.clone();
         }
-        let m = self.seen.entry(class.to_string()).or_default();
+        let m = self.seen.entry(class).or_default();
         let sym = format!("{{{class}-{}}}", m.len() + 1);
         m.insert(value.to_string(), sym.clone());
         sym
@@ -93,13 +94,13 @@ impl Normalizer<'_> {
         self.syms.get("addr", addr)
     }
 
-    /// Replace `127.0.0.1:port` anywhere in `text` by address names.
-    fn addresses(&mut self, text: &str) -> String {
+    /// `text` with `127.0.0.1:port` replaced by address names; None when it holds none.
+    fn addresses(&mut self, text: &str) -> Option<String> {
         const IP: &str = "127.0.0.1:";
-        if !text.contains(IP) {
-            return text.to_string();
+        if !holds(text.as_bytes(), IP.as_bytes()) {
+            return None;
         }
-        let mut out = String::new();
+        let mut out = String::with_capacity(text.len() + 16);
         let mut rest = text;
         while let Some(p) = rest.find(IP) {
             out.push_str(&rest[..p]);
@@ -115,22 +116,26 @@ impl Normalizer<'_> {
             rest = &after[digits..];
         }
         out.push_str(rest);
-        out
+        Some(out)
     }
 
-    fn literals(&self, text: &str) -> String {
-        let mut out = text.to_string();
+    fn literals<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
         for (k, v) in &self.literals {
-            if out.contains(k.as_str()) {
-                out = out.replace(k.as_str(), v);
+            if holds(out.as_bytes(), k.as_bytes()) {
+                out = Cow::Owned(out.replace(k.as_str(), v));
             }
         }
         out
     }
 
-    fn final_pass(&mut self, text: &str) -> String {
+    /// Literals, then addresses; borrowed when neither is there (most header values).
+    fn final_pass<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
         let t = self.literals(text);
-        self.addresses(&t)
+        match self.addresses(&t) {
+            Some(a) => Cow::Owned(a),
+            None => t,
+        }
     }
 
     fn label(&self, addr: SocketAddr, proto: Proto) -> String {
@@ -142,13 +147,15 @@ impl Normalizer<'_> {
             .unwrap_or_else(|| "client".into())
     }
 
-    fn sip(&mut self, bytes: &[u8]) -> Vec<String> {
+    fn sip(&mut self, bytes: &[u8], out: &mut String) {
         let msg = match SipMessage::parse(bytes) {
             Ok(m) => m,
-            Err(e) => return vec![format!("!! unparsed SIP ({e}): {}", escape_bytes(bytes))],
+            Err(e) => return line(out, &format!("!! unparsed SIP ({e}): {}", escape_bytes(bytes))),
         };
         let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
-        let mut lines = vec![self.final_pass(String::from_utf8_lossy(raw_first).trim_end())];
+        let first = String::from_utf8_lossy(raw_first);
+        let first = self.final_pass(first.trim_end());
+        line(out, &first);
         // A registrar answers each REGISTER on its own, and its To-tags mean nothing beyond the
         // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
@@ -156,31 +163,36 @@ impl Normalizer<'_> {
         let register = msg.cseq().filter(|(_, m)| m == "REGISTER").map(|(n, _)| n);
         let registrar_answer = register.is_some() && msg.status().is_some();
         for h in msg.header_lines() {
-            let name = msg.name_of(h).to_string();
-            let value = msg.value_of(h);
+            let name = msg.name_of(h);
+            let raw_value = msg.value_text(h);
             // A Content-Length that matches the body shows as `{body}`: account names differ in
             // length between backends, so the number would differ while the message is right.
             // A wrong one keeps its number and so shows in the diff.
-            let value = if same_header(&name, "Content-Length") && value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
-                "{body}".to_string()
+            let value = if same_header(name, "Content-Length") && raw_value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
+                Cow::Borrowed("{body}")
             } else {
-                self.sip_value(&name, &value, register, registrar_answer)
+                self.sip_value(name, &raw_value, register, registrar_answer)
             };
-            lines.push(format!("{name}: {}", self.final_pass(&value)));
+            let value = self.final_pass(&value);
+            out.push_str(INDENT);
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(&value);
+            out.push('\n');
         }
         let body = String::from_utf8_lossy(msg.body());
         if !body.is_empty() {
-            lines.push(String::new());
+            line(out, "");
             let sdp = msg.header("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
             for l in body.lines() {
-                let l = if sdp { self.sdp_line(l) } else { l.to_string() };
-                lines.push(self.final_pass(&l));
+                let l = if sdp { Cow::Owned(self.sdp_line(l)) } else { Cow::Borrowed(l) };
+                let l = self.final_pass(&l);
+                line(out, &l);
             }
         }
         if !msg.trailing().is_empty() {
-            lines.push(format!("!! {} bytes after Content-Length", msg.trailing().len()));
+            line(out, &format!("!! {} bytes after Content-Length", msg.trailing().len()));
         }
-        lines
     }
 
     /// SDP's volatile fields: the origin's session id and each stream's port (0, a refusal,
@@ -195,61 +207,61 @@ impl Normalizer<'_> {
         f.join(" ")
     }
 
-    fn sip_value(&mut self, name: &str, value: &str, register: Option<u32>, registrar_answer: bool) -> String {
+    fn sip_value<'v>(&mut self, name: &str, value: &'v str, register: Option<u32>, registrar_answer: bool) -> Cow<'v, str> {
         // The long form once; every test below compares with a long form.
         let long = crate::sip::message::expand_compact(name.trim());
         let is = |n: &str| long.eq_ignore_ascii_case(n);
         if is("Call-ID") {
-            return self.syms.get("call-id", value);
+            return Cow::Owned(self.syms.get("call-id", value));
         }
         if is("SIP-ETag") || is("SIP-If-Match") {
-            return self.syms.get("etag", value);
+            return Cow::Owned(self.syms.get("etag", value));
         }
         if is("Date") || is("Timestamp") {
-            return format!("{{{}}}", name.to_ascii_lowercase());
+            return Cow::Owned(format!("{{{}}}", name.to_ascii_lowercase()));
         }
-        let mut v = value.to_string();
+        let mut v = Cow::Borrowed(value);
         if is("Via") || is("Record-Route") || is("Route") {
-            v = self.param(&v, "branch", |s, x| s.syms.get("branch", x));
+            v = self.param(v, "branch", |s, x| s.syms.get("branch", x));
             // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
-            v = self.param(&v, "ftag", |s, x| s.syms.get("tag", x));
+            v = self.param(v, "ftag", |s, x| s.syms.get("tag", x));
             // The port the Via's sender was seen from, in the Via's own transport.
             let carrier = via_carrier(&v);
-            v = self.param(&v, "rport", |s, x| {
+            v = self.param(v, "rport", |s, x| {
                 if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}"), carrier) }
             });
         }
         if is("Via") {
             // Kamailio numbers its TCP connections in its own Via as `i=`: counts, not meaning.
-            v = self.param(&v, "i", |s, x| s.syms.get("conn", x));
+            v = self.param(v, "i", |s, x| s.syms.get("conn", x));
         }
         if is("Record-Route") || is("Route") {
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
-            v = self.route_user(&v);
+            v = self.route_user(&v).into();
         }
         if registrar_answer && (is("Contact") || is("Expires")) {
             // A registrar answers with the lifetime left (RFC 3261 §10.3): 3600 or 3599 by
             // chance, so only a removed binding's 0 is kept as a number.
             let left = |x: &str| if x.trim() == "0" { x.to_string() } else { "{expires}".into() };
             if is("Expires") {
-                return left(value);
+                return Cow::Owned(left(value));
             }
-            v = self.param(&v, "expires", |_, x| left(x));
+            v = self.param(v, "expires", |_, x| left(x));
         }
         if is("Subscription-State") {
             // The seconds left run down while the NOTIFY is built: 3600 or 3599 by chance.
-            v = self.param(&v, "expires", |_, x| if x == "0" { x.to_string() } else { "{expires}".into() });
+            v = self.param(v, "expires", |_, x| if x == "0" { x.to_string() } else { "{expires}".into() });
         }
         if is("To") && register.is_some() {
             let cseq = register.unwrap_or_default();
-            v = self.param(&v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
+            v = self.param(v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
         } else if is("From") || is("To") {
-            v = self.param(&v, "tag", |s, x| s.syms.get("tag", x));
+            v = self.param(v, "tag", |s, x| s.syms.get("tag", x));
         }
         if is("Authorization") || is("Proxy-Authorization") || is("WWW-Authenticate") || is("Proxy-Authenticate") {
             for k in DIGEST_SECRETS {
-                v = self.param(&v, k, |_, _| "{redacted}".into());
+                v = self.param(v, k, |_, _| "{redacted}".into());
             }
         }
         v
@@ -275,51 +287,58 @@ impl Normalizer<'_> {
         out
     }
 
-    /// Replace the value of every `name=value` parameter (`;`, `,` or space separated).
-    fn param(&mut self, text: &str, name: &str, mut f: impl FnMut(&mut Self, &str) -> String) -> String {
-        // Most values hold no such parameter: say so without building a copy char by char.
-        let wanted = name.as_bytes();
-        let present = text.as_bytes().windows(wanted.len() + 1).any(|w| w[..wanted.len()].eq_ignore_ascii_case(wanted) && w[wanted.len()] == b'=');
+    /// Replace the value of every `name=value` parameter (`;`, `,` or space separated);
+    /// `text` itself when it holds none.
+    fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, f: impl FnMut(&mut Self, &str) -> String) -> Cow<'t, str> {
+        // Most values hold no such parameter: say so from the few `=` signs they have.
+        let (b, n) = (text.as_bytes(), name.len());
+        let present = text.match_indices('=').any(|(i, _)| i >= n && b[i - n..i].eq_ignore_ascii_case(name.as_bytes()));
         if !present {
-            return text.to_string();
+            return text;
         }
-        let mut out = String::new();
+        Cow::Owned(self.replace_param(&text, name, f))
+    }
+
+    fn replace_param(&mut self, text: &str, name: &str, mut f: impl FnMut(&mut Self, &str) -> String) -> String {
+        let mut out = String::with_capacity(text.len() + 16);
         let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < text.len() {
-            let at_boundary = i == 0 || matches!(bytes[i - 1], b';' | b',' | b' ' | b'\t');
-            let key_end = i + name.len();
-            // `get`: the name's length from here may end inside a multi-byte character of the
-            // wire text (found by fuzzing).
-            if at_boundary
-                && text.len() > key_end
-                && text.get(i..key_end).is_some_and(|k| k.eq_ignore_ascii_case(name))
-                && bytes[key_end] == b'='
-            {
-                let vstart = key_end + 1;
-                // (end of the value, the value, its closing quote if quoted)
-                let (vend, inner, close) = if bytes.get(vstart) == Some(&b'"') {
-                    match text[vstart + 1..].find('"') {
-                        Some(p) => (vstart + 2 + p, &text[vstart + 1..vstart + 1 + p], Some("\"")),
-                        None => (text.len(), &text[vstart + 1..], Some("")),
-                    }
-                } else {
-                    let len = text[vstart..].find([';', ',', '>', ' ', '\t']).unwrap_or(text.len() - vstart);
-                    (vstart + len, &text[vstart..vstart + len], None)
-                };
-                let rep = f(self, inner);
-                out.push_str(&text[i..vstart]);
-                match close {
-                    Some(q) => out.push_str(&format!("\"{rep}{q}")),
-                    None => out.push_str(&rep),
-                }
-                i = vend;
+        // Text up to `copied` is in `out`; the rest goes in as slices between replacements.
+        // Candidates are found from their `=`, the few places a parameter can end its name.
+        let (mut copied, mut search) = (0, 0);
+        while let Some(rel) = text[search..].find('=') {
+            let eq = search + rel;
+            search = eq + 1;
+            let Some(start) = eq.checked_sub(name.len()).filter(|s| *s >= copied) else { continue };
+            let at_boundary = start == 0 || matches!(bytes[start - 1], b';' | b',' | b' ' | b'\t');
+            // `get`: the name's length before the `=` may start inside a multi-byte character
+            // of the wire text (found by fuzzing).
+            if !at_boundary || !text.get(start..eq).is_some_and(|k| k.eq_ignore_ascii_case(name)) {
                 continue;
             }
-            let ch = text[i..].chars().next().expect("in bounds");
-            out.push(ch);
-            i += ch.len_utf8();
+            let vstart = eq + 1;
+            // (end of the value, the value, its closing quote if quoted)
+            let (vend, inner, close) = if bytes.get(vstart) == Some(&b'"') {
+                match text[vstart + 1..].find('"') {
+                    Some(p) => (vstart + 2 + p, &text[vstart + 1..vstart + 1 + p], Some("\"")),
+                    None => (text.len(), &text[vstart + 1..], Some("")),
+                }
+            } else {
+                let len = text[vstart..].find([';', ',', '>', ' ', '\t']).unwrap_or(text.len() - vstart);
+                (vstart + len, &text[vstart..vstart + len], None)
+            };
+            let rep = f(self, inner);
+            out.push_str(&text[copied..vstart]);
+            if let Some(q) = close {
+                out.push('"');
+                out.push_str(&rep);
+                out.push_str(q);
+            } else {
+                out.push_str(&rep);
+            }
+            copied = vend;
+            search = search.max(vend);
         }
+        out.push_str(&text[copied..]);
         out
     }
 
@@ -374,7 +393,7 @@ impl Normalizer<'_> {
         }
     }
 
-    fn xmpp(&mut self, kind: &FrameKind, bytes: &[u8]) -> Vec<String> {
+    fn xmpp(&mut self, kind: &FrameKind, bytes: &[u8], out: &mut String) {
         let header = *kind == FrameKind::XmppHeader;
         let scope = if header { xml::Scope::new() } else { xml::client_stream_scope() };
         match xml::parse(bytes, &scope, header) {
@@ -382,26 +401,46 @@ impl Normalizer<'_> {
                 self.element(&mut el, header);
                 let text = if header { el.start_tag() } else { el.to_xml() };
                 let prolog = if String::from_utf8_lossy(bytes).trim_start().starts_with("<?xml") { "<?xml?>" } else { "" };
-                vec![self.final_pass(&format!("{prolog}{text}"))]
+                let whole = format!("{prolog}{text}");
+                let whole = self.final_pass(&whole);
+                line(out, &whole);
             }
-            Err(e) => vec![format!("!! unparsed XML ({e}): {}", escape_bytes(bytes))],
+            Err(e) => line(out, &format!("!! unparsed XML ({e}): {}", escape_bytes(bytes))),
         }
     }
 
-    fn frame(&mut self, f: &Frame) -> Vec<String> {
+    /// The frame's normalized lines, each indented, onto `out`.
+    fn frame(&mut self, f: &Frame, out: &mut String) {
         match &f.kind {
-            FrameKind::Sip => self.sip(&f.bytes),
-            FrameKind::XmppHeader | FrameKind::XmppElement => self.xmpp(&f.kind, &f.bytes),
-            FrameKind::XmppClose => vec!["</stream:stream>".into()],
-            FrameKind::Whitespace => vec![format!("(keepalive, {} bytes)", f.bytes.len())],
-            FrameKind::Opaque => vec![format!("(opaque, {} bytes)", f.bytes.len())],
-            FrameKind::TlsHandshake => vec![format!("(tls {})", String::from_utf8_lossy(&f.bytes))],
-            FrameKind::Unparsed(why) => vec![format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))],
-            FrameKind::Closed(how) => vec![format!("(closed: {how})")],
-            FrameKind::Lost { why, .. } => vec![format!("!! {why}")],
-            FrameKind::Fault(what) => vec![format!("({what})")],
+            FrameKind::Sip => self.sip(&f.bytes, out),
+            FrameKind::XmppHeader | FrameKind::XmppElement => self.xmpp(&f.kind, &f.bytes, out),
+            FrameKind::XmppClose => line(out, "</stream:stream>"),
+            FrameKind::Whitespace => line(out, &format!("(keepalive, {} bytes)", f.bytes.len())),
+            FrameKind::Opaque => line(out, &format!("(opaque, {} bytes)", f.bytes.len())),
+            FrameKind::TlsHandshake => line(out, &format!("(tls {})", String::from_utf8_lossy(&f.bytes))),
+            FrameKind::Unparsed(why) => line(out, &format!("!! unparsed ({why}): {}", escape_bytes(&f.bytes))),
+            FrameKind::Closed(how) => line(out, &format!("(closed: {how})")),
+            FrameKind::Lost { why, .. } => line(out, &format!("!! {why}")),
+            FrameKind::Fault(what) => line(out, &format!("({what})")),
         }
     }
+}
+
+/// Whether `needle` occurs in `hay`. The values searched are a header's worth, and most hold
+/// no needle: a scan for the first byte beats setting up `str::contains`'s searcher each time.
+fn holds(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else { return true };
+    hay.len() >= needle.len() && hay[..=hay.len() - needle.len()].iter().enumerate().any(|(i, &b)| b == first && hay[i + 1..].starts_with(rest))
+}
+
+/// How each line of a frame's block is indented under its arrow.
+const INDENT: &str = "    ";
+
+/// One line of a frame's block.
+fn line(out: &mut String, text: &str) {
+    out.push_str(INDENT);
+    out.push_str(text);
+    out.push('\n');
 }
 
 /// Containers whose children are a set, not a sequence (servers emit them in hash order):
@@ -565,7 +604,11 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         }
     }
     conns.sort();
-    let mut out = format!("# sixpac normalized trace: {}\n", ctx.title);
+    // The normalized text is about as long as the frames.
+    let mut out = String::with_capacity(64 + frames.iter().map(|f| f.bytes.len() + 48).sum::<usize>());
+    out.push_str("# sixpac normalized trace: ");
+    out.push_str(&ctx.title);
+    out.push('\n');
     let mut number = 0;
     let mut seqs = Vec::new();
     for (_, _, _, conn) in conns {
@@ -588,11 +631,7 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
             };
             let fault = f.fault.map(|x| format!(" ({} by the tap)", x.name())).unwrap_or_default();
             out.push_str(&format!("{number:03} {arrow}{fault}\n"));
-            for line in n.frame(f) {
-                out.push_str("    ");
-                out.push_str(&line);
-                out.push('\n');
-            }
+            n.frame(f, &mut out);
         }
     }
     NormalizedTrace { text: out, seqs }
@@ -601,6 +640,13 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holds_finds_a_needle_anywhere_as_contains_does() {
+        for (hay, needle) in [("abc", ""), ("", "a"), ("ab", "abc"), ("abc", "abc"), ("xxabc", "abc"), ("abcxx", "abc"), ("aab", "ab"), ("ab\u{e9}", "\u{e9}"), ("abd", "abc")] {
+            assert_eq!(holds(hay.as_bytes(), needle.as_bytes()), hay.contains(needle), "{hay:?} {needle:?}");
+        }
+    }
     use crate::trace::frame::{Origin, Recorder, Transport};
 
     #[test]
@@ -716,7 +762,7 @@ mod tests {
         let text = "SIP/2.0/TCP 127.0.0.1:40000;branch=x, SIP/2.0/UDP 127.0.0.1:40000 <sip:127.0.0.1:40000;transport=TCP;lr> \
                     <sip:bob@127.0.0.1:40000> <sips:127.0.0.1:40000> sip:127.0.0.1:40000;transport=udp hello 127.0.0.1:40000";
         assert_eq!(
-            n.addresses(text),
+            n.addresses(text).unwrap(),
             "SIP/2.0/TCP {kamailio.tap};branch=x, SIP/2.0/UDP {alice.sip} <sip:{kamailio.tap};transport=TCP;lr> \
                     <sip:bob@{alice.sip}> <sips:{kamailio.tap}> sip:{alice.sip};transport=udp hello {alice.sip}"
         );
@@ -729,8 +775,8 @@ mod tests {
         let ctx = NormalizeContext::default();
         let mut n = Normalizer::new(&ctx);
         // Found by fuzzing: `branch`'s length from `b` ends inside U+FEFF.
-        assert_eq!(n.param(";bran\u{feff}h=1", "branch", |_, _| "X".into()), ";bran\u{feff}h=1");
-        assert_eq!(n.param("a;branch=\"q\u{e9}", "branch", |_, v| format!("<{v}>")), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
-        assert_eq!(n.param("a;branch=\"q\";b", "branch", |_, v| format!("<{v}>")), "a;branch=\"<q>\";b");
+        assert_eq!(n.param(Cow::Borrowed(";bran\u{feff}h=1"), "branch", |_, _| "X".into()), ";bran\u{feff}h=1");
+        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\u{e9}"), "branch", |_, v| format!("<{v}>")), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
+        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\";b"), "branch", |_, v| format!("<{v}>")), "a;branch=\"<q>\";b");
     }
 }
