@@ -704,6 +704,18 @@ async fn start_serving(name: &str, choice: BackendChoice, servers: Option<PathBu
     Ok(Served { set, report, users, profile })
 }
 
+/// Start the servers, unless a signal comes first: then what was started is dropped (and
+/// so stopped) and the exit code says interrupted.
+async fn unless_interrupted(start: impl std::future::Future<Output = Result<Served, u8>>, stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Result<Served, u8> {
+    tokio::select! {
+        r = start => r,
+        _ = stop => {
+            note("interrupted: stopping servers");
+            Err(EXIT_INTERRUPTED)
+        }
+    }
+}
+
 /// `sixpac serve`: the servers and their taps for a client of the user's own, until stopped.
 async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usize, duration: Option<std::time::Duration>, report_dir: &Path) -> u8 {
     use sixpac::trace::normalize::{normalize, NormalizeContext};
@@ -711,24 +723,18 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     // what was started), Ctrl-C while recording ends the recording normally.
     let stop_signal = interrupted();
     tokio::pin!(stop_signal);
-    let started = tokio::select! {
-        r = async {
-            if choice == BackendChoice::External {
-                eprintln!("error: serve starts servers; use --backend auto, process or container");
-                return Err(EXIT_USAGE);
-            }
-            if accounts == 0 || accounts > MAX_SERVE_ACCOUNTS {
-                eprintln!("error: --accounts takes 1 to {MAX_SERVE_ACCOUNTS}");
-                return Err(EXIT_USAGE);
-            }
-            start_serving(name, choice, None, fixtures, accounts, report_dir).await
-        } => r,
-        _ = &mut stop_signal => {
-            note("interrupted: stopping servers");
-            return EXIT_INTERRUPTED;
+    let start = async {
+        if choice == BackendChoice::External {
+            eprintln!("error: serve starts servers; use --backend auto, process or container");
+            return Err(EXIT_USAGE);
         }
+        if accounts == 0 || accounts > MAX_SERVE_ACCOUNTS {
+            eprintln!("error: --accounts takes 1 to {MAX_SERVE_ACCOUNTS}");
+            return Err(EXIT_USAGE);
+        }
+        start_serving(name, choice, None, fixtures, accounts, report_dir).await
     };
-    let Served { set, report, users, profile } = match started {
+    let Served { set, report, users, profile } = match unless_interrupted(start, stop_signal.as_mut()).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -835,14 +841,8 @@ async fn load(
     }
     let stop_signal = interrupted();
     tokio::pin!(stop_signal);
-    let started = tokio::select! {
-        r = start_serving(name, choice, servers, fixtures, plan.users, report_dir) => r,
-        _ = &mut stop_signal => {
-            note("interrupted: stopping servers");
-            return EXIT_INTERRUPTED;
-        }
-    };
-    let Served { set, report, users, profile } = match started {
+    let start = start_serving(name, choice, servers, fixtures, plan.users, report_dir);
+    let Served { set, report, users, profile } = match unless_interrupted(start, stop_signal.as_mut()).await {
         Ok(s) => s,
         Err(code) => return code,
     };

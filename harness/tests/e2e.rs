@@ -974,3 +974,38 @@ fn load_bounds_are_refused_before_any_server_starts() {
         assert!(!text(&out).contains("starting"), "{args:?}: {}", text(&out));
     }
 }
+
+#[test]
+fn sigint_while_load_users_join_leaves_and_reports_and_no_server_is_left() {
+    use std::io::{BufRead, BufReader};
+    let Some(_serial) = servers_ready() else { return };
+    let reports = scratch("load-sigint");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(["load", "--backend", "process", "--users", "40", "--ramp", "20", "--duration", "20s", "--report-dir", reports.to_str().unwrap()])
+        .current_dir(root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let needle = format!("sixpac-{}-", child.id());
+    // Interrupted in the middle of the ramp: some users joined, some still joining.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let joining = lines.by_ref().map_while(Result::ok).find(|l| l.contains("joining  joined"));
+    assert!(joining.is_some(), "no ramp line");
+    assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
+    assert_eq!(interrupt(&mut child, Duration::from_secs(20)), Some(130));
+    let left = wait_gone(&needle, Duration::from_secs(5));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let s = summary(&reports);
+    assert_eq!(s["interrupted"], true);
+    let ops = s["operations"].as_array().unwrap();
+    let join = &ops[0];
+    assert_eq!(join["op"], "join");
+    let joined = join["successes"].as_u64().unwrap();
+    assert!((1..40).contains(&joined), "{join}");
+    // Every user that joined was told to leave, once.
+    let leave = ops.iter().find(|o| o["op"] == "leave").unwrap();
+    assert_eq!(leave["attempts"].as_u64(), Some(joined), "{leave}");
+    assert_eq!(leave["successes"].as_u64(), Some(joined), "{leave}");
+}

@@ -140,7 +140,7 @@ pub async fn run(
     let mut steady = (0.0, 0.0);
     let mut last_second = 0usize;
     let mut last_sweep = began;
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -222,7 +222,10 @@ pub async fn run(
                 }
             }
             Phase::Drain => {
-                if pending.lock().expect("pending lock").is_empty() || now - phase_began > plan.timeout + Duration::from_secs(1) {
+                // Joins still under way (an interrupted ramp) end first, within their own timeout,
+                // so that every joined user is told to leave and counted once.
+                let settled = joins_ended == spawned && pending.lock().expect("pending lock").is_empty();
+                if settled || now - phase_began > plan.timeout + Duration::from_secs(1) {
                     steady.1 = (now - began).as_secs_f64();
                     if steady.0 == 0.0 {
                         steady.0 = steady.1;

@@ -139,7 +139,9 @@ impl LoadStats {
 
     /// Attempts not yet ended, over all operations.
     pub fn outstanding(&self) -> u64 {
-        self.ops.values().map(|o| o.attempts - o.ok - o.failures.values().sum::<u64>()).sum()
+        // Saturating: a user whose leg broke mid-run leaves (and is counted) before the
+        // leave phase counts its attempt.
+        self.ops.values().map(|o| o.attempts.saturating_sub(o.ok + o.failures.values().sum::<u64>())).sum()
     }
 
     /// Operations that have run so far, in order.
