@@ -817,6 +817,14 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     EXIT_PASS
 }
 
+/// A load run's summary.json, if `dir` holds one (None for a run of scenarios).
+fn load_summary(dir: &Path) -> Option<Result<sixpac::load::summary::LoadSummary, String>> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    (v.get("kind").and_then(|k| k.as_str()) == Some("load")).then(|| serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display())))
+}
+
 /// `sixpac load`: the servers (or a servers file's), the users, the run, the report.
 async fn load(
     name: &str,
@@ -901,13 +909,13 @@ async fn load(
     let missed = missed_goals(&operations, &goals, result.interrupted);
     let exit_code = if result.interrupted { EXIT_INTERRUPTED } else if missed.is_empty() { EXIT_PASS } else { EXIT_FAIL };
     let summary = LoadSummary {
-        kind: "load",
-        sixpac_version: env!("CARGO_PKG_VERSION"),
+        kind: "load".into(),
+        sixpac_version: env!("CARGO_PKG_VERSION").into(),
         run_id: report.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         profile: profile.name.clone(),
         backend: set.backend.to_string(),
         servers: set.facts(),
-        through,
+        through: through.into(),
         xmpp: xmpp.to_string(),
         sip: sip.to_string(),
         joined: result.joined,
@@ -1061,6 +1069,24 @@ fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>, order: 
 
 /// `sixpac report DIR`.
 fn rerender(dir: &Path) -> u8 {
+    if let Some(load) = load_summary(dir) {
+        return match load {
+            Ok(s) => match std::fs::write(dir.join("index.html"), sixpac::load::page::render(&s)) {
+                Ok(()) => {
+                    println!("a load run, {} operations: {}", s.operations.len(), dir.join("index.html").display());
+                    EXIT_PASS
+                }
+                Err(e) => {
+                    eprintln!("error: writing index.html in {}: {e}", dir.display());
+                    EXIT_INFRA
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        };
+    }
     let run = match sixpac::report::run_dir::RunDir::load(dir) {
         Ok(r) => r,
         Err(e) => {

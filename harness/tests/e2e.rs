@@ -949,6 +949,16 @@ fn load_runs_every_operation_against_real_servers_and_reports_each_second() {
     assert!(raw.contains("MESSAGE sip:user0") && raw.contains("INVITE sip:user0") && raw.contains("<body>load "), "the raw trace");
     let page = std::fs::read_to_string(reports.join("latest/index.html")).unwrap();
     assert!(page.matches("<svg").count() >= 12 && page.contains("every goal met"), "index.html");
+    // `sixpac report` makes the same page again from summary.json; `show` and `merge` say
+    // what a load run is instead of treating it as an empty suite.
+    let latest = reports.join("latest");
+    std::fs::remove_file(latest.join("index.html")).unwrap();
+    let out = sixpac(&["report", latest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(latest.join("index.html")).unwrap(), page);
+    let out = sixpac(&["show", "chat", "--run", latest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is a `sixpac load` run"), "{}", text(&out));
     // Straight at the servers: nothing recorded; an impossible goal exits 1 and says which.
     let out = sixpac(&["load", "--backend", "process", "--users", "2", "--rate", "10", "--duration", "1s", "--mix", "register", "--no-record", "--max-p99", "0.001", "--report-dir", r]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

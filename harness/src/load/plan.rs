@@ -14,7 +14,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_RECORDED_OPS: u64 = 300_000;
 
 /// One kind of operation, with its own statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     /// Both legs up: REGISTER answered 200 and the XMPP session bound (ramp phase).
@@ -62,12 +62,12 @@ pub fn parse_mix(s: &str) -> Result<Vec<Op>, String> {
 }
 
 /// A whole load run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadPlan {
     pub users: usize,
     /// Operations per second in the steady phase, over the whole mix.
     pub rate: u32,
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub duration: Duration,
     pub mix: Vec<Op>,
     /// Users joined per second while ramping up.
@@ -75,12 +75,17 @@ pub struct LoadPlan {
     /// Through the recording taps (else straight at the servers).
     pub record: bool,
     /// How long one operation may take before it counts as failed.
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub timeout: Duration,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn from_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s: f64 = serde::Deserialize::deserialize(d)?;
+    Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
 }
 
 impl LoadPlan {

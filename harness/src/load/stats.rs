@@ -61,7 +61,7 @@ impl OpStats {
 }
 
 /// Latency percentiles, in milliseconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -82,7 +82,7 @@ fn latency(h: &Histogram<u64>) -> Option<Latency> {
 }
 
 /// One second of one operation, as reported: attempts started in it, and ends within it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecondSummary {
     pub t: usize,
     pub attempts: u64,
@@ -92,7 +92,7 @@ pub struct SecondSummary {
 }
 
 /// One operation, as reported.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpSummary {
     pub op: Op,
     pub attempts: u64,

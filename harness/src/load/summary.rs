@@ -4,7 +4,7 @@ use super::plan::{LoadPlan, Op};
 use super::stats::OpSummary;
 
 /// What a run must reach to exit 0.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Goals {
     /// Every operation's successes over attempts, in percent.
     pub min_success_pct: f64,
@@ -13,17 +13,18 @@ pub struct Goals {
 }
 
 /// summary.json of a load run (`kind: load`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadSummary {
-    pub kind: &'static str,
-    pub sixpac_version: &'static str,
+    /// Always `load`.
+    pub kind: String,
+    pub sixpac_version: String,
     pub run_id: String,
     pub profile: String,
     pub backend: String,
     pub servers: Vec<crate::servers::facts::ServerFacts>,
     pub plan: LoadPlan,
     /// `taps` (recorded) or `servers` (--no-record), and the addresses the users used.
-    pub through: &'static str,
+    pub through: String,
     pub xmpp: String,
     pub sip: String,
     pub joined: usize,

@@ -12,12 +12,6 @@ pub struct Merged {
     pub exit_code: i64,
 }
 
-fn read_summary(dir: &Path) -> Result<Value, String> {
-    let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     if !from.is_dir() {
         return Ok(());
@@ -44,7 +38,7 @@ fn column(r: &Value) -> String {
 /// Merge `dirs` into `out`. Refused, with what differs, when the runs are of different sixpac
 /// versions or suites, or when one case ran in two of them.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, String> {
-    let summaries: Vec<(PathBuf, Value)> = dirs.iter().map(|d| read_summary(d).map(|s| (d.clone(), s))).collect::<Result<_, _>>()?;
+    let summaries: Vec<(PathBuf, Value)> = dirs.iter().map(|d| super::run_dir::suite_summary(d).map(|s| (d.clone(), s))).collect::<Result<_, _>>()?;
     let Some((first_dir, first)) = summaries.first() else { return Err("no run directories to merge".into()) };
     for (d, s) in &summaries[1..] {
         if s["sixpac_version"] != first["sixpac_version"] {

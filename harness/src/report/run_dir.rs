@@ -53,6 +53,18 @@ impl ResultView {
     }
 }
 
+/// summary.json of a run of scenarios; a load run's (`kind: load`) is refused by name, as it
+/// has no scenario results to show or merge.
+pub fn suite_summary(dir: &Path) -> Result<Value, String> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let summary: Value = serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    if summary.get("kind").and_then(Value::as_str) == Some("load") {
+        return Err(format!("{} is a `sixpac load` run, which holds no scenario results (its page is index.html)", dir.display()));
+    }
+    Ok(summary)
+}
+
 /// A whole run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -93,9 +105,7 @@ impl RunDir {
     /// Read `dir/summary.json` and every result's traces. A result whose traces are missing or
     /// unreadable keeps its verdict and says why (`trace_problem`).
     pub fn load(dir: &Path) -> Result<RunDir, String> {
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let summary: Value = serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+        let summary = suite_summary(dir)?;
         let mut results = Vec::new();
         for r in summary.get("results").and_then(Value::as_array).cloned().unwrap_or_default() {
             let raw = string(&r, "raw");
