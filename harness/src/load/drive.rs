@@ -224,7 +224,9 @@ pub async fn run(
             Phase::Drain => {
                 // Joins still under way (an interrupted ramp) end first, within their own timeout,
                 // so that every joined user is told to leave and counted once.
-                let settled = joins_ended == spawned && pending.lock().expect("pending lock").is_empty();
+                // Outstanding, not pending: an operation whose task has not yet reached its
+                // user's UA is in no map yet.
+                let settled = joins_ended == spawned && stats.outstanding() == 0;
                 if settled || now - phase_began > plan.timeout + Duration::from_secs(1) {
                     steady.1 = (now - began).as_secs_f64();
                     if steady.0 == 0.0 {
@@ -259,6 +261,8 @@ pub async fn run(
     for _ in leaves_ended..joined.len() {
         stats.finish(Op::Leave, end, Outcome::Failed("not left before the run ended".into()));
     }
+    // Whatever else never ended is a failure too, so that attempts always add up.
+    stats.fail_outstanding(end, "still in flight when the run ended");
     drop(joined);
     tasks.shutdown().await;
     LoadResult { stats, joined: joins_ended, issued, interrupted, steady, wall: began.elapsed() }

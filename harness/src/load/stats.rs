@@ -144,6 +144,17 @@ impl LoadStats {
         self.ops.values().map(|o| o.attempts.saturating_sub(o.ok + o.failures.values().sum::<u64>())).sum()
     }
 
+    /// Count every attempt not yet ended as failed, for `why`, in second `s`.
+    pub fn fail_outstanding(&mut self, s: usize, why: &str) {
+        for o in self.ops.values_mut() {
+            let left = o.attempts.saturating_sub(o.ok + o.failures.values().sum::<u64>());
+            if left > 0 {
+                *o.failures.entry(why.to_string()).or_insert(0) += left;
+                o.second(s).failed += left;
+            }
+        }
+    }
+
     /// Operations that have run so far, in order.
     pub fn ops(&self) -> Vec<Op> {
         self.ops.keys().copied().collect()
@@ -219,5 +230,10 @@ mod tests {
         assert_eq!(chat.latency, None);
         assert_eq!(st.second(1).len(), 2);
         assert_eq!(st.ops(), vec![Op::Register, Op::Chat]);
+        st.fail_outstanding(2, "still in flight");
+        assert_eq!(st.outstanding(), 0);
+        let chat = st.summary(Op::Chat).unwrap();
+        assert_eq!((chat.failures, chat.series[2].failures), (1, 1));
+        assert_eq!(chat.failures_by_reason["still in flight"], 1);
     }
 }
