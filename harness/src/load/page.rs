@@ -71,23 +71,29 @@ fn legend(series: &[(&str, &str)]) -> String {
     format!("<p class=\"legend\">{spans}</p>")
 }
 
-fn op_section(o: &OpSummary) -> String {
+/// One operation's plots over the run's `seconds` (the same axis for every operation).
+fn op_section(o: &OpSummary, seconds: usize) -> String {
     let name = o.op.name();
-    let per_second = |f: fn(&super::stats::SecondSummary) -> Option<f64>| o.series.iter().map(f).collect::<Vec<_>>();
+    // Seconds after the operation's last are empty: no ends, no latency.
+    let per_second = |f: fn(&super::stats::SecondSummary) -> Option<f64>, after: Option<f64>| {
+        let mut v: Vec<Option<f64>> = o.series.iter().map(f).collect();
+        v.resize(seconds.max(v.len()), after);
+        v
+    };
     let rate = plot(
         &format!("{name}: ended per second"),
         "/s",
         &[
-            Series { name: "successes", colour: "#1b7a2f", points: per_second(|s| Some(s.successes as f64)) },
-            Series { name: "failures", colour: "#b00020", points: per_second(|s| Some(s.failures as f64)) },
+            Series { name: "successes", colour: "#1b7a2f", points: per_second(|s| Some(s.successes as f64), Some(0.0)) },
+            Series { name: "failures", colour: "#b00020", points: per_second(|s| Some(s.failures as f64), Some(0.0)) },
         ],
     );
     let lat = plot(
         &format!("{name}: latency per second"),
         "ms",
         &[
-            Series { name: "p50", colour: "#1f5fbf", points: per_second(|s| s.latency.as_ref().map(|l| l.p50_ms)) },
-            Series { name: "p99", colour: "#c77700", points: per_second(|s| s.latency.as_ref().map(|l| l.p99_ms)) },
+            Series { name: "p50", colour: "#1f5fbf", points: per_second(|s| s.latency.as_ref().map(|l| l.p50_ms), None) },
+            Series { name: "p99", colour: "#c77700", points: per_second(|s| s.latency.as_ref().map(|l| l.p99_ms), None) },
         ],
     );
     let mut failures = String::new();
@@ -147,8 +153,9 @@ pub fn render(s: &LoadSummary) -> String {
         );
     }
     body.push_str("</table>");
+    let seconds = s.operations.iter().map(|o| o.series.len()).max().unwrap_or(0);
     for o in &s.operations {
-        body.push_str(&op_section(o));
+        body.push_str(&op_section(o, seconds));
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
