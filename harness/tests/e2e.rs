@@ -252,24 +252,14 @@ fn sixpac_clean_stops_a_leftover_server_found_by_the_run_directory_it_holds() {
 /// of the server started as `binary`; the exit code, the seconds from the fault to sixpac's
 /// exit, and summary.json.
 fn fault_mid_suite(name: &str, profile: &str, binary: &str, signal: i32) -> (Option<i32>, f64, serde_json::Value) {
-    use std::io::{BufRead, BufReader};
     let reports = scratch(name);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["run", "--backend", "process", "--profile", profile, "--report-dir", reports.to_str().unwrap()])
-        .current_dir(root())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let needle = format!("sixpac-{}-", child.id());
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, needle, mut lines) = cli::spawn_reading_stderr(&["run", "--backend", "process", "--profile", profile, "--report-dir", reports.to_str().unwrap()]);
     while let Some(Ok(l)) = lines.next() {
         if l.contains("[3/") {
             break;
         }
     }
-    std::thread::spawn(move || for _ in lines {});
+    cli::drain(lines);
     // The group leader is the shell that runs the server (see servers::process).
     let leader = procs_mentioning(&needle)
         .into_iter()
@@ -987,22 +977,14 @@ fn load_bounds_are_refused_before_any_server_starts() {
 
 #[test]
 fn sigint_while_load_users_join_leaves_and_reports_and_no_server_is_left() {
-    use std::io::{BufRead, BufReader};
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("load-sigint");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["load", "--backend", "process", "--users", "40", "--ramp", "20", "--duration", "20s", "--report-dir", reports.to_str().unwrap()])
-        .current_dir(root())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let needle = format!("sixpac-{}-", child.id());
+    let r = reports.to_str().unwrap();
+    let (mut child, needle, mut lines) = cli::spawn_reading_stderr(&["load", "--backend", "process", "--users", "40", "--ramp", "20", "--duration", "20s", "--report-dir", r]);
     // Interrupted in the middle of the ramp: some users joined, some still joining.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let joining = lines.by_ref().map_while(Result::ok).find(|l| l.contains("joining  joined"));
     assert!(joining.is_some(), "no ramp line");
+    cli::drain(lines);
     assert!(!procs_mentioning(&needle).is_empty(), "servers should be running now");
     assert_eq!(interrupt(&mut child, Duration::from_secs(20)), Some(130));
     let left = wait_gone(&needle, Duration::from_secs(5));

@@ -58,18 +58,8 @@ pub fn start_waiting_run(backend: &str, dir: &Path) -> (Child, String) {
 
 /// The same with the long wait of another scenario folder (e.g. one for ejabberd).
 pub fn start_waiting_run_of(scenarios: &str, backend: &str, dir: &Path) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
     let scen = root().join(scenarios);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
-        .args(["run", "--backend", backend, "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()])
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let prefix = format!("sixpac-{}-", child.id());
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (child, prefix, mut lines) = spawn_reading_stderr(&["run", "--backend", backend, "--scenarios", scen.to_str().unwrap(), "--report-dir", dir.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
@@ -81,9 +71,31 @@ pub fn start_waiting_run_of(scenarios: &str, backend: &str, dir: &Path) -> (Chil
         }
     }
     assert!(seen.contains("step 2/2"), "run never reached the wait: {seen}");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    drain(lines);
     (child, prefix)
+}
+
+/// Start sixpac from the project root with no stdin and stdout discarded: the child, the
+/// prefix of its run's temp directories (which its servers' command lines name), and its
+/// stderr by line. Drain the lines on a thread once done with them (see `drain`).
+pub fn spawn_reading_stderr(args: &[&str]) -> (Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sixpac"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("sixpac-{}-", child.id());
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, prefix, lines)
+}
+
+/// Keep reading `lines` on a thread, so that the child never blocks on a full pipe.
+pub fn drain(lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    std::thread::spawn(move || for _ in lines {});
 }
 
 /// SIGINT the child and wait (at most `within`) for its exit code.
