@@ -22,18 +22,45 @@ fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, 600_000_000)
 }
 
+/// A second's latencies: a histogram while the second may still take samples, then only its
+/// percentiles. A histogram of this range is about 170 KiB, so a 10-minute run cannot keep one
+/// per second per operation.
+#[derive(Debug, Clone)]
+enum SecondLatency {
+    Live(Option<Box<Histogram<u64>>>),
+    Done(Option<Latency>),
+}
+
+impl SecondLatency {
+    fn latency(&self) -> Option<Latency> {
+        match self {
+            SecondLatency::Live(h) => h.as_deref().and_then(latency),
+            SecondLatency::Done(l) => l.clone(),
+        }
+    }
+}
+
 /// One second of one operation.
 #[derive(Debug, Clone)]
 struct Second {
     attempts: u64,
     ok: u64,
     failed: u64,
-    latency: Histogram<u64>,
+    latency: SecondLatency,
 }
 
 impl Second {
     fn new() -> Second {
-        Second { attempts: 0, ok: 0, failed: 0, latency: histogram() }
+        Second { attempts: 0, ok: 0, failed: 0, latency: SecondLatency::Live(None) }
+    }
+
+    fn record(&mut self, us: u64) {
+        match &mut self.latency {
+            SecondLatency::Live(h) => h.get_or_insert_with(|| Box::new(histogram())).saturating_record(us),
+            // An end told after its second was closed: counted, but its latency is only in
+            // the run's own histogram.
+            SecondLatency::Done(_) => {}
+        }
     }
 }
 
@@ -45,17 +72,26 @@ struct OpStats {
     failures: BTreeMap<String, u64>,
     latency: Histogram<u64>,
     seconds: Vec<Second>,
+    /// Seconds before this one hold only their percentiles.
+    closed: usize,
 }
 
 impl OpStats {
     fn new() -> OpStats {
-        OpStats { attempts: 0, ok: 0, failures: BTreeMap::new(), latency: histogram(), seconds: Vec::new() }
+        OpStats { attempts: 0, ok: 0, failures: BTreeMap::new(), latency: histogram(), seconds: Vec::new(), closed: 0 }
     }
 
+    /// Second `s`; every second two or more before it is closed (ends arrive in order within
+    /// a few milliseconds, so none is due in those).
     fn second(&mut self, s: usize) -> &mut Second {
         if self.seconds.len() <= s {
             self.seconds.resize_with(s + 1, Second::new);
         }
+        let close_to = s.saturating_sub(1);
+        for sec in &mut self.seconds[self.closed.min(close_to)..close_to] {
+            sec.latency = SecondLatency::Done(sec.latency.latency());
+        }
+        self.closed = self.closed.max(close_to);
         &mut self.seconds[s]
     }
 }
@@ -128,7 +164,7 @@ impl LoadStats {
                 o.latency.saturating_record(micros(d));
                 let sec = o.second(s);
                 sec.ok += 1;
-                sec.latency.saturating_record(micros(d));
+                sec.record(micros(d));
             }
             Outcome::Failed(why) => {
                 *o.failures.entry(why).or_insert(0) += 1;
@@ -176,7 +212,7 @@ impl LoadStats {
                 .seconds
                 .iter()
                 .enumerate()
-                .map(|(t, s)| SecondSummary { t, attempts: s.attempts, successes: s.ok, failures: s.failed, latency: latency(&s.latency) })
+                .map(|(t, s)| SecondSummary { t, attempts: s.attempts, successes: s.ok, failures: s.failed, latency: s.latency.latency() })
                 .collect(),
         })
     }
@@ -192,7 +228,7 @@ impl LoadStats {
             .iter()
             .filter_map(|(op, o)| {
                 let sec = o.seconds.get(s)?;
-                let p99 = (!sec.latency.is_empty()).then(|| sec.latency.value_at_quantile(0.99) as f64 / 1000.0);
+                let p99 = sec.latency.latency().map(|l| l.p99_ms);
                 Some((*op, sec.ok, sec.failed, p99))
             })
             .collect()
@@ -202,6 +238,22 @@ impl LoadStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_behind_keep_only_their_percentiles() {
+        let mut st = LoadStats::default();
+        for s in 0..600 {
+            st.attempt(Op::Chat, s);
+            st.finish(Op::Chat, s, Outcome::Ok(Duration::from_millis(s as u64 % 7 + 1)));
+        }
+        let o = &st.ops[&Op::Chat];
+        let live = o.seconds.iter().filter(|s| matches!(s.latency, SecondLatency::Live(Some(_)))).count();
+        assert!(live <= 2, "{live} histograms kept");
+        let r = st.summary(Op::Chat).unwrap();
+        assert_eq!(r.series.len(), 600);
+        assert!((r.series[10].latency.as_ref().unwrap().p99_ms - 4.0).abs() < 0.01, "{:?}", r.series[10]);
+        assert!((r.series[599].latency.as_ref().unwrap().p50_ms - 5.0).abs() < 0.01, "{:?}", r.series[599]);
+    }
 
     #[test]
     fn counts_percentiles_and_series() {
