@@ -1,5 +1,19 @@
 //! The protocols and transports sixpac speaks, shared by the clients, the taps and the traces.
 
+/// The largest datagram a UDP socket can hand over.
+pub const MAX_DATAGRAM: usize = 65536;
+
+/// Run `f` on this thread's datagram buffer. One 64 KiB buffer per runtime thread, not per
+/// socket: thousands of idle UDP legs (a tap's clients, load users) must not hold one each,
+/// and a datagram must not cost a 64 KiB allocation. `f` must not await: the buffer is
+/// borrowed for its whole run.
+pub fn with_datagram_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local! {
+        static DATAGRAM: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_DATAGRAM]);
+    }
+    DATAGRAM.with_borrow_mut(|b| f(b))
+}
+
 /// Which protocol a tap relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -323,7 +323,7 @@ async fn udp_relay(
 ) {
     let mut upstreams: HashMap<SocketAddr, UdpClient> = HashMap::new();
     let mut tasks = JoinSet::new();
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; crate::wire::MAX_DATAGRAM];
     let Ok(listen) = socket.local_addr() else { return };
     let started = std::time::Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
@@ -398,29 +398,28 @@ async fn udp_relay(
         // Recorded before it is forwarded, so that the server's answer cannot be recorded
         // first; the recorder takes the one copy, and what is sent comes from the buffer.
         rec.record_with(&client.origin, Direction::ToServer, cut::datagram(datagram), datagram.to_vec(), struck.map(|f| f.mark()));
-        let bytes = &buf[..n];
         match struck {
             None => {
-                let _ = client.up.send(bytes).await;
+                let _ = client.up.send(datagram).await;
                 if let Some((held, _)) = client.held.take() {
                     let _ = client.up.send(&held).await;
                 }
             }
             Some(DatagramFault::Drop) => {}
             Some(DatagramFault::Duplicate) => {
-                let _ = client.up.send(bytes).await;
-                let _ = client.up.send(bytes).await;
+                let _ = client.up.send(datagram).await;
+                let _ = client.up.send(datagram).await;
             }
             Some(DatagramFault::Delay(by)) => {
                 let up = client.up.clone();
-                let bytes = bytes.to_vec();
+                let bytes = datagram.to_vec();
                 tasks.spawn(async move {
                     tokio::time::sleep(by).await;
                     let _ = up.send(&bytes).await;
                 });
             }
             Some(DatagramFault::Reorder) => {
-                if let Some((earlier, _)) = client.held.replace((bytes.to_vec(), tokio::time::Instant::now() + fault::REORDER_HOLD)) {
+                if let Some((earlier, _)) = client.held.replace((datagram.to_vec(), tokio::time::Instant::now() + fault::REORDER_HOLD)) {
                     let _ = client.up.send(&earlier).await;
                 }
             }
@@ -445,11 +444,6 @@ async fn udp_return(
     last: Arc<std::sync::atomic::AtomicU64>,
     started: std::time::Instant,
 ) {
-    thread_local! {
-        // One receive buffer per runtime thread, not per client: 4,096 idle clients must not
-        // hold 64 KiB each, and a datagram must not cost a 64 KiB allocation.
-        static RECEIVE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
-    }
     loop {
         if up.readable().await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -457,7 +451,7 @@ async fn udp_return(
         }
         // Received, recorded and (nearly always) sent with the buffer borrowed and no await
         // in between; a send the socket cannot take at once waits below with its own copy.
-        let unsent = RECEIVE.with_borrow_mut(|buf| match up.try_recv(buf) {
+        let unsent = crate::wire::with_datagram_buffer(|buf| match up.try_recv(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Ok(n) => {
                 last.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -127,11 +127,6 @@ impl Link {
 
     /// Wait for input: whole messages with their source, or None when the link is closed.
     async fn recv(&mut self, buf: &mut [u8], peer: SocketAddr) -> Option<Vec<(SocketAddr, Vec<u8>)>> {
-        thread_local! {
-            // A datagram may be 64 KiB; one buffer per runtime thread, not per leg, keeps a
-            // thousand load users from holding 64 MiB between datagrams.
-            static DATAGRAM: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65536]);
-        }
         match self {
             Link::Udp(s) => {
                 if s.readable().await.is_err() {
@@ -140,7 +135,7 @@ impl Link {
                 // No await while the buffer is borrowed. A readiness that was spurious
                 // (WouldBlock), or ICMP port-unreachable (which Linux reports here), hands over
                 // nothing and the leg keeps serving.
-                DATAGRAM.with_borrow_mut(|d| match s.try_recv_from(d) {
+                crate::wire::with_datagram_buffer(|d| match s.try_recv_from(d) {
                     Ok((n, from)) => Some(vec![(from, d[..n].to_vec())]),
                     Err(_) => Some(vec![]),
                 })
@@ -175,7 +170,7 @@ async fn drive(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<SipEvent>,
 ) {
-    // Stream reads only (datagrams go into a per-thread buffer, see `Link::recv`).
+    // Stream reads only (datagrams go into `wire::with_datagram_buffer`).
     let mut buf = vec![0u8; 16384];
     let mut open = true;
     loop {
