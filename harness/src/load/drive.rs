@@ -48,6 +48,11 @@ struct Done {
     outcome: Outcome,
 }
 
+/// Tell the run's loop that an operation ended now with `outcome`.
+fn tell(done: &mpsc::UnboundedSender<Done>, op: Op, outcome: Outcome) {
+    let _ = done.send(Done { op, at: Instant::now(), outcome });
+}
+
 /// Settle `key` if it is still pending (a late answer to what was swept is dropped); the
 /// operation it was, if it was.
 fn settle(pending: &Pending, done: &mpsc::UnboundedSender<Done>, key: &Key, ok: Result<(), String>) -> Option<Op> {
@@ -272,12 +277,9 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 fn issue(k: u64, op: Op, from: &Arc<Legs>, to: &Legs, domain: &str, pending: &Pending, done: &mpsc::UnboundedSender<Done>, at: Instant) {
     let uri = format!("sip:{}@{domain}", to.account.user);
-    let gone = move |done: &mpsc::UnboundedSender<Done>| {
-        let _ = done.send(Done { op, at: Instant::now(), outcome: Outcome::Failed("the sender's SIP leg is gone".into()) });
-    };
     match op {
         Op::Register if from.registering.swap(true, Ordering::AcqRel) => {
-            let _ = done.send(Done { op, at, outcome: Outcome::Failed("every user had a REGISTER in flight".into()) });
+            tell(done, op, Outcome::Failed("every user had a REGISTER in flight".into()));
         }
         Op::Register | Op::Message | Op::Call => {
             let (legs, p, done) = (from.clone(), pending.clone(), done.clone());
@@ -299,8 +301,8 @@ fn issue(k: u64, op: Op, from: &Arc<Legs>, to: &Legs, domain: &str, pending: &Pe
                     })
                     .await;
                 match started {
-                    None => gone(&done),
-                    Some(Err(why)) => drop(done.send(Done { op, at: Instant::now(), outcome: Outcome::Failed(why) })),
+                    None => tell(&done, op, Outcome::Failed("the sender's SIP leg is gone".into())),
+                    Some(Err(why)) => tell(&done, op, Outcome::Failed(why)),
                     Some(Ok(())) => {}
                 }
             });
@@ -354,7 +356,7 @@ async fn user(
     timeout: Duration,
 ) {
     let began = Instant::now();
-    let report = |op: Op, outcome: Outcome| drop(done.send(Done { op, at: Instant::now(), outcome }));
+    let report = |op: Op, outcome: Outcome| tell(&done, op, outcome);
     let fail = |op: Op, why: String| report(op, Outcome::Failed(why));
     let mut sip = match SipEndpoint::start(&account.user, &account.password, &account.domain, target.sip, Transport::Udp, None).await {
         Ok(s) => s,
