@@ -817,14 +817,6 @@ async fn serve(name: &str, choice: BackendChoice, fixtures: &Path, accounts: usi
     EXIT_PASS
 }
 
-/// A load run's summary.json, if `dir` holds one (None for a run of scenarios).
-fn load_summary(dir: &Path) -> Option<Result<sixpac::load::summary::LoadSummary, String>> {
-    let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    (v.get("kind").and_then(|k| k.as_str()) == Some("load")).then(|| serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display())))
-}
-
 /// `sixpac load`: the servers (or a servers file's), the users, the run, the report.
 async fn load(
     name: &str,
@@ -861,8 +853,9 @@ async fn load(
         eprintln!("error: profile {} serves no XMPP or no SIP over UDP; load needs both", profile.name);
         return EXIT_USAGE;
     };
+    // The taps listen on 127.0.0.1; only a servers file's servers can be elsewhere.
     let outside: Vec<String> = set.servers.iter().flat_map(|s| [s.xmpp, s.sip]).flatten().filter(|a| !a.ip().is_loopback()).map(|a| a.to_string()).collect();
-    if !outside.is_empty() || !xmpp.ip().is_loopback() || !sip.ip().is_loopback() {
+    if !outside.is_empty() {
         eprintln!("error: load goes to loopback only, and these servers are elsewhere: {}", outside.join(", "));
         return EXIT_USAGE;
     }
@@ -894,13 +887,8 @@ async fn load(
     let frames = set.recorder.frames_for_all();
     let base = format!("load.{}", profile.name);
     if plan.record {
-        let written = std::fs::File::create(report.dir.join("traces").join(format!("{base}.raw"))).and_then(|f| {
-            use std::io::Write;
-            let mut w = std::io::BufWriter::new(f);
-            sixpac::trace::raw::write(&frames, &mut w)?;
-            w.flush()
-        });
-        if let Err(e) = written.and_then(|_| report.write_pcapng(&base, &frames, set.recorder.epoch_unix_us())) {
+        let written = report.write_raw_trace(&base, &frames).and_then(|_| report.write_pcapng(&base, &frames, set.recorder.epoch_unix_us()));
+        if let Err(e) = written {
             eprintln!("error: cannot write the traces in {}: {e}", report.dir.join("traces").display());
             return EXIT_INFRA;
         }
@@ -909,7 +897,7 @@ async fn load(
     let missed = missed_goals(&operations, &goals, result.interrupted);
     let exit_code = if result.interrupted { EXIT_INTERRUPTED } else if missed.is_empty() { EXIT_PASS } else { EXIT_FAIL };
     let summary = LoadSummary {
-        kind: "load".into(),
+        kind: sixpac::load::summary::KIND.into(),
         sixpac_version: env!("CARGO_PKG_VERSION").into(),
         run_id: report.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         profile: profile.name.clone(),
@@ -1069,7 +1057,7 @@ fn import_scansion(files: &[PathBuf], out: &Path, profiles: Vec<String>, order: 
 
 /// `sixpac report DIR`.
 fn rerender(dir: &Path) -> u8 {
-    if let Some(load) = load_summary(dir) {
+    if let Some(load) = sixpac::load::summary::read(dir) {
         return match load {
             Ok(s) => match std::fs::write(dir.join("index.html"), sixpac::load::page::render(&s)) {
                 Ok(()) => {

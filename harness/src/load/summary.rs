@@ -3,6 +3,22 @@
 use super::plan::{LoadPlan, Op};
 use super::stats::OpSummary;
 
+/// summary.json's `kind` for a load run (a run of scenarios has none).
+pub const KIND: &str = "load";
+
+/// Whether a summary.json is a load run's.
+pub fn is_load(summary: &serde_json::Value) -> bool {
+    summary.get("kind").and_then(serde_json::Value::as_str) == Some(KIND)
+}
+
+/// The load run's summary in `dir`; None when `dir` holds no readable summary.json or a run
+/// of scenarios.
+pub fn read(dir: &std::path::Path) -> Option<Result<LoadSummary, String>> {
+    let path = dir.join("summary.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+    is_load(&v).then(|| serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display())))
+}
+
 /// What a run must reach to exit 0.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Goals {
@@ -15,7 +31,7 @@ pub struct Goals {
 /// summary.json of a load run (`kind: load`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadSummary {
-    /// Always `load`.
+    /// Always [`KIND`].
     pub kind: String,
     pub sixpac_version: String,
     pub run_id: String,

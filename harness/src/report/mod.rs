@@ -28,16 +28,21 @@ impl TraceFiles {
     /// Write the raw frames (credentials masked if the run asked) and the normalized trace.
     pub fn write(mut self, frames: &[crate::trace::Frame], normalized: &str) -> std::io::Result<()> {
         use std::io::Write;
-        let mut raw = std::io::BufWriter::new(&mut self.raw);
-        if self.redact {
-            crate::trace::raw::write_redacted(frames, &mut raw)?;
-        } else {
-            crate::trace::raw::write(frames, &mut raw)?;
-        }
-        raw.flush()?;
-        drop(raw);
+        write_raw(&mut self.raw, frames, self.redact)?;
         self.trace.write_all(normalized.as_bytes())
     }
+}
+
+/// The raw trace of `frames` into `file`, credentials masked when `redact`.
+fn write_raw(file: &mut std::fs::File, frames: &[crate::trace::Frame], redact: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut raw = std::io::BufWriter::new(file);
+    if redact {
+        crate::trace::raw::write_redacted(frames, &mut raw)?;
+    } else {
+        crate::trace::raw::write(frames, &mut raw)?;
+    }
+    raw.flush()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -198,6 +203,11 @@ impl RunReport {
             trace: std::fs::File::create(dir.join(format!("{base}.trace")))?,
             redact: self.redact_raw,
         })
+    }
+
+    /// Write `traces/<base>.raw` alone (a load run has no normalized trace).
+    pub fn write_raw_trace(&self, base: &str, frames: &[crate::trace::Frame]) -> std::io::Result<()> {
+        write_raw(&mut std::fs::File::create(self.dir.join("traces").join(format!("{base}.raw")))?, frames, self.redact_raw)
     }
 
     /// Write `traces/<base>.pcapng`.

@@ -59,7 +59,7 @@ pub fn suite_summary(dir: &Path) -> Result<Value, String> {
     let path = dir.join("summary.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let summary: Value = serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-    if summary.get("kind").and_then(Value::as_str) == Some("load") {
+    if crate::load::summary::is_load(&summary) {
         return Err(format!("{} is a `sixpac load` run, which holds no scenario results (its page is index.html)", dir.display()));
     }
     Ok(summary)
