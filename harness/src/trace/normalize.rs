@@ -1,6 +1,7 @@
 //! The normalized trace: frames as text, volatile values replaced by stable symbols numbered by
 //! first appearance, credentials redacted. This is what is diffed and stored as expected.
 
+use memchr::memmem;
 use std::borrow::Cow;
 use super::frame::{Direction, Frame, FrameKind, Proto};
 use crate::sip::message::{same_header, SipMessage};
@@ -44,107 +45,195 @@ pub struct NormalizedTrace {
 }
 
 /// Volatile values seen so far, by class, numbered in order of first appearance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Symbols {
-    /// class -> (value -> symbol)
-    seen: HashMap<&'static str, HashMap<String, String>>,
+    /// `class NUL value` -> symbol: one table, looked up through `key` without allocating.
+    seen: HashMap<String, String, Fnv>,
+    /// How many symbols each class has (a trace uses a dozen classes at most).
+    counts: Vec<(&'static str, usize)>,
+    key: String,
+}
+
+impl Default for Symbols {
+    fn default() -> Symbols {
+        // Sized for a short trace's symbols, so that most traces never grow the table.
+        Symbols { seen: HashMap::with_capacity_and_hasher(32, Fnv), counts: Vec::with_capacity(16), key: String::new() }
+    }
 }
 
 impl Symbols {
     fn get(&mut self, class: &'static str, value: &str) -> String {
-        // Looked up by reference first: most values are seen again, and a miss is rare.
-        if let Some(sym) = self.seen.get(class).and_then(|m| m.get(value)) {
+        self.key.clear();
+        self.key.push_str(class);
+        self.key.push('\0');
+        self.key.push_str(value);
+        // Most values are seen again, and a miss is rare.
+        if let Some(sym) = self.seen.get(self.key.as_str()) {
             return sym.clone();
         }
-        let m = self.seen.entry(class).or_default();
-        let sym = format!("{{{class}-{}}}", m.len() + 1);
-        m.insert(value.to_string(), sym.clone());
+        let n = match self.counts.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, n)) => n,
+            None => {
+                self.counts.push((class, 0));
+                &mut self.counts.last_mut().expect("just pushed").1
+            }
+        };
+        *n += 1;
+        // `{class-n}`, built by hand: a trace makes a symbol for most of its volatile values.
+        let mut sym = String::with_capacity(class.len() + 8);
+        sym.push('{');
+        sym.push_str(class);
+        sym.push('-');
+        push_number(&mut sym, *n, 1);
+        sym.push('}');
+        self.seen.insert(self.key.clone(), sym.clone());
         sym
+    }
+}
+
+/// `n` in decimal onto `out`, zero-padded to `width` digits.
+fn push_number(out: &mut String, n: usize, width: usize) {
+    let mut digits = [0u8; 20];
+    let (mut i, mut n) = (digits.len(), n);
+    while n > 0 || digits.len() - i < width.max(1) {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(digits[i..].iter().map(|d| *d as char));
+}
+
+/// FNV-1a for the symbol tables: their keys are short values out of one trace, hashed on every
+/// lookup, where SipHash's defence against chosen keys buys nothing.
+#[derive(Clone, Copy, Default, Debug)]
+struct Fnv;
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 struct Normalizer<'a> {
     ctx: &'a NormalizeContext,
     syms: Symbols,
-    /// The context's literals, longest first (a longer one may hold a shorter).
-    literals: Vec<&'a (String, String)>,
+    /// The context's literals, longest first (a longer one may hold a shorter), each with its
+    /// searcher built once: every line of the trace is searched for every literal.
+    literals: Vec<(memmem::Finder<'a>, &'a str)>,
+    loopback: memmem::Finder<'static>,
+    /// Scratch for [`Normalizer::name_into`]: each needle's next match.
+    next: Vec<Option<usize>>,
+    /// Scratch for [`Normalizer::final_pass_from`]: the block being named.
+    block: String,
 }
+
+/// The address form the normalizer names: the harness and its servers are on loopback only.
+const LOOPBACK: &str = "127.0.0.1:";
 
 impl<'a> Normalizer<'a> {
     fn new(ctx: &'a NormalizeContext) -> Normalizer<'a> {
         let mut literals: Vec<&(String, String)> = ctx.literals.iter().filter(|(k, _)| !k.is_empty()).collect();
         literals.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
-        Normalizer { ctx, syms: Symbols::default(), literals }
+        let literals = literals.into_iter().map(|(k, v)| (memmem::Finder::new(k.as_str()), v.as_str())).collect();
+        Normalizer { ctx, syms: Symbols::default(), literals, loopback: memmem::Finder::new(LOOPBACK), next: Vec::new(), block: String::new() }
     }
 }
 
 const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
 
-impl Normalizer<'_> {
+impl<'a> Normalizer<'a> {
     /// The name of `addr`; where the text says which port space it is in, a name in that space
     /// wins over one that only shares the number.
-    fn addr_name(&mut self, addr: &str, carrier: Option<Carrier>) -> String {
-        if let Ok(a) = addr.parse::<SocketAddr>() {
+    /// The name of loopback port `port` (its digits as written are `digits`).
+    fn addr_name(&mut self, digits: &str, carrier: Option<Carrier>) -> String {
+        if let Ok(port) = digits.parse::<u16>() {
+            let a = SocketAddr::from(([127, 0, 0, 1], port));
             let names = &self.ctx.addr_names;
             let same_space = carrier.and_then(|c| names.iter().find(|n| n.addr == a && n.carrier == c));
             if let Some(n) = same_space.or_else(|| names.iter().find(|n| n.addr == a)) {
                 return format!("{{{}}}", n.name);
             }
         }
-        self.syms.get("addr", addr)
+        self.syms.get("addr", &format!("{LOOPBACK}{digits}"))
     }
 
-    /// `text` with `127.0.0.1:port` replaced by address names; None when it holds none.
-    fn addresses(&mut self, text: &str) -> Option<String> {
-        const IP: &str = "127.0.0.1:";
-        if !text.contains(IP) {
-            return None;
-        }
-        let mut out = String::with_capacity(text.len() + 16);
-        let mut rest = text;
-        while let Some(p) = rest.find(IP) {
-            out.push_str(&rest[..p]);
-            let after = &rest[p + IP.len()..];
-            let digits = after.chars().take_while(|c| c.is_ascii_digit()).count();
-            if digits == 0 {
-                out.push_str(IP);
-                rest = after;
-                continue;
+    /// `text` onto `out` with its literals replaced and its loopback addresses named, in one
+    /// pass; false, and nothing written, when it holds neither.
+    fn name_into(&mut self, text: &str, out: &mut String) -> bool {
+        let b = text.as_bytes();
+        // Where each needle (the literals, longest first, then the loopback prefix) next occurs.
+        let mut next = std::mem::take(&mut self.next);
+        next.clear();
+        next.extend(self.literals.iter().map(|(f, _)| f.find(b)));
+        next.push(self.loopback.find(b));
+        let found = next.iter().any(Option::is_some);
+        let mut copied = 0;
+        // The earliest match goes first; at one place, the longer literal.
+        while let Some((i, at)) = next.iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).min_by_key(|&(i, p)| (p, i)) {
+            out.push_str(&text[copied..at]);
+            if let Some((finder, name)) = self.literals.get(i) {
+                out.push_str(name);
+                copied = at + finder.needle().len();
+            } else {
+                let after = at + LOOPBACK.len();
+                let digits = b[after..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits == 0 {
+                    out.push_str(LOOPBACK);
+                } else {
+                    let name = self.addr_name(&text[after..after + digits], carrier_at(text, at));
+                    out.push_str(&name);
+                }
+                copied = after + digits;
             }
-            let carrier = carrier_at(text, text.len() - rest.len() + p);
-            out.push_str(&self.addr_name(&format!("{IP}{}", &after[..digits]), carrier));
-            rest = &after[digits..];
-        }
-        out.push_str(rest);
-        Some(out)
-    }
-
-    fn literals<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let mut out = Cow::Borrowed(text);
-        for (k, v) in &self.literals {
-            if out.contains(k.as_str()) {
-                out = Cow::Owned(out.replace(k.as_str(), v));
+            for (j, p) in next.iter_mut().enumerate() {
+                if p.is_some_and(|p| p < copied) {
+                    let finder = self.literals.get(j).map_or(&self.loopback, |(f, _)| f);
+                    *p = finder.find(&b[copied..]).map(|q| copied + q);
+                }
             }
         }
-        out
+        if found {
+            out.push_str(&text[copied..]);
+        }
+        self.next = next;
+        found
     }
 
-    /// Literals, then addresses; borrowed when neither is there (most header values).
+    /// [`Self::final_pass`] over `out` from byte `start` on, in place.
+    fn final_pass_from(&mut self, out: &mut String, start: usize) {
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        block.push_str(&out[start..]);
+        out.truncate(start);
+        if !self.name_into(&block, out) {
+            out.push_str(&block);
+        }
+        self.block = block;
+    }
+
+    /// Literals and addresses named; borrowed when neither is there.
+    #[cfg(test)]
     fn final_pass<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
-        let t = self.literals(text);
-        match self.addresses(&t) {
-            Some(a) => Cow::Owned(a),
-            None => t,
-        }
+        let mut named = String::new();
+        if self.name_into(text, &mut named) { Cow::Owned(named) } else { Cow::Borrowed(text) }
     }
 
-    fn label(&self, addr: SocketAddr, proto: Proto) -> String {
-        self.ctx
-            .actors
-            .iter()
-            .find(|(_, addrs)| addrs.contains(&(addr, proto)))
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| "client".into())
+    fn label(&self, addr: SocketAddr, proto: Proto) -> &'a str {
+        self.ctx.actors.iter().find(|(_, addrs)| addrs.contains(&(addr, proto))).map_or("client", |(n, _)| n.as_str())
     }
 
     fn sip(&mut self, bytes: &[u8], out: &mut String) {
@@ -152,15 +241,21 @@ impl Normalizer<'_> {
             Ok(m) => m,
             Err(e) => return line(out, &format!("!! unparsed SIP ({e}): {}", escape_bytes(bytes))),
         };
+        // The block is written as it is, then the literals and addresses in it are named in one
+        // pass over the whole block: a pass per line cost more than all the rest together.
+        let start = out.len();
         let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
-        let first = String::from_utf8_lossy(raw_first);
-        let first = self.final_pass(first.trim_end());
-        line(out, &first);
+        line(out, text_of(raw_first).trim_end());
         // A registrar answers each REGISTER on its own, and its To-tags mean nothing beyond the
         // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
         // are told apart by CSeq.
-        let register = msg.cseq().filter(|(_, m)| m == "REGISTER").map(|(n, _)| n);
+        let first_value = |name: &str| msg.header_lines().iter().find(|h| same_header(msg.name_of(h), name)).map(|h| msg.value_text(h));
+        let register = first_value("CSeq").and_then(|v| {
+            let mut it = v.split_whitespace();
+            let n = it.next()?.parse::<u32>().ok()?;
+            (it.next()? == "REGISTER").then_some(n)
+        });
         let registrar_answer = register.is_some() && msg.status().is_some();
         for h in msg.header_lines() {
             let name = msg.name_of(h);
@@ -173,23 +268,22 @@ impl Normalizer<'_> {
             } else {
                 self.sip_value(name, &raw_value, register, registrar_answer)
             };
-            let value = self.final_pass(&value);
             out.push_str(INDENT);
             out.push_str(name);
             out.push_str(": ");
             out.push_str(&value);
             out.push('\n');
         }
-        let body = String::from_utf8_lossy(msg.body());
+        let body = text_of(msg.body());
         if !body.is_empty() {
             line(out, "");
-            let sdp = msg.header("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
+            let sdp = first_value("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
             for l in body.lines() {
-                let l = if sdp { Cow::Owned(self.sdp_line(l)) } else { Cow::Borrowed(l) };
-                let l = self.final_pass(&l);
+                let l = if sdp { self.sdp_line(l) } else { Cow::Borrowed(l) };
                 line(out, &l);
             }
         }
+        self.final_pass_from(out, start);
         if !msg.trailing().is_empty() {
             line(out, &format!("!! {} bytes after Content-Length", msg.trailing().len()));
         }
@@ -197,72 +291,64 @@ impl Normalizer<'_> {
 
     /// SDP's volatile fields: the origin's session id and each stream's port (0, a refusal,
     /// stays as it is).
-    fn sdp_line(&mut self, line: &str) -> String {
-        let mut f: Vec<String> = line.split(' ').map(str::to_string).collect();
-        if line.starts_with("o=") && f.len() >= 2 {
-            f[1] = self.syms.get("sdp-session", &f[1]);
-        } else if line.starts_with("m=") && f.len() >= 2 && f[1] != "0" {
-            f[1] = self.syms.get("media-port", &f[1]);
+    fn sdp_line<'l>(&mut self, line: &'l str) -> Cow<'l, str> {
+        let class = match line.get(..2) {
+            Some("o=") => "sdp-session",
+            Some("m=") => "media-port",
+            _ => return Cow::Borrowed(line),
+        };
+        let mut f = line.splitn(3, ' ');
+        let (Some(head), Some(field)) = (f.next(), f.next()) else { return Cow::Borrowed(line) };
+        if class == "media-port" && field == "0" {
+            return Cow::Borrowed(line);
         }
-        f.join(" ")
+        let mut out = format!("{head} {}", self.syms.get(class, field));
+        if let Some(rest) = f.next() {
+            out.push(' ');
+            out.push_str(rest);
+        }
+        Cow::Owned(out)
     }
 
     fn sip_value<'v>(&mut self, name: &str, value: &'v str, register: Option<u32>, registrar_answer: bool) -> Cow<'v, str> {
-        // The long form once; every test below compares with a long form.
-        let long = crate::sip::message::expand_compact(name.trim());
-        let is = |n: &str| long.eq_ignore_ascii_case(n);
-        if is("Call-ID") {
-            return Cow::Owned(self.syms.get("call-id", value));
-        }
-        if is("SIP-ETag") || is("SIP-If-Match") {
-            return Cow::Owned(self.syms.get("etag", value));
-        }
-        if is("Date") || is("Timestamp") {
-            return Cow::Owned(format!("{{{}}}", name.to_ascii_lowercase()));
+        use HeaderRole as H;
+        let role = HeaderRole::of(name);
+        match role {
+            H::CallId => return Cow::Owned(self.syms.get("call-id", value)),
+            H::ETag => return Cow::Owned(self.syms.get("etag", value)),
+            H::Date => return Cow::Owned(format!("{{{}}}", name.to_ascii_lowercase())),
+            _ => {}
         }
         let mut v = Cow::Borrowed(value);
-        if is("Via") || is("Record-Route") || is("Route") {
+        if matches!(role, H::Via | H::Route) {
             v = self.param(v, "branch", |s, x| s.syms.get("branch", x));
             // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
             v = self.param(v, "ftag", |s, x| s.syms.get("tag", x));
             // The port the Via's sender was seen from, in the Via's own transport.
             let carrier = via_carrier(&v);
             v = self.param(v, "rport", |s, x| {
-                if x.is_empty() { String::new() } else { s.addr_name(&format!("127.0.0.1:{x}"), carrier) }
+                if x.is_empty() { String::new() } else { s.addr_name(x, carrier) }
             });
         }
-        if is("Via") {
+        match role {
             // Kamailio numbers its TCP connections in its own Via as `i=`: counts, not meaning.
-            v = self.param(v, "i", |s, x| s.syms.get("conn", x));
-        }
-        if is("Record-Route") || is("Route") {
+            H::Via => v = self.param(v, "i", |s, x| s.syms.get("conn", x)),
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
-            v = self.route_user(&v).into();
-        }
-        if registrar_answer && (is("Contact") || is("Expires")) {
+            H::Route => v = self.route_user(&v).into(),
             // A registrar answers with the lifetime left (RFC 3261 §10.3): 3600 or 3599 by
             // chance, so only a removed binding's 0 is kept as a number.
-            let left = |x: &str| if x.trim() == "0" { x.to_string() } else { "{expires}".into() };
-            if is("Expires") {
-                return Cow::Owned(left(value));
-            }
-            v = self.param(v, "expires", |_, x| left(x));
-        }
-        if is("Subscription-State") {
+            H::Expires if registrar_answer => return Cow::Owned(lifetime_left(value)),
+            H::Contact if registrar_answer => v = self.param(v, "expires", |_, x| lifetime_left(x)),
             // The seconds left run down while the NOTIFY is built: 3600 or 3599 by chance.
-            v = self.param(v, "expires", |_, x| if x == "0" { x.to_string() } else { "{expires}".into() });
-        }
-        if is("To") && register.is_some() {
-            let cseq = register.unwrap_or_default();
-            v = self.param(v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
-        } else if is("From") || is("To") {
-            v = self.param(v, "tag", |s, x| s.syms.get("tag", x));
-        }
-        if is("Authorization") || is("Proxy-Authorization") || is("WWW-Authenticate") || is("Proxy-Authenticate") {
-            for k in DIGEST_SECRETS {
-                v = self.param(v, k, |_, _| "{redacted}".into());
+            H::SubscriptionState => v = self.param(v, "expires", |_, x| lifetime_left(x)),
+            H::To if register.is_some() => {
+                let cseq = register.unwrap_or_default();
+                v = self.param(v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
             }
+            H::From | H::To => v = self.param(v, "tag", |s, x| s.syms.get("tag", x)),
+            H::Auth => v = self.params(v, &DIGEST_SECRETS, |_, _| "{redacted}".into()),
+            _ => {}
         }
         v
     }
@@ -290,31 +376,28 @@ impl Normalizer<'_> {
     /// Replace the value of every `name=value` parameter (`;`, `,` or space separated);
     /// `text` itself when it holds none.
     fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, f: impl FnMut(&mut Self, &str) -> String) -> Cow<'t, str> {
-        // Most values hold no such parameter: say so from the few `=` signs they have.
-        let (b, n) = (text.as_bytes(), name.len());
-        let present = text.match_indices('=').any(|(i, _)| i >= n && b[i - n..i].eq_ignore_ascii_case(name.as_bytes()));
-        if !present {
-            return text;
-        }
-        Cow::Owned(self.replace_param(&text, name, f))
+        self.params(text, &[name], f)
     }
 
-    fn replace_param(&mut self, text: &str, name: &str, mut f: impl FnMut(&mut Self, &str) -> String) -> String {
-        let mut out = String::with_capacity(text.len() + 16);
+    /// [`Self::param`] for several names in one pass (a digest's secrets).
+    fn params<'t>(&mut self, text: Cow<'t, str>, names: &[&str], mut f: impl FnMut(&mut Self, &str) -> String) -> Cow<'t, str> {
         let bytes = text.as_bytes();
+        // The name that ends just before the `=` at `eq`, at a boundary, not before `copied`.
+        let named = |eq: usize, copied: usize| {
+            names.iter().any(|name| {
+                let Some(start) = eq.checked_sub(name.len()).filter(|s| *s >= copied) else { return false };
+                let at_boundary = start == 0 || matches!(bytes[start - 1], b';' | b',' | b' ' | b'\t');
+                // `get`: the name's length before the `=` may start inside a multi-byte
+                // character of the wire text (found by fuzzing).
+                at_boundary && text.get(start..eq).is_some_and(|k| k.eq_ignore_ascii_case(name))
+            })
+        };
+        // Most values hold no such parameter: say so from the few `=` signs they have.
+        let Some(first) = memchr::memchr_iter(b'=', bytes).find(|eq| named(*eq, 0)) else { return text };
+        let mut out = String::with_capacity(text.len() + 16);
         // Text up to `copied` is in `out`; the rest goes in as slices between replacements.
-        // Candidates are found from their `=`, the few places a parameter can end its name.
-        let (mut copied, mut search) = (0, 0);
-        while let Some(rel) = text[search..].find('=') {
-            let eq = search + rel;
-            search = eq + 1;
-            let Some(start) = eq.checked_sub(name.len()).filter(|s| *s >= copied) else { continue };
-            let at_boundary = start == 0 || matches!(bytes[start - 1], b';' | b',' | b' ' | b'\t');
-            // `get`: the name's length before the `=` may start inside a multi-byte character
-            // of the wire text (found by fuzzing).
-            if !at_boundary || !text.get(start..eq).is_some_and(|k| k.eq_ignore_ascii_case(name)) {
-                continue;
-            }
+        let (mut copied, mut eq) = (0, first);
+        loop {
             let vstart = eq + 1;
             // (end of the value, the value, its closing quote if quoted)
             let (vend, inner, close) = if bytes.get(vstart) == Some(&b'"') {
@@ -336,10 +419,16 @@ impl Normalizer<'_> {
                 out.push_str(&rep);
             }
             copied = vend;
-            search = search.max(vend);
+            let next = memchr::memchr_iter(b'=', &bytes[(eq + 1).max(vend).min(bytes.len())..])
+                .map(|p| (eq + 1).max(vend) + p)
+                .find(|e| named(*e, copied));
+            match next {
+                Some(e) => eq = e,
+                None => break,
+            }
         }
         out.push_str(&text[copied..]);
-        out
+        Cow::Owned(out)
     }
 
     fn jid(&mut self, jid: &str) -> String {
@@ -400,10 +489,14 @@ impl Normalizer<'_> {
             Ok(mut el) => {
                 self.element(&mut el, header);
                 let text = if header { el.start_tag() } else { el.to_xml() };
-                let prolog = if String::from_utf8_lossy(bytes).trim_start().starts_with("<?xml") { "<?xml?>" } else { "" };
-                let whole = format!("{prolog}{text}");
-                let whole = self.final_pass(&whole);
-                line(out, &whole);
+                let start = out.len();
+                out.push_str(INDENT);
+                if text_of(bytes).trim_start().starts_with("<?xml") {
+                    out.push_str("<?xml?>");
+                }
+                out.push_str(&text);
+                out.push('\n');
+                self.final_pass_from(out, start);
             }
             Err(e) => line(out, &format!("!! unparsed XML ({e}): {}", escape_bytes(bytes))),
         }
@@ -426,6 +519,63 @@ impl Normalizer<'_> {
     }
 }
 
+/// What the normalizer does with a header, told from its name (either form) once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderRole {
+    CallId,
+    ETag,
+    Date,
+    Via,
+    Route,
+    Contact,
+    Expires,
+    SubscriptionState,
+    From,
+    To,
+    Auth,
+    Other,
+}
+
+impl HeaderRole {
+    fn of(name: &str) -> HeaderRole {
+        let long = crate::sip::message::expand_compact(name.trim());
+        let is = |n: &str| long.eq_ignore_ascii_case(n);
+        match long.len() {
+            2 if is("To") => HeaderRole::To,
+            3 if is("Via") => HeaderRole::Via,
+            4 if is("From") => HeaderRole::From,
+            4 if is("Date") => HeaderRole::Date,
+            5 if is("Route") => HeaderRole::Route,
+            7 if is("Call-ID") => HeaderRole::CallId,
+            7 if is("Contact") => HeaderRole::Contact,
+            7 if is("Expires") => HeaderRole::Expires,
+            8 if is("SIP-ETag") => HeaderRole::ETag,
+            9 if is("Timestamp") => HeaderRole::Date,
+            12 if is("SIP-If-Match") => HeaderRole::ETag,
+            12 if is("Record-Route") => HeaderRole::Route,
+            13 if is("Authorization") => HeaderRole::Auth,
+            16 if is("WWW-Authenticate") => HeaderRole::Auth,
+            18 if is("Subscription-State") => HeaderRole::SubscriptionState,
+            18 if is("Proxy-Authenticate") => HeaderRole::Auth,
+            19 if is("Proxy-Authorization") => HeaderRole::Auth,
+            _ => HeaderRole::Other,
+        }
+    }
+}
+
+/// A lifetime that runs down while a message is built: only a removal's 0 is kept.
+fn lifetime_left(x: &str) -> String {
+    if x.trim() == "0" { x.to_string() } else { "{expires}".into() }
+}
+
+/// Bytes as text, borrowed when they are UTF-8 (from_utf8_lossy walks them in chunks even then).
+fn text_of(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// How each line of a frame's block is indented under its arrow.
 const INDENT: &str = "    ";
 
@@ -440,10 +590,11 @@ fn line(out: &mut String, text: &str) {
 /// stream features (RFC 6120 §4.3.2), SASL mechanisms, disco#info results.
 /// The port space a Via value's sent-protocol (`SIP/2.0/UDP`) names.
 fn via_carrier(value: &str) -> Option<Carrier> {
-    let upper = value.to_ascii_uppercase();
-    let at = upper.find("SIP/2.0/")? + "SIP/2.0/".len();
-    let transport: String = upper[at..].chars().take_while(char::is_ascii_alphanumeric).collect();
-    Some(if transport == "UDP" { Carrier::Datagram } else { Carrier::Stream })
+    const SENT: &[u8] = b"SIP/2.0/";
+    let b = value.as_bytes();
+    let at = b.windows(SENT.len()).position(|w| w.eq_ignore_ascii_case(SENT))? + SENT.len();
+    let len = b[at..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+    Some(if b[at..at + len].eq_ignore_ascii_case(b"UDP") { Carrier::Datagram } else { Carrier::Stream })
 }
 
 /// Which port space the address at byte `p` of SIP text is in, where the text says: a Via's
@@ -457,22 +608,23 @@ fn carrier_at(text: &str, p: usize) -> Option<Carrier> {
         .rev()
         .find(|(_, c)| c.is_whitespace() || matches!(c, '<' | '"' | ','))
         .map_or(0, |(i, c)| i + c.len_utf8());
-    let token = before[start..].to_ascii_lowercase();
+    let token = &before[start..];
+    let starts = |s: &str, prefix: &str| s.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
     if token.is_empty() {
         let word = before.trim_end().rsplit(|c: char| c.is_whitespace() || c == ',').next()?;
-        return if word.to_ascii_uppercase().starts_with("SIP/2.0/") { via_carrier(word) } else { None };
+        return if starts(word, "SIP/2.0/") { via_carrier(word) } else { None };
     }
-    if token.starts_with("sips:") {
+    if starts(token, "sips:") {
         return Some(Carrier::Stream);
     }
-    if !token.starts_with("sip:") {
+    if !starts(token, "sip:") {
         return None;
     }
     let uri = &text[p..];
     let end = uri.find(|c: char| c.is_whitespace() || matches!(c, '>' | '"' | ',' | '?')).unwrap_or(uri.len());
-    let params = uri[..end].to_ascii_lowercase();
-    match params.split(';').find_map(|kv| kv.strip_prefix("transport=")) {
-        None | Some("udp") => Some(Carrier::Datagram),
+    match uri[..end].split(';').find_map(|kv| starts(kv, "transport=").then(|| &kv["transport=".len()..])) {
+        None => Some(Carrier::Datagram),
+        Some(t) if t.eq_ignore_ascii_case("udp") => Some(Carrier::Datagram),
         Some(_) => Some(Carrier::Stream),
     }
 }
@@ -551,6 +703,9 @@ impl Iq {
 ///   opposite directions the tap reads first is chance (a client's answer to a roster push
 ///   races the server's next stanzas).
 fn ordered<'a>(frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame> {
+    if frames.iter().all(|f| f.proto != Proto::Xmpp) {
+        return frames;
+    }
     let info: Vec<Option<Iq>> = frames.iter().map(|f| Iq::of(f, caps_node)).collect();
     let probes: Vec<&str> = info.iter().flatten().filter(|q| q.caps_probe).map(|q| q.id.as_str()).collect();
     let mut placed: Vec<bool> = frames
@@ -597,8 +752,8 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         }
     }
     conns.sort();
-    // The normalized text is about as long as the frames.
-    let mut out = String::with_capacity(64 + frames.iter().map(|f| f.bytes.len() + 48).sum::<usize>());
+    // The normalized text is about as long as the frames, with an arrow and indents added.
+    let mut out = String::with_capacity(64 + frames.iter().map(|f| f.bytes.len() * 9 / 8 + 64).sum::<usize>());
     out.push_str("# sixpac normalized trace: ");
     out.push_str(&ctx.title);
     out.push('\n');
@@ -609,21 +764,27 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
         let mut it = ordered(mine, ctx.caps_node.as_deref()).into_iter().peekable();
         let Some(first) = it.peek() else { continue };
         let who = n.label(first.client, first.proto);
-        out.push_str(&format!(
-            "\n== {who} {}/{} via {}\n",
-            first.proto.name(),
-            first.transport.name(),
-            first.server
-        ));
+        // Written straight into the text: a trace has a heading line for every frame.
+        for part in ["\n== ", who, " ", first.proto.name(), "/", first.transport.name(), " via ", &first.server, "\n"] {
+            out.push_str(part);
+        }
         for f in it {
             number += 1;
             seqs.push(f.seq);
-            let arrow = match f.dir {
-                Direction::ToServer => format!("{who} -> {}", f.server),
-                Direction::ToClient => format!("{} -> {who}", f.server),
+            let (from, to) = match f.dir {
+                Direction::ToServer => (who, f.server.as_str()),
+                Direction::ToClient => (f.server.as_str(), who),
             };
-            let fault = f.fault.map(|x| format!(" ({} by the tap)", x.name())).unwrap_or_default();
-            out.push_str(&format!("{number:03} {arrow}{fault}\n"));
+            push_number(&mut out, number, 3);
+            for part in [" ", from, " -> ", to] {
+                out.push_str(part);
+            }
+            if let Some(x) = f.fault {
+                for part in [" (", &x.name(), " by the tap)"] {
+                    out.push_str(part);
+                }
+            }
+            out.push('\n');
             n.frame(f, &mut out);
         }
     }
@@ -748,12 +909,22 @@ mod tests {
         let text = "SIP/2.0/TCP 127.0.0.1:40000;branch=x, SIP/2.0/UDP 127.0.0.1:40000 <sip:127.0.0.1:40000;transport=TCP;lr> \
                     <sip:bob@127.0.0.1:40000> <sips:127.0.0.1:40000> sip:127.0.0.1:40000;transport=udp hello 127.0.0.1:40000";
         assert_eq!(
-            n.addresses(text).unwrap(),
+            n.final_pass(text),
             "SIP/2.0/TCP {kamailio.tap};branch=x, SIP/2.0/UDP {alice.sip} <sip:{kamailio.tap};transport=TCP;lr> \
                     <sip:bob@{alice.sip}> <sips:{kamailio.tap}> sip:{alice.sip};transport=udp hello {alice.sip}"
         );
         let via = n.sip_value("Via", "SIP/2.0/TCP 127.0.0.1:1;rport=40000;branch=b", None, false);
         assert!(via.contains("rport={kamailio.tap}"), "{via}");
+    }
+
+    #[test]
+    fn numbers_are_padded_to_their_width() {
+        let mut s = String::new();
+        for (n, w) in [(0, 1), (7, 3), (42, 3), (1234, 3), (10, 1)] {
+            push_number(&mut s, n, w);
+            s.push(' ');
+        }
+        assert_eq!(s, "0 007 042 1234 10 ");
     }
 
     #[test]
