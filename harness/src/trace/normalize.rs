@@ -4,7 +4,7 @@
 use memchr::memmem;
 use std::borrow::Cow;
 use super::frame::{Direction, Frame, FrameKind, Proto};
-use crate::sip::message::{same_header, SipMessage};
+use crate::sip::message::SipMessage;
 use crate::wire::Carrier;
 use crate::xml::{self, Element, Node};
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ struct Symbols {
 impl Default for Symbols {
     fn default() -> Symbols {
         // Sized for a short trace's symbols, so that most traces never grow the table.
-        Symbols { seen: HashMap::with_capacity_and_hasher(32, Fnv), counts: Vec::with_capacity(16), key: String::new() }
+        Symbols { seen: HashMap::with_capacity_and_hasher(16, Fnv), counts: Vec::with_capacity(16), key: String::new() }
     }
 }
 
@@ -134,7 +134,7 @@ struct Normalizer<'a> {
     /// The context's literals, longest first (a longer one may hold a shorter), each with its
     /// searcher built once: every line of the trace is searched for every literal.
     literals: Vec<(memmem::Finder<'a>, &'a str)>,
-    loopback: memmem::Finder<'static>,
+    loopback: &'static memmem::Finder<'static>,
     /// Scratch for [`Normalizer::name_into`]: each needle's next match.
     next: Vec<Option<usize>>,
     /// Scratch for [`Normalizer::final_pass_from`]: the block being named.
@@ -144,12 +144,18 @@ struct Normalizer<'a> {
 /// The address form the normalizer names: the harness and its servers are on loopback only.
 const LOOPBACK: &str = "127.0.0.1:";
 
+/// The searcher for [`LOOPBACK`], built once per process rather than per trace.
+fn loopback_finder() -> &'static memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memmem::Finder<'static>> = std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memmem::Finder::new(LOOPBACK))
+}
+
 impl<'a> Normalizer<'a> {
     fn new(ctx: &'a NormalizeContext) -> Normalizer<'a> {
         let mut literals: Vec<&(String, String)> = ctx.literals.iter().filter(|(k, _)| !k.is_empty()).collect();
         literals.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
         let literals = literals.into_iter().map(|(k, v)| (memmem::Finder::new(k.as_str()), v.as_str())).collect();
-        Normalizer { ctx, syms: Symbols::default(), literals, loopback: memmem::Finder::new(LOOPBACK), next: Vec::new(), block: String::new() }
+        Normalizer { ctx, syms: Symbols::default(), literals, loopback: loopback_finder(), next: Vec::new(), block: String::new() }
     }
 }
 
@@ -158,17 +164,20 @@ const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
 impl<'a> Normalizer<'a> {
     /// The name of `addr`; where the text says which port space it is in, a name in that space
     /// wins over one that only shares the number.
-    /// The name of loopback port `port` (its digits as written are `digits`).
-    fn addr_name(&mut self, digits: &str, carrier: Option<Carrier>) -> String {
+    /// The name of the loopback port whose digits are `digits`, onto `out`.
+    fn push_addr_name(&mut self, digits: &str, carrier: Option<Carrier>, out: &mut String) {
         if let Ok(port) = digits.parse::<u16>() {
             let a = SocketAddr::from(([127, 0, 0, 1], port));
             let names = &self.ctx.addr_names;
             let same_space = carrier.and_then(|c| names.iter().find(|n| n.addr == a && n.carrier == c));
             if let Some(n) = same_space.or_else(|| names.iter().find(|n| n.addr == a)) {
-                return format!("{{{}}}", n.name);
+                for part in ["{", &n.name, "}"] {
+                    out.push_str(part);
+                }
+                return;
             }
         }
-        self.syms.get("addr", &format!("{LOOPBACK}{digits}"))
+        out.push_str(&self.syms.get("addr", &[LOOPBACK, digits].concat()));
     }
 
     /// `text` onto `out` with its literals replaced and its loopback addresses named, in one
@@ -194,14 +203,13 @@ impl<'a> Normalizer<'a> {
                 if digits == 0 {
                     out.push_str(LOOPBACK);
                 } else {
-                    let name = self.addr_name(&text[after..after + digits], carrier_at(text, at));
-                    out.push_str(&name);
+                    self.push_addr_name(&text[after..after + digits], carrier_at(text, at), out);
                 }
                 copied = after + digits;
             }
             for (j, p) in next.iter_mut().enumerate() {
                 if p.is_some_and(|p| p < copied) {
-                    let finder = self.literals.get(j).map_or(&self.loopback, |(f, _)| f);
+                    let finder = self.literals.get(j).map_or(self.loopback, |(f, _)| f);
                     *p = finder.find(&b[copied..]).map(|q| copied + q);
                 }
             }
@@ -250,8 +258,8 @@ impl<'a> Normalizer<'a> {
         // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
         // are told apart by CSeq.
-        let first_value = |name: &str| msg.header_lines().iter().find(|h| same_header(msg.name_of(h), name)).map(|h| msg.value_text(h));
-        let register = first_value("CSeq").and_then(|v| {
+        let first_value = |role| msg.header_lines().iter().find(|h| HeaderRole::of(msg.name_of(h)) == role).map(|h| msg.value_text(h));
+        let register = first_value(HeaderRole::CSeq).and_then(|v| {
             let mut it = v.split_whitespace();
             let n = it.next()?.parse::<u32>().ok()?;
             (it.next()? == "REGISTER").then_some(n)
@@ -259,14 +267,15 @@ impl<'a> Normalizer<'a> {
         let registrar_answer = register.is_some() && msg.status().is_some();
         for h in msg.header_lines() {
             let name = msg.name_of(h);
+            let role = HeaderRole::of(name);
             let raw_value = msg.value_text(h);
             // A Content-Length that matches the body shows as `{body}`: account names differ in
             // length between backends, so the number would differ while the message is right.
             // A wrong one keeps its number and so shows in the diff.
-            let value = if same_header(name, "Content-Length") && raw_value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
+            let value = if role == HeaderRole::ContentLength && raw_value.trim().parse::<usize>().ok() == Some(msg.body().len()) {
                 Cow::Borrowed("{body}")
             } else {
-                self.sip_value(name, &raw_value, register, registrar_answer)
+                self.sip_value(name, role, &raw_value, register, registrar_answer)
             };
             out.push_str(INDENT);
             out.push_str(name);
@@ -277,7 +286,7 @@ impl<'a> Normalizer<'a> {
         let body = text_of(msg.body());
         if !body.is_empty() {
             line(out, "");
-            let sdp = first_value("Content-Type").is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
+            let sdp = first_value(HeaderRole::ContentType).is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
             for l in body.lines() {
                 let l = if sdp { self.sdp_line(l) } else { Cow::Borrowed(l) };
                 line(out, &l);
@@ -302,7 +311,11 @@ impl<'a> Normalizer<'a> {
         if class == "media-port" && field == "0" {
             return Cow::Borrowed(line);
         }
-        let mut out = format!("{head} {}", self.syms.get(class, field));
+        let sym = self.syms.get(class, field);
+        let mut out = String::with_capacity(line.len() + sym.len());
+        out.push_str(head);
+        out.push(' ');
+        out.push_str(&sym);
         if let Some(rest) = f.next() {
             out.push(' ');
             out.push_str(rest);
@@ -310,9 +323,8 @@ impl<'a> Normalizer<'a> {
         Cow::Owned(out)
     }
 
-    fn sip_value<'v>(&mut self, name: &str, value: &'v str, register: Option<u32>, registrar_answer: bool) -> Cow<'v, str> {
+    fn sip_value<'v>(&mut self, name: &str, role: HeaderRole, value: &'v str, register: Option<u32>, registrar_answer: bool) -> Cow<'v, str> {
         use HeaderRole as H;
-        let role = HeaderRole::of(name);
         match role {
             H::CallId => return Cow::Owned(self.syms.get("call-id", value)),
             H::ETag => return Cow::Owned(self.syms.get("etag", value)),
@@ -327,7 +339,11 @@ impl<'a> Normalizer<'a> {
             // The port the Via's sender was seen from, in the Via's own transport.
             let carrier = via_carrier(&v);
             v = self.param(v, "rport", |s, x| {
-                if x.is_empty() { String::new() } else { s.addr_name(x, carrier) }
+                let mut name = String::new();
+                if !x.is_empty() {
+                    s.push_addr_name(x, carrier, &mut name);
+                }
+                name
             });
         }
         match role {
@@ -533,6 +549,9 @@ enum HeaderRole {
     From,
     To,
     Auth,
+    ContentLength,
+    ContentType,
+    CSeq,
     Other,
 }
 
@@ -545,6 +564,7 @@ impl HeaderRole {
             3 if is("Via") => HeaderRole::Via,
             4 if is("From") => HeaderRole::From,
             4 if is("Date") => HeaderRole::Date,
+            4 if is("CSeq") => HeaderRole::CSeq,
             5 if is("Route") => HeaderRole::Route,
             7 if is("Call-ID") => HeaderRole::CallId,
             7 if is("Contact") => HeaderRole::Contact,
@@ -553,7 +573,9 @@ impl HeaderRole {
             9 if is("Timestamp") => HeaderRole::Date,
             12 if is("SIP-If-Match") => HeaderRole::ETag,
             12 if is("Record-Route") => HeaderRole::Route,
+            12 if is("Content-Type") => HeaderRole::ContentType,
             13 if is("Authorization") => HeaderRole::Auth,
+            14 if is("Content-Length") => HeaderRole::ContentLength,
             16 if is("WWW-Authenticate") => HeaderRole::Auth,
             18 if is("Subscription-State") => HeaderRole::SubscriptionState,
             18 if is("Proxy-Authenticate") => HeaderRole::Auth,
@@ -913,7 +935,7 @@ mod tests {
             "SIP/2.0/TCP {kamailio.tap};branch=x, SIP/2.0/UDP {alice.sip} <sip:{kamailio.tap};transport=TCP;lr> \
                     <sip:bob@{alice.sip}> <sips:{kamailio.tap}> sip:{alice.sip};transport=udp hello {alice.sip}"
         );
-        let via = n.sip_value("Via", "SIP/2.0/TCP 127.0.0.1:1;rport=40000;branch=b", None, false);
+        let via = n.sip_value("Via", HeaderRole::Via, "SIP/2.0/TCP 127.0.0.1:1;rport=40000;branch=b", None, false);
         assert!(via.contains("rport={kamailio.tap}"), "{via}");
     }
 
