@@ -52,6 +52,36 @@ pub struct Tap {
     /// Clients a UDP tap is to forget before its next datagram (see [`Tap::forget_clients`]).
     forget: Forget,
     tasks: JoinSet<()>,
+    /// A UDP tap's relay thread, which ends when this is dropped (see [`UdpRelayThread`]).
+    relay: Option<UdpRelayThread>,
+}
+
+/// A UDP tap relays on a thread of its own, with a single-threaded runtime: under load a
+/// datagram and its answer are then relayed without waking a second worker thread, which cost
+/// about as much as the relaying itself (`bench/sipp-tap`). Dropping this ends the relay: the
+/// thread's runtime drops every task, and with them the tap's and the clients' sockets.
+struct UdpRelayThread {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl UdpRelayThread {
+    fn spawn(socket: UdpSocket, spec: TapSpec, rec: Arc<Recorder>, faults: Faults, forget: Forget) -> std::io::Result<UdpRelayThread> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Moved between runtimes as a plain socket: a tokio socket belongs to the runtime
+        // whose reactor registered it.
+        let socket = socket.into_std()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(format!("tap {}", spec.server)).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(socket) = UdpSocket::from_std(socket) else { return };
+                tokio::select! {
+                    _ = udp_relay(Arc::new(socket), spec, rec, faults, forget) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(UdpRelayThread { _stop: stop })
+    }
 }
 
 /// A tap's listening socket, bound before the server behind it starts: the server's config
@@ -94,6 +124,7 @@ impl Tap {
     /// Start relaying on a socket bound earlier.
     pub fn start_on(bound: BoundTap, spec: TapSpec, recorder: Arc<Recorder>) -> std::io::Result<Tap> {
         let mut tasks = JoinSet::new();
+        let mut relay = None;
         let faults: Faults = Default::default();
         let forget: Forget = Default::default();
         let listen = bound.local_addr()?;
@@ -111,11 +142,11 @@ impl Tap {
                     client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
                 };
                 tasks.spawn(loss::watch(recorder.clone(), loss_origin, dropped, LOSS_CHECK));
-                tasks.spawn(udp_relay(Arc::new(s), spec.clone(), recorder, faults.clone(), forget.clone()));
+                relay = Some(UdpRelayThread::spawn(s, spec.clone(), recorder, faults.clone(), forget.clone())?);
             }
             _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
         }
-        Ok(Tap { spec, listen, faults, forget, tasks })
+        Ok(Tap { spec, listen, faults, forget, tasks, relay })
     }
 
     /// Drop these UDP clients' upstream sockets before the next datagram. After a scenario,
@@ -129,6 +160,7 @@ impl Tap {
     /// Stop relaying.
     pub fn stop(&mut self) {
         self.tasks.abort_all();
+        self.relay = None;
     }
 }
 
