@@ -47,8 +47,10 @@ pub struct NormalizedTrace {
 /// Volatile values seen so far, by class, numbered in order of first appearance.
 #[derive(Debug)]
 struct Symbols {
-    /// `class NUL value` -> symbol: one table, looked up through `key` without allocating.
-    seen: HashMap<String, String, Fnv>,
+    /// `class NUL value` -> index in `names`: one table, looked up through `key` without
+    /// allocating.
+    seen: HashMap<String, usize, Fx>,
+    names: Vec<String>,
     /// How many symbols each class has (a trace uses a dozen classes at most).
     counts: Vec<(&'static str, usize)>,
     key: String,
@@ -57,19 +59,19 @@ struct Symbols {
 impl Default for Symbols {
     fn default() -> Symbols {
         // Sized for a short trace's symbols, so that most traces never grow the table.
-        Symbols { seen: HashMap::with_capacity_and_hasher(16, Fnv), counts: Vec::with_capacity(16), key: String::new() }
+        Symbols { seen: HashMap::with_capacity_and_hasher(16, Fx), names: Vec::with_capacity(16), counts: Vec::with_capacity(16), key: String::new() }
     }
 }
 
 impl Symbols {
-    fn get(&mut self, class: &'static str, value: &str) -> String {
+    fn get(&mut self, class: &'static str, value: &str) -> &str {
         self.key.clear();
         self.key.push_str(class);
         self.key.push('\0');
         self.key.push_str(value);
         // Most values are seen again, and a miss is rare.
-        if let Some(sym) = self.seen.get(self.key.as_str()) {
-            return sym.clone();
+        if let Some(&i) = self.seen.get(self.key.as_str()) {
+            return &self.names[i];
         }
         let n = match self.counts.iter_mut().find(|(c, _)| *c == class) {
             Some((_, n)) => n,
@@ -86,8 +88,49 @@ impl Symbols {
         sym.push('-');
         push_number(&mut sym, *n, 1);
         sym.push('}');
-        self.seen.insert(self.key.clone(), sym.clone());
-        sym
+        self.seen.insert(self.key.clone(), self.names.len());
+        self.names.push(sym);
+        self.names.last().expect("just pushed")
+    }
+}
+
+/// A multiply-rotate hash, a word at a time (rustc's FxHash), for the symbol table: its keys
+/// are short values out of one trace, hashed on every lookup, where SipHash's defence against
+/// chosen keys buys nothing.
+#[derive(Clone, Copy, Default, Debug)]
+struct Fx;
+
+impl std::hash::BuildHasher for Fx {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -101,31 +144,6 @@ fn push_number(out: &mut String, n: usize, width: usize) {
         n /= 10;
     }
     out.extend(digits[i..].iter().map(|d| *d as char));
-}
-
-/// FNV-1a for the symbol tables: their keys are short values out of one trace, hashed on every
-/// lookup, where SipHash's defence against chosen keys buys nothing.
-#[derive(Clone, Copy, Default, Debug)]
-struct Fnv;
-
-impl std::hash::BuildHasher for Fnv {
-    type Hasher = FnvHasher;
-    fn build_hasher(&self) -> FnvHasher {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-struct FnvHasher(u64);
-
-impl std::hash::Hasher for FnvHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 struct Normalizer<'a> {
@@ -177,7 +195,7 @@ impl<'a> Normalizer<'a> {
                 return;
             }
         }
-        out.push_str(&self.syms.get("addr", &[LOOPBACK, digits].concat()));
+        out.push_str(self.syms.get("addr", &[LOOPBACK, digits].concat()));
     }
 
     /// `text` onto `out` with its literals replaced and its loopback addresses named, in one
@@ -258,16 +276,16 @@ impl<'a> Normalizer<'a> {
         // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
         // are told apart by CSeq.
-        let first_value = |role| msg.header_lines().iter().find(|h| HeaderRole::of(msg.name_of(h)) == role).map(|h| msg.value_text(h));
+        let roles: Vec<HeaderRole> = msg.header_lines().iter().map(|h| HeaderRole::of(msg.name_of(h))).collect();
+        let first_value = |role| roles.iter().position(|r| *r == role).map(|i| msg.value_text(&msg.header_lines()[i]));
         let register = first_value(HeaderRole::CSeq).and_then(|v| {
             let mut it = v.split_whitespace();
             let n = it.next()?.parse::<u32>().ok()?;
             (it.next()? == "REGISTER").then_some(n)
         });
         let registrar_answer = register.is_some() && msg.status().is_some();
-        for h in msg.header_lines() {
+        for (h, &role) in msg.header_lines().iter().zip(&roles) {
             let name = msg.name_of(h);
-            let role = HeaderRole::of(name);
             let raw_value = msg.value_text(h);
             // A Content-Length that matches the body shows as `{body}`: account names differ in
             // length between backends, so the number would differ while the message is right.
@@ -315,7 +333,7 @@ impl<'a> Normalizer<'a> {
         let mut out = String::with_capacity(line.len() + sym.len());
         out.push_str(head);
         out.push(' ');
-        out.push_str(&sym);
+        out.push_str(sym);
         if let Some(rest) = f.next() {
             out.push(' ');
             out.push_str(rest);
@@ -326,44 +344,42 @@ impl<'a> Normalizer<'a> {
     fn sip_value<'v>(&mut self, name: &str, role: HeaderRole, value: &'v str, register: Option<u32>, registrar_answer: bool) -> Cow<'v, str> {
         use HeaderRole as H;
         match role {
-            H::CallId => return Cow::Owned(self.syms.get("call-id", value)),
-            H::ETag => return Cow::Owned(self.syms.get("etag", value)),
+            H::CallId => return Cow::Owned(self.syms.get("call-id", value).to_string()),
+            H::ETag => return Cow::Owned(self.syms.get("etag", value).to_string()),
             H::Date => return Cow::Owned(format!("{{{}}}", name.to_ascii_lowercase())),
             _ => {}
         }
         let mut v = Cow::Borrowed(value);
         if matches!(role, H::Via | H::Route) {
-            v = self.param(v, "branch", |s, x| s.syms.get("branch", x));
+            v = self.param(v, "branch", |s, x, out| out.push_str(s.syms.get("branch", x)));
             // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
-            v = self.param(v, "ftag", |s, x| s.syms.get("tag", x));
+            v = self.param(v, "ftag", |s, x, out| out.push_str(s.syms.get("tag", x)));
             // The port the Via's sender was seen from, in the Via's own transport.
             let carrier = via_carrier(&v);
-            v = self.param(v, "rport", |s, x| {
-                let mut name = String::new();
+            v = self.param(v, "rport", |s, x, out| {
                 if !x.is_empty() {
-                    s.push_addr_name(x, carrier, &mut name);
+                    s.push_addr_name(x, carrier, out);
                 }
-                name
             });
         }
         match role {
             // Kamailio numbers its TCP connections in its own Via as `i=`: counts, not meaning.
-            H::Via => v = self.param(v, "i", |s, x| s.syms.get("conn", x)),
+            H::Via => v = self.param(v, "i", |s, x, out| out.push_str(s.syms.get("conn", x))),
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
             H::Route => v = self.route_user(&v).into(),
             // A registrar answers with the lifetime left (RFC 3261 §10.3): 3600 or 3599 by
             // chance, so only a removed binding's 0 is kept as a number.
-            H::Expires if registrar_answer => return Cow::Owned(lifetime_left(value)),
-            H::Contact if registrar_answer => v = self.param(v, "expires", |_, x| lifetime_left(x)),
+            H::Expires if registrar_answer => return Cow::Owned(lifetime_left(value).to_string()),
+            H::Contact if registrar_answer => v = self.param(v, "expires", |_, x, out| out.push_str(lifetime_left(x))),
             // The seconds left run down while the NOTIFY is built: 3600 or 3599 by chance.
-            H::SubscriptionState => v = self.param(v, "expires", |_, x| lifetime_left(x)),
+            H::SubscriptionState => v = self.param(v, "expires", |_, x, out| out.push_str(lifetime_left(x))),
             H::To if register.is_some() => {
                 let cseq = register.unwrap_or_default();
-                v = self.param(v, "tag", |s, x| s.syms.get("tag", &format!("{x} (REGISTER {cseq})")));
+                v = self.param(v, "tag", |s, x, out| out.push_str(s.syms.get("tag", &format!("{x} (REGISTER {cseq})"))));
             }
-            H::From | H::To => v = self.param(v, "tag", |s, x| s.syms.get("tag", x)),
-            H::Auth => v = self.params(v, &DIGEST_SECRETS, |_, _| "{redacted}".into()),
+            H::From | H::To => v = self.param(v, "tag", |s, x, out| out.push_str(s.syms.get("tag", x))),
+            H::Auth => v = self.params(v, &DIGEST_SECRETS, |_, _, out| out.push_str("{redacted}")),
             _ => {}
         }
         v
@@ -379,7 +395,7 @@ impl<'a> Normalizer<'a> {
             let end = rest.find(['>', ';', ',']).unwrap_or(rest.len());
             match rest[..end].split_once('@') {
                 Some((user, _)) if !user.is_empty() => {
-                    out.push_str(&self.syms.get("route", user));
+                    out.push_str(self.syms.get("route", user));
                     rest = &rest[user.len()..];
                 }
                 _ => {}
@@ -391,12 +407,12 @@ impl<'a> Normalizer<'a> {
 
     /// Replace the value of every `name=value` parameter (`;`, `,` or space separated);
     /// `text` itself when it holds none.
-    fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, f: impl FnMut(&mut Self, &str) -> String) -> Cow<'t, str> {
+    fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, f: impl FnMut(&mut Self, &str, &mut String)) -> Cow<'t, str> {
         self.params(text, &[name], f)
     }
 
     /// [`Self::param`] for several names in one pass (a digest's secrets).
-    fn params<'t>(&mut self, text: Cow<'t, str>, names: &[&str], mut f: impl FnMut(&mut Self, &str) -> String) -> Cow<'t, str> {
+    fn params<'t>(&mut self, text: Cow<'t, str>, names: &[&str], mut f: impl FnMut(&mut Self, &str, &mut String)) -> Cow<'t, str> {
         let bytes = text.as_bytes();
         // The name that ends just before the `=` at `eq`, at a boundary, not before `copied`.
         let named = |eq: usize, copied: usize| {
@@ -425,14 +441,13 @@ impl<'a> Normalizer<'a> {
                 let len = text[vstart..].find([';', ',', '>', ' ', '\t']).unwrap_or(text.len() - vstart);
                 (vstart + len, &text[vstart..vstart + len], None)
             };
-            let rep = f(self, inner);
             out.push_str(&text[copied..vstart]);
             if let Some(q) = close {
                 out.push('"');
-                out.push_str(&rep);
+                f(self, inner, &mut out);
                 out.push_str(q);
             } else {
-                out.push_str(&rep);
+                f(self, inner, &mut out);
             }
             copied = vend;
             let next = memchr::memchr_iter(b'=', &bytes[(eq + 1).max(vend).min(bytes.len())..])
@@ -449,7 +464,7 @@ impl<'a> Normalizer<'a> {
 
     fn jid(&mut self, jid: &str) -> String {
         match jid.split_once('/') {
-            Some((bare, res)) => format!("{bare}/{}", self.syms.get("resource", res)),
+            Some((bare, res)) => [bare, "/", self.syms.get("resource", res)].concat(),
             None => jid.to_string(),
         }
     }
@@ -465,11 +480,11 @@ impl<'a> Normalizer<'a> {
         let last = el.ns.as_deref() == Some("jabber:iq:last");
         for (k, v) in el.attrs.iter_mut() {
             *v = match k.as_str() {
-                "id" if header => self.syms.get("stream-id", v),
-                "id" => self.syms.get("id", v),
+                "id" if header => self.syms.get("stream-id", v).to_string(),
+                "id" => self.syms.get("id", v).to_string(),
                 "to" | "from" | "jid" => self.jid(v),
                 "stamp" => "{stamp}".into(),
-                "ver" if caps => self.syms.get("caps-ver", v),
+                "ver" if caps => self.syms.get("caps-ver", v).to_string(),
                 "ver" if roster => "{roster-ver}".into(),
                 "seconds" if last => "{seconds}".into(),
                 _ => continue,
@@ -586,8 +601,8 @@ impl HeaderRole {
 }
 
 /// A lifetime that runs down while a message is built: only a removal's 0 is kept.
-fn lifetime_left(x: &str) -> String {
-    if x.trim() == "0" { x.to_string() } else { "{expires}".into() }
+fn lifetime_left(x: &str) -> &str {
+    if x.trim() == "0" { x } else { "{expires}" }
 }
 
 /// Bytes as text, borrowed when they are UTF-8 (from_utf8_lossy walks them in chunks even then).
@@ -954,8 +969,8 @@ mod tests {
         let ctx = NormalizeContext::default();
         let mut n = Normalizer::new(&ctx);
         // Found by fuzzing: `branch`'s length from `b` ends inside U+FEFF.
-        assert_eq!(n.param(Cow::Borrowed(";bran\u{feff}h=1"), "branch", |_, _| "X".into()), ";bran\u{feff}h=1");
-        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\u{e9}"), "branch", |_, v| format!("<{v}>")), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
-        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\";b"), "branch", |_, v| format!("<{v}>")), "a;branch=\"<q>\";b");
+        assert_eq!(n.param(Cow::Borrowed(";bran\u{feff}h=1"), "branch", |_, _, out| out.push('X')), ";bran\u{feff}h=1");
+        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\u{e9}"), "branch", |_, v, out| out.push_str(&format!("<{v}>"))), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
+        assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\";b"), "branch", |_, v, out| out.push_str(&format!("<{v}>"))), "a;branch=\"<q>\";b");
     }
 }
