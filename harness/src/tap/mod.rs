@@ -34,6 +34,8 @@ pub use fault::{FaultRule, Faults};
 
 /// The receive buffer a UDP tap asks for: a burst waits here while the tap records.
 pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+/// The receive buffer of each client's upstream socket (one client's answers).
+const UDP_UPSTREAM_RECEIVE_BUFFER: usize = 1 << 20;
 
 /// How often a UDP tap reads the kernel's drop counter of its socket.
 const LOSS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -65,7 +67,7 @@ struct UdpRelayThread {
 }
 
 impl UdpRelayThread {
-    fn spawn(socket: UdpSocket, spec: TapSpec, rec: Arc<Recorder>, faults: Faults, forget: Forget) -> std::io::Result<UdpRelayThread> {
+    fn spawn(socket: UdpSocket, spec: TapSpec, rec: Arc<Recorder>, faults: Faults, forget: Forget, watched: loss::WatchList) -> std::io::Result<UdpRelayThread> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Moved between runtimes as a plain socket: a tokio socket belongs to the runtime
         // whose reactor registered it.
@@ -75,7 +77,7 @@ impl UdpRelayThread {
             runtime.block_on(async move {
                 let Ok(socket) = UdpSocket::from_std(socket) else { return };
                 tokio::select! {
-                    _ = udp_relay(Arc::new(socket), spec, rec, faults, forget) => {}
+                    _ = udp_relay(Arc::new(socket), spec, rec, faults, forget, watched) => {}
                     _ = stopped => {}
                 }
             });
@@ -135,14 +137,18 @@ impl Tap {
             (BoundTap::Datagram(s), Transport::Udp) => {
                 // The drop count so far, read now: what the kernel drops from here on is the tap's.
                 let dropped = loss::udp_drops(listen.port()).unwrap_or(0);
-                // Datagrams the kernel dropped at this socket (its buffer full) are counted, and
-                // every increase is recorded as a frame of its own: no loss goes unseen.
+                // Datagrams the kernel dropped at this socket or a client's upstream socket (its
+                // buffer full) are counted, and every increase is recorded as a frame of its
+                // own: no loss goes unseen.
                 let loss_origin = Origin {
                     server: spec.server.clone(), proto: spec.proto, transport: Transport::Udp, conn: recorder.new_conn(),
                     client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
                 };
-                tasks.spawn(loss::watch(recorder.clone(), loss_origin, dropped, LOSS_CHECK));
-                relay = Some(UdpRelayThread::spawn(s, spec.clone(), recorder, faults.clone(), forget.clone())?);
+                let watched: loss::WatchList = Arc::new(std::sync::Mutex::new(vec![loss::Watched {
+                    port: listen.port(), origin: loss_origin, dir: Direction::ToServer, seen: dropped,
+                }]));
+                tasks.spawn(loss::watch(recorder.clone(), watched.clone(), LOSS_CHECK));
+                relay = Some(UdpRelayThread::spawn(s, spec.clone(), recorder, faults.clone(), forget.clone(), watched)?);
             }
             _ => return Err(std::io::Error::other(format!("a {} tap needs a socket of that transport", spec.transport.name()))),
         }
@@ -209,11 +215,16 @@ struct UdpClient {
     last: Arc<std::sync::atomic::AtomicU64>,
     /// A datagram held back for reordering, and until when at most.
     held: Option<(Vec<u8>, tokio::time::Instant)>,
+    /// The loss watcher's list, which holds the upstream socket while it is open.
+    watched: loss::WatchList,
 }
 
 impl Drop for UdpClient {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(port) = self.origin.upstream.map(|a| a.port()) {
+            self.watched.lock().expect("watch list lock").retain(|w| w.dir != Direction::ToClient || w.port != port);
+        }
     }
 }
 
@@ -352,6 +363,7 @@ async fn udp_relay(
     rec: Arc<Recorder>,
     faults: Faults,
     forget: Forget,
+    watched: loss::WatchList,
 ) {
     let mut upstreams: HashMap<SocketAddr, UdpClient> = HashMap::new();
     let mut tasks = JoinSet::new();
@@ -402,7 +414,12 @@ async fn udp_relay(
                 up = UdpSocket::bind("127.0.0.1:0").await;
             }
             let connected = match up {
-                Ok(up) => up.connect(spec.upstream).await.map(|()| up),
+                Ok(up) => {
+                    // The server's answers wait here while the tap records: a burst of them
+                    // overflowed the default buffer under SIPp (each loss a retransmission).
+                    loss::set_receive_buffer(&up, UDP_UPSTREAM_RECEIVE_BUFFER);
+                    up.connect(spec.upstream).await.map(|()| up)
+                }
                 Err(e) => Err(e),
             };
             let up = match connected {
@@ -418,7 +435,11 @@ async fn udp_relay(
             tracing::debug!(server = %spec.server, tap = %listen, client = %peer, upstream = ?origin.upstream, conn = origin.conn, clients = upstreams.len() + 1, "new SIP/UDP client");
             let last = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
             let task = tasks.spawn(udp_return(up.clone(), socket.clone(), peer, origin.clone(), rec.clone(), last.clone(), started));
-            upstreams.insert(peer, UdpClient { up, origin, task, last, held: None });
+            if let Some(port) = origin.upstream.map(|a| a.port()) {
+                // A new socket: its drop count starts at 0.
+                watched.lock().expect("watch list lock").push(loss::Watched { port, origin: origin.clone(), dir: Direction::ToClient, seen: 0 });
+            }
+            upstreams.insert(peer, UdpClient { up, origin, task, last, held: None, watched: watched.clone() });
         }
         let Some(client) = upstreams.get_mut(&peer) else { continue };
         client.last.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
