@@ -351,20 +351,20 @@ impl<'a> Normalizer<'a> {
         }
         let mut v = Cow::Borrowed(value);
         if matches!(role, H::Via | H::Route) {
-            v = self.param(v, "branch", |s, x, out| out.push_str(s.syms.get("branch", x)));
-            // Kamailio's rr module puts the From tag into Record-Route as `ftag`.
-            v = self.param(v, "ftag", |s, x, out| out.push_str(s.syms.get("tag", x)));
             // The port the Via's sender was seen from, in the Via's own transport.
-            let carrier = via_carrier(&v);
-            v = self.param(v, "rport", |s, x, out| {
-                if !x.is_empty() {
-                    s.push_addr_name(x, carrier, out);
-                }
+            let carrier = via_carrier(value);
+            // Kamailio's rr module puts the From tag into Record-Route as `ftag`; it numbers its
+            // TCP connections in its own Via as `i=`: counts, not meaning. All in one pass.
+            let names: &[&str] = if role == H::Via { &["branch", "ftag", "rport", "i"] } else { &["branch", "ftag", "rport"] };
+            v = self.params(v, names, |s, which, x, out| match which {
+                0 => out.push_str(s.syms.get("branch", x)),
+                1 => out.push_str(s.syms.get("tag", x)),
+                2 if x.is_empty() => {}
+                2 => s.push_addr_name(x, carrier, out),
+                _ => out.push_str(s.syms.get("conn", x)),
             });
         }
         match role {
-            // Kamailio numbers its TCP connections in its own Via as `i=`: counts, not meaning.
-            H::Via => v = self.param(v, "i", |s, x, out| out.push_str(s.syms.get("conn", x))),
             // A proxy may keep its own state in the route URI's user part (ejabberd puts a
             // timestamp and a hash there): opaque to everyone else, so a symbol.
             H::Route => v = self.route_user(&v).into(),
@@ -379,7 +379,7 @@ impl<'a> Normalizer<'a> {
                 v = self.param(v, "tag", |s, x, out| out.push_str(s.syms.get("tag", &format!("{x} (REGISTER {cseq})"))));
             }
             H::From | H::To => v = self.param(v, "tag", |s, x, out| out.push_str(s.syms.get("tag", x))),
-            H::Auth => v = self.params(v, &DIGEST_SECRETS, |_, _, out| out.push_str("{redacted}")),
+            H::Auth => v = self.params(v, &DIGEST_SECRETS, |_, _, _, out| out.push_str("{redacted}")),
             _ => {}
         }
         v
@@ -407,16 +407,16 @@ impl<'a> Normalizer<'a> {
 
     /// Replace the value of every `name=value` parameter (`;`, `,` or space separated);
     /// `text` itself when it holds none.
-    fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, f: impl FnMut(&mut Self, &str, &mut String)) -> Cow<'t, str> {
-        self.params(text, &[name], f)
+    fn param<'t>(&mut self, text: Cow<'t, str>, name: &str, mut f: impl FnMut(&mut Self, &str, &mut String)) -> Cow<'t, str> {
+        self.params(text, &[name], |s, _, x, out| f(s, x, out))
     }
 
-    /// [`Self::param`] for several names in one pass (a digest's secrets).
-    fn params<'t>(&mut self, text: Cow<'t, str>, names: &[&str], mut f: impl FnMut(&mut Self, &str, &mut String)) -> Cow<'t, str> {
+    /// [`Self::param`] for several names in one pass; `f` is told which name (its index).
+    fn params<'t>(&mut self, text: Cow<'t, str>, names: &[&str], mut f: impl FnMut(&mut Self, usize, &str, &mut String)) -> Cow<'t, str> {
         let bytes = text.as_bytes();
-        // The name that ends just before the `=` at `eq`, at a boundary, not before `copied`.
+        // Which name ends just before the `=` at `eq`, at a boundary, not before `copied`.
         let named = |eq: usize, copied: usize| {
-            names.iter().any(|name| {
+            names.iter().position(|name| {
                 let Some(start) = eq.checked_sub(name.len()).filter(|s| *s >= copied) else { return false };
                 let at_boundary = start == 0 || matches!(bytes[start - 1], b';' | b',' | b' ' | b'\t');
                 // `get`: the name's length before the `=` may start inside a multi-byte
@@ -425,10 +425,10 @@ impl<'a> Normalizer<'a> {
             })
         };
         // Most values hold no such parameter: say so from the few `=` signs they have.
-        let Some(first) = memchr::memchr_iter(b'=', bytes).find(|eq| named(*eq, 0)) else { return text };
+        let Some((first, which)) = memchr::memchr_iter(b'=', bytes).find_map(|eq| Some((eq, named(eq, 0)?))) else { return text };
         let mut out = String::with_capacity(text.len() + 16);
         // Text up to `copied` is in `out`; the rest goes in as slices between replacements.
-        let (mut copied, mut eq) = (0, first);
+        let (mut copied, mut eq, mut which) = (0, first, which);
         loop {
             let vstart = eq + 1;
             // (end of the value, the value, its closing quote if quoted)
@@ -444,17 +444,17 @@ impl<'a> Normalizer<'a> {
             out.push_str(&text[copied..vstart]);
             if let Some(q) = close {
                 out.push('"');
-                f(self, inner, &mut out);
+                f(self, which, inner, &mut out);
                 out.push_str(q);
             } else {
-                f(self, inner, &mut out);
+                f(self, which, inner, &mut out);
             }
             copied = vend;
             let next = memchr::memchr_iter(b'=', &bytes[(eq + 1).max(vend).min(bytes.len())..])
                 .map(|p| (eq + 1).max(vend) + p)
-                .find(|e| named(*e, copied));
+                .find_map(|e| Some((e, named(e, copied)?)));
             match next {
-                Some(e) => eq = e,
+                Some((e, w)) => (eq, which) = (e, w),
                 None => break,
             }
         }
