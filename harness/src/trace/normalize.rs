@@ -180,9 +180,8 @@ impl<'a> Normalizer<'a> {
 const DIGEST_SECRETS: [&str; 4] = ["nonce", "cnonce", "response", "opaque"];
 
 impl<'a> Normalizer<'a> {
-    /// The name of `addr`; where the text says which port space it is in, a name in that space
-    /// wins over one that only shares the number.
-    /// The name of the loopback port whose digits are `digits`, onto `out`.
+    /// The name of the loopback port whose digits are `digits`, onto `out`; where the text says
+    /// which port space it is in, a name in that space wins over one that only shares the number.
     fn push_addr_name(&mut self, digits: &str, carrier: Option<Carrier>, out: &mut String) {
         if let Ok(port) = digits.parse::<u16>() {
             let a = SocketAddr::from(([127, 0, 0, 1], port));
@@ -267,8 +266,9 @@ impl<'a> Normalizer<'a> {
             Ok(m) => m,
             Err(e) => return line(out, &format!("!! unparsed SIP ({e}): {}", escape_bytes(bytes))),
         };
-        // The block is written as it is, then the literals and addresses in it are named in one
-        // pass over the whole block: a pass per line cost more than all the rest together.
+        // The block is written with its symbols, then the literals and addresses in it are named
+        // in one pass over the whole block: a pass per line searched each short line once per
+        // needle, about a quarter of the normalizer's time.
         let start = out.len();
         let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
         line(out, text_of(raw_first).trim_end());
