@@ -14,6 +14,15 @@ pub fn with_datagram_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     DATAGRAM.with_borrow_mut(|b| f(b))
 }
 
+/// Received bytes as text, borrowed when they are UTF-8 (from_utf8_lossy walks them in chunks
+/// even then, which showed in the normalizer's profile), with replacement characters where not.
+pub fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Which protocol a tap relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -251,12 +251,8 @@ impl SipMessage {
     /// [`Self::value_of`], borrowed from the message where nothing had to change (no
     /// folding, valid UTF-8): most values.
     pub fn value_text(&self, h: &HeaderLine) -> std::borrow::Cow<'_, str> {
-        // The header section was checked to be UTF-8 by the parse, so this takes the fast path.
-        let bytes = &self.raw[h.value.clone()];
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => std::borrow::Cow::Borrowed(t),
-            Err(_) => String::from_utf8_lossy(bytes),
-        };
+        // The header section was checked to be UTF-8 by the parse: nearly always borrowed.
+        let text = crate::wire::text(&self.raw[h.value.clone()]);
         if !text.contains('\n') {
             return match text {
                 std::borrow::Cow::Borrowed(t) => std::borrow::Cow::Borrowed(t.trim_end()),

@@ -5,7 +5,7 @@ use memchr::memmem;
 use std::borrow::Cow;
 use super::frame::{Direction, Frame, FrameKind, Proto};
 use crate::sip::message::SipMessage;
-use crate::wire::Carrier;
+use crate::wire::{self, Carrier};
 use crate::xml::{self, Element, Node};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -150,7 +150,7 @@ struct Normalizer<'a> {
     ctx: &'a NormalizeContext,
     syms: Symbols,
     /// The context's literals, longest first (a longer one may hold a shorter), each with its
-    /// searcher built once: every line of the trace is searched for every literal.
+    /// searcher built once: every frame's block is searched for every literal.
     literals: Vec<(memmem::Finder<'a>, &'a str)>,
     loopback: &'static memmem::Finder<'static>,
     /// Scratch for [`Normalizer::name_into`]: each needle's next match.
@@ -271,7 +271,7 @@ impl<'a> Normalizer<'a> {
         // needle, about a quarter of the normalizer's time.
         let start = out.len();
         let raw_first = bytes.split(|b| *b == b'\n').next().unwrap_or(b"");
-        line(out, text_of(raw_first).trim_end());
+        line(out, wire::text(raw_first).trim_end());
         // A registrar answers each REGISTER on its own, and its To-tags mean nothing beyond the
         // transaction; Kamailio makes them from a 16-bit CRC of the Via, so two transactions'
         // tags collide now and then (seen once: two answers in one scenario with one tag). They
@@ -301,7 +301,7 @@ impl<'a> Normalizer<'a> {
             out.push_str(&value);
             out.push('\n');
         }
-        let body = text_of(msg.body());
+        let body = wire::text(msg.body());
         if !body.is_empty() {
             line(out, "");
             let sdp = first_value(HeaderRole::ContentType).is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
@@ -522,7 +522,7 @@ impl<'a> Normalizer<'a> {
                 let text = if header { el.start_tag() } else { el.to_xml() };
                 let start = out.len();
                 out.push_str(INDENT);
-                if text_of(bytes).trim_start().starts_with("<?xml") {
+                if wire::text(bytes).trim_start().starts_with("<?xml") {
                     out.push_str("<?xml?>");
                 }
                 out.push_str(&text);
@@ -603,14 +603,6 @@ impl HeaderRole {
 /// A lifetime that runs down while a message is built: only a removal's 0 is kept.
 fn lifetime_left(x: &str) -> &str {
     if x.trim() == "0" { x } else { "{expires}" }
-}
-
-/// Bytes as text, borrowed when they are UTF-8 (from_utf8_lossy walks them in chunks even then).
-fn text_of(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
 }
 
 /// How each line of a frame's block is indented under its arrow.
