@@ -69,13 +69,15 @@ struct UdpRelayThread {
 impl UdpRelayThread {
     fn spawn(socket: UdpSocket, spec: TapSpec, rec: Arc<Recorder>, faults: Faults, forget: Forget, watched: loss::WatchList) -> std::io::Result<UdpRelayThread> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // Moved between runtimes as a plain socket: a tokio socket belongs to the runtime
-        // whose reactor registered it.
-        let socket = socket.into_std()?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Moved between runtimes as a plain socket: a tokio socket belongs to the runtime
+        // whose reactor registered it. Registered here, so that a failure is the caller's error.
+        let socket = {
+            let _in_relay_runtime = runtime.enter();
+            UdpSocket::from_std(socket.into_std()?)?
+        };
         std::thread::Builder::new().name(format!("tap {}", spec.server)).spawn(move || {
             runtime.block_on(async move {
-                let Ok(socket) = UdpSocket::from_std(socket) else { return };
                 tokio::select! {
                     _ = udp_relay(Arc::new(socket), spec, rec, faults, forget, watched) => {}
                     _ = stopped => {}
