@@ -49,7 +49,7 @@ fn the_default_suite_passes_in_containers_with_the_same_traces() {
     let Some(_g) = docker_ready() else { return };
     let reports = scratch("c-suite");
     let out = sixpac(&["run", "--backend", "container", "--report-dir", reports.to_str().unwrap()]);
-    let t = text(&out);
+    let t = cli::run_text(&out, &reports);
     assert_eq!(out.status.code(), Some(0), "{t}");
     let s = summary(&reports);
     assert_eq!(s["backend"], "container");

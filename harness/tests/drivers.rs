@@ -10,7 +10,7 @@ fn the_default_suite_passes_with_every_actor_played_through_the_reference_adapte
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("reference-adapter");
     let out = sixpac(&["run", "--backend", "process", "--client", "all=adapters/reference/client.yaml", "--report-dir", reports.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", cli::run_text(&out, &reports));
     let s = summary(&reports);
     let t = &s["totals"];
     let count = cli::default_suite_outcomes() as u64;

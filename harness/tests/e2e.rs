@@ -20,7 +20,7 @@ fn default_suite_passes_with_junit_and_traces() {
     let Some(_serial) = servers_ready() else { return };
     let reports = scratch("suite");
     let out = sixpac(&["run", "--backend", "process", "--report-dir", reports.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", cli::run_text(&out, &reports));
     let latest = reports.join("latest");
     let junit = std::fs::read_to_string(latest.join("junit.xml")).unwrap();
     let doc = xml::parse(junit.as_bytes(), &xml::Scope::new(), false).expect("junit.xml is well-formed XML");

@@ -731,8 +731,11 @@ impl Iq {
 /// - an iq result or error follows its request directly: which of two frames crossing in
 ///   opposite directions the tap reads first is chance (a client's answer to a roster push
 ///   races the server's next stanzas).
-fn ordered<'a>(frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame> {
+/// - a CANCEL's answer goes before the 487 of the INVITE it cancelled when the server sent
+///   the two back to back (see [`cancel_answer_first`]).
+fn ordered<'a>(mut frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame> {
     if frames.iter().all(|f| f.proto != Proto::Xmpp) {
+        cancel_answer_first(&mut frames);
         return frames;
     }
     let info: Vec<Option<Iq>> = frames.iter().map(|f| Iq::of(f, caps_node)).collect();
@@ -764,6 +767,32 @@ fn ordered<'a>(frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame
         }
     }
     out
+}
+
+/// A proxy answers a CANCEL in one transaction and relays the callee's 487 in another (RFC
+/// 3261 §16.10), in no fixed order: ejabberd's esip hands the CANCEL to the INVITE's
+/// transaction before it starts the CANCEL's own, so under load the 487 can overtake the 200.
+/// Where a 487 to an INVITE is followed at once by the answer to the CANCEL of the same call,
+/// the two swap, so that the trace shows the order Kamailio (and ejabberd, unloaded) gives.
+fn cancel_answer_first(frames: &mut [&Frame]) {
+    // (Call-ID, CSeq number, CSeq method) of a response to the client.
+    let answer = |f: &Frame| -> Option<(u16, String, u32, String)> {
+        if f.dir != Direction::ToClient || !f.bytes.starts_with(b"SIP/2.0 ") {
+            return None;
+        }
+        let m = SipMessage::parse(&f.bytes).ok()?;
+        let (n, method) = m.cseq()?;
+        Some((m.status()?, m.header("Call-ID")?, n, method))
+    };
+    for i in 1..frames.len() {
+        if !frames[i - 1].bytes.starts_with(b"SIP/2.0 487") || !frames[i].bytes.starts_with(b"SIP/2.0 ") {
+            continue;
+        }
+        let (Some(late), Some(early)) = (answer(frames[i - 1]), answer(frames[i])) else { continue };
+        if late.3 == "INVITE" && early.3 == "CANCEL" && late.1 == early.1 && late.2 == early.2 {
+            frames.swap(i - 1, i);
+        }
+    }
 }
 
 /// Render frames as a normalized trace: one section per connection, frames in arrival order
@@ -964,5 +993,31 @@ mod tests {
         assert_eq!(n.param(Cow::Borrowed(";bran\u{feff}h=1"), "branch", |_, _, out| out.push('X')), ";bran\u{feff}h=1");
         assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\u{e9}"), "branch", |_, v, out| out.push_str(&format!("<{v}>"))), "a;branch=\"<q\u{e9}>", "an unclosed quote is not closed");
         assert_eq!(n.param(Cow::Borrowed("a;branch=\"q\";b"), "branch", |_, v, out| out.push_str(&format!("<{v}>"))), "a;branch=\"<q>\";b");
+    }
+
+    #[test]
+    fn a_cancels_answer_goes_before_the_487_it_overtook_and_nothing_else_moves() {
+        let alice: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let o = Origin { server: "ejabberd".into(), proto: Proto::Sip, transport: Transport::Udp, conn: 1, client: alice, tap: "127.0.0.1:5060".parse().unwrap(), upstream: None };
+        let answer = |status: &str, call: &str, cseq: &str| format!("SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;branch=z9hG4bKb\r\nCall-ID: {call}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").into_bytes();
+        let order = |answers: &[Vec<u8>]| {
+            let rec = Recorder::new();
+            for a in answers {
+                rec.record(&o, Direction::ToClient, FrameKind::Sip, a.clone());
+            }
+            let frames = rec.frames_for(&[alice]);
+            let text = normalize(&frames, &NormalizeContext::default()).text;
+            text.lines().filter(|l| l.starts_with("    SIP/2.0") || l.starts_with("    CSeq")).map(|l| l.trim().to_string()).collect::<Vec<_>>().join(" | ")
+        };
+        let t487 = answer("487 Request Terminated", "c1", "2 INVITE");
+        let ok_cancel = answer("200 OK", "c1", "2 CANCEL");
+        let canonical = "SIP/2.0 200 OK | CSeq: 2 CANCEL | SIP/2.0 487 Request Terminated | CSeq: 2 INVITE";
+        assert_eq!(order(&[t487.clone(), ok_cancel.clone()]), canonical);
+        assert_eq!(order(&[ok_cancel.clone(), t487.clone()]), canonical);
+        // Another call's, or another CSeq's, CANCEL answer stays where it came.
+        let other_call = answer("200 OK", "c2", "2 CANCEL");
+        assert!(order(&[t487.clone(), other_call]).starts_with("SIP/2.0 487"));
+        let other_cseq = answer("200 OK", "c1", "3 CANCEL");
+        assert!(order(&[t487, other_cseq]).starts_with("SIP/2.0 487"));
     }
 }

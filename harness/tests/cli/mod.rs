@@ -27,6 +27,22 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// A suite run's failed and errored results (scenario, profile, message and the head of the
+/// diff), then its output: CI prints only the head and tail of a long assertion message, and
+/// the reason must be in view.
+pub fn run_text(o: &Output, reports: &Path) -> String {
+    let mut head = String::new();
+    let latest = std::fs::read_to_string(reports.join("latest/summary.json")).ok();
+    let results = latest.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).map(|s| s["results"].clone());
+    for r in results.as_ref().and_then(|r| r.as_array()).into_iter().flatten() {
+        if r["verdict"] == "fail" || r["verdict"] == "error" {
+            let diff: String = r["diff"].as_str().unwrap_or("").lines().take(60).collect::<Vec<_>>().join("\n");
+            head += &format!("== {} on {}: {}: {}\n{diff}\n", r["scenario"], r["profile"], r["verdict"], r["message"]);
+        }
+    }
+    head + &text(o)
+}
+
 /// A fresh directory under the target's temp dir.
 pub fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
