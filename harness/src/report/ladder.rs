@@ -153,7 +153,7 @@ pub fn build(frames: &[Frame], cast: &[AddrName], steps: &[StepRecord]) -> Ladde
         let tap_name = named(cast, f.tap, f).filter(|n| n.ends_with(".tap")).unwrap_or_else(|| format!("{}.tap", f.server));
         // The tap's lane is made before its server's, so that it sorts to its left.
         let t = lane(tap_name, LaneKind::Tap, &mut lanes);
-        let s = lane(f.server.clone(), LaneKind::Server, &mut lanes);
+        let s = lane(f.server.to_string(), LaneKind::Server, &mut lanes);
         if f.kind == FrameKind::TlsHandshake && !tls_conns.contains(&f.conn) {
             tls_conns.push(f.conn);
         }

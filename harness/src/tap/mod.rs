@@ -143,7 +143,7 @@ impl Tap {
                 // buffer full) are counted, and every increase is recorded as a frame of its
                 // own: no loss goes unseen.
                 let loss_origin = Origin {
-                    server: spec.server.clone(), proto: spec.proto, transport: Transport::Udp, conn: recorder.new_conn(),
+                    server: spec.server.as_str().into(), proto: spec.proto, transport: Transport::Udp, conn: recorder.new_conn(),
                     client: SocketAddr::from(([0, 0, 0, 0], 0)), tap: listen, upstream: None,
                 };
                 let watched: loss::WatchList = Arc::new(std::sync::Mutex::new(vec![loss::Watched {
@@ -238,7 +238,7 @@ fn register_client(
     client: SocketAddr,
     upstream: Option<SocketAddr>,
 ) -> Origin {
-    Origin { server: spec.server.clone(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
+    Origin { server: spec.server.as_str().into(), proto: spec.proto, transport: spec.transport, conn: rec.new_conn(), client, tap, upstream }
 }
 
 async fn tcp_relay(client: TcpStream, peer: SocketAddr, spec: TapSpec, rec: Arc<Recorder>, faults: Faults) {
@@ -429,7 +429,7 @@ async fn udp_relay(
                 Err(_) => {
                     // Recorded all the same, and marked: the tap could not forward it.
                     let origin = register_client(&spec, &rec, listen, peer, None);
-                    rec.record_with(&origin, Direction::ToServer, cut::datagram(datagram), datagram.to_vec(), Some(crate::trace::frame::Fault::NoUpstream));
+                    rec.record_datagram(&origin, Direction::ToServer, datagram.to_vec(), Some(crate::trace::frame::Fault::NoUpstream));
                     continue;
                 }
             };
@@ -452,7 +452,7 @@ async fn udp_relay(
         }
         // Recorded before it is forwarded, so that the server's answer cannot be recorded
         // first; the recorder takes the one copy, and what is sent comes from the buffer.
-        rec.record_with(&client.origin, Direction::ToServer, cut::datagram(datagram), datagram.to_vec(), struck.map(|f| f.mark()));
+        rec.record_datagram(&client.origin, Direction::ToServer, datagram.to_vec(), struck.map(|f| f.mark()));
         match struck {
             None => {
                 let _ = client.up.send(datagram).await;
@@ -511,7 +511,7 @@ async fn udp_return(
             Ok(n) => {
                 last.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
                 let datagram = &buf[..n];
-                rec.record(&origin, Direction::ToClient, cut::datagram(datagram), datagram.to_vec());
+                rec.record_datagram(&origin, Direction::ToClient, datagram.to_vec(), None);
                 match tap.try_send_to(datagram, client) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(datagram.to_vec())),
                     _ => Ok(None),

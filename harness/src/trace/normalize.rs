@@ -830,8 +830,8 @@ pub fn normalize(frames: &[Frame], ctx: &NormalizeContext) -> NormalizedTrace {
             number += 1;
             seqs.push(f.seq);
             let (from, to) = match f.dir {
-                Direction::ToServer => (who, f.server.as_str()),
-                Direction::ToClient => (f.server.as_str(), who),
+                Direction::ToServer => (who, &*f.server),
+                Direction::ToClient => (&*f.server, who),
             };
             push_number(&mut out, number, 3);
             for part in [" ", from, " -> ", to] {

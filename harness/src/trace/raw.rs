@@ -258,7 +258,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, ReadError> {
         frames.push(Frame {
             seq: num("seq")?,
             at: seconds(&get("t")?).ok_or_else(|| err("`t=` is not a time in seconds".into()))?,
-            server: get("server")?,
+            server: get("server")?.into(),
             proto,
             transport,
             conn: num("conn")?,
