@@ -37,7 +37,7 @@ fn frame(bytes: &[u8]) -> Frame {
         tap: "127.0.0.1:5060".parse().unwrap(),
         upstream: Some("127.0.0.1:40100".parse().unwrap()),
         dir: Direction::ToServer,
-        kind: sixpac::tap::cut::datagram(bytes),
+        kind: sixpac::trace::frame::FrameKind::of_sip(bytes),
         bytes: bytes.to_vec(),
         fault: None,
     }

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         let transport = if proto == Proto::Sip && head & 4 == 0 { Transport::Udp } else { Transport::Tcp };
         let origin = Origin { server: "s".into(), proto, transport, conn, client, tap, upstream: None };
         let kind = match proto {
-            Proto::Sip => sixpac::tap::cut::datagram(bytes),
+            Proto::Sip => sixpac::trace::frame::FrameKind::of_sip(bytes),
             Proto::Xmpp if bytes.starts_with(b"<stream") || bytes.starts_with(b"<?xml") => FrameKind::XmppHeader,
             Proto::Xmpp => FrameKind::XmppElement,
         };

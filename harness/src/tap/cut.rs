@@ -1,19 +1,8 @@
 //! Cutting relayed bytes into frames: datagrams, SIP over a stream, XMPP over a stream.
 
-use crate::sip::message::{keepalive_prefix_len, stream_frame_len, SipMessage};
+use crate::sip::message::{keepalive_prefix_len, stream_frame_len};
 use crate::trace::frame::{FrameKind, Proto};
 use crate::xmpp::{XmppFrameKind, XmppFramer};
-
-/// One datagram as a frame.
-pub fn datagram(bytes: &[u8]) -> FrameKind {
-    if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
-        return FrameKind::Whitespace;
-    }
-    match SipMessage::parse(bytes) {
-        Ok(_) => FrameKind::Sip,
-        Err(e) => FrameKind::Unparsed(e.to_string()),
-    }
-}
 
 /// Per-direction stream cutter.
 #[derive(Debug)]
@@ -48,7 +37,7 @@ impl StreamCutter {
                     match stream_frame_len(buf) {
                         Ok(Some(n)) => {
                             let frame: Vec<u8> = buf.drain(..n).collect();
-                            out.push((datagram(&frame), frame));
+                            out.push((FrameKind::of_sip(&frame), frame));
                         }
                         Ok(None) if buf.len() > crate::xmpp::framing::MAX_FRAME => {
                             let why = "no complete SIP message within 1 MiB".to_string();

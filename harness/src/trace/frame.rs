@@ -39,6 +39,20 @@ pub enum FrameKind {
     Fault(String),
 }
 
+impl FrameKind {
+    /// What one SIP message's bytes (a datagram, or a message cut from a stream) are: SIP,
+    /// keepalive whitespace, or garbage with the parser's reason.
+    pub fn of_sip(bytes: &[u8]) -> FrameKind {
+        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            return FrameKind::Whitespace;
+        }
+        match crate::sip::message::SipMessage::parse(bytes) {
+            Ok(_) => FrameKind::Sip,
+            Err(e) => FrameKind::Unparsed(e.to_string()),
+        }
+    }
+}
+
 /// One recorded unit of traffic: exact bytes, when, where, which way.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -156,7 +170,7 @@ impl Frames {
     fn classified(&mut self) -> &[Frame] {
         for i in self.unclassified.drain(..) {
             let f = &mut self.list[i];
-            f.kind = crate::tap::cut::datagram(&f.bytes);
+            f.kind = FrameKind::of_sip(&f.bytes);
         }
         &self.list
     }
