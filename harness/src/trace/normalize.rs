@@ -732,7 +732,7 @@ impl Iq {
 ///   opposite directions the tap reads first is chance (a client's answer to a roster push
 ///   races the server's next stanzas).
 /// - a CANCEL's answer goes before the 487 of the INVITE it cancelled when the server sent
-///   the two back to back (see [`cancel_answer_first`]).
+///   it later (see [`cancel_answer_first`]).
 fn ordered<'a>(mut frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a Frame> {
     if frames.iter().all(|f| f.proto != Proto::Xmpp) {
         cancel_answer_first(&mut frames);
@@ -771,27 +771,36 @@ fn ordered<'a>(mut frames: Vec<&'a Frame>, caps_node: Option<&str>) -> Vec<&'a F
 
 /// A proxy answers a CANCEL in one transaction and relays the callee's 487 in another (RFC
 /// 3261 §16.10), in no fixed order: ejabberd's esip hands the CANCEL to the INVITE's
-/// transaction before it starts the CANCEL's own, so under load the 487 can overtake the 200.
-/// Where a 487 to an INVITE is followed at once by the answer to the CANCEL of the same call,
-/// the two swap, so that the trace shows the order Kamailio (and ejabberd, unloaded) gives.
-fn cancel_answer_first(frames: &mut [&Frame]) {
+/// transaction before it starts the CANCEL's own, so under load the 487 can overtake the 200,
+/// and even the client's ACK of it (seen in a container run). An answer to a CANCEL that came
+/// after the 487 of the INVITE it cancelled (same Call-ID and CSeq number) moves to just
+/// before that 487, so that the trace shows the order Kamailio (and ejabberd, unloaded) gives.
+fn cancel_answer_first(frames: &mut Vec<&Frame>) {
     // (Call-ID, CSeq number, CSeq method) of a response to the client.
-    let answer = |f: &Frame| -> Option<(u16, String, u32, String)> {
+    let answer = |f: &Frame| -> Option<(String, u32, String)> {
         if f.dir != Direction::ToClient || !f.bytes.starts_with(b"SIP/2.0 ") {
             return None;
         }
         let m = SipMessage::parse(&f.bytes).ok()?;
         let (n, method) = m.cseq()?;
-        Some((m.status()?, m.header("Call-ID")?, n, method))
+        Some((m.header("Call-ID")?, n, method))
     };
-    for i in 1..frames.len() {
-        if !frames[i - 1].bytes.starts_with(b"SIP/2.0 487") || !frames[i].bytes.starts_with(b"SIP/2.0 ") {
-            continue;
+    let mut j = 1;
+    while j < frames.len() {
+        // Only answers that name CANCEL are parsed: this runs over every SIP leg.
+        if frames[j].bytes.starts_with(b"SIP/2.0 ") && memmem::find(&frames[j].bytes, b"CANCEL").is_some() {
+            if let Some((call, n, _)) = answer(frames[j]).filter(|a| a.2 == "CANCEL") {
+                let overtaken = (0..j).rev().find(|&i| {
+                    frames[i].bytes.starts_with(b"SIP/2.0 487")
+                        && answer(frames[i]).is_some_and(|(c, m, meth)| meth == "INVITE" && c == call && m == n)
+                });
+                if let Some(i) = overtaken {
+                    let f = frames.remove(j);
+                    frames.insert(i, f);
+                }
+            }
         }
-        let (Some(late), Some(early)) = (answer(frames[i - 1]), answer(frames[i])) else { continue };
-        if late.3 == "INVITE" && early.3 == "CANCEL" && late.1 == early.1 && late.2 == early.2 {
-            frames.swap(i - 1, i);
-        }
+        j += 1;
     }
 }
 
@@ -1014,6 +1023,14 @@ mod tests {
         let canonical = "SIP/2.0 200 OK | CSeq: 2 CANCEL | SIP/2.0 487 Request Terminated | CSeq: 2 INVITE";
         assert_eq!(order(&[t487.clone(), ok_cancel.clone()]), canonical);
         assert_eq!(order(&[ok_cancel.clone(), t487.clone()]), canonical);
+        // Later than the client's ACK of the 487 (which the trace's other direction holds).
+        let rec = Recorder::new();
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, t487.clone());
+        rec.record(&o, Direction::ToServer, FrameKind::Sip, b"ACK sip:b SIP/2.0\r\nCall-ID: c1\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n".to_vec());
+        rec.record(&o, Direction::ToClient, FrameKind::Sip, ok_cancel.clone());
+        let text = normalize(&rec.frames_for(&[alice]), &NormalizeContext::default()).text;
+        let starts: Vec<&str> = text.lines().filter(|l| l.starts_with("    SIP/2.0") || l.starts_with("    ACK")).map(str::trim).collect();
+        assert_eq!(starts, ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated", "ACK sip:b SIP/2.0"], "{text}");
         // Another call's, or another CSeq's, CANCEL answer stays where it came.
         let other_call = answer("200 OK", "c2", "2 CANCEL");
         assert!(order(&[t487.clone(), other_call]).starts_with("SIP/2.0 487"));
