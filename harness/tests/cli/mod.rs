@@ -32,9 +32,10 @@ pub fn text(o: &Output) -> String {
 /// the reason must be in view.
 pub fn run_text(o: &Output, reports: &Path) -> String {
     let mut head = String::new();
+    // Not `summary()`: a run that failed early may have written none.
     let latest = std::fs::read_to_string(reports.join("latest/summary.json")).ok();
-    let results = latest.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).map(|s| s["results"].clone());
-    for r in results.as_ref().and_then(|r| r.as_array()).into_iter().flatten() {
+    let summary = latest.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).unwrap_or_default();
+    for r in summary["results"].as_array().into_iter().flatten() {
         if r["verdict"] == "fail" || r["verdict"] == "error" {
             let diff: String = r["diff"].as_str().unwrap_or("").lines().take(60).collect::<Vec<_>>().join("\n");
             head += &format!("== {} on {}: {}: {}\n{diff}\n", r["scenario"], r["profile"], r["verdict"], r["message"]);
